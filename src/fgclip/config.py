@@ -1,0 +1,294 @@
+"""Experiment configuration: typed dataclasses, YAML files, `--key value` overrides. Unknown keys are errors.
+
+A config has four sections — model, data, loss, train (plus eval). Model hyperparameters that travel with
+the checkpoint (memory bank, temporal module, temperatures) are `FGCLIPConfig` fields and are given in
+the `model` section under their own names.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from fgclip.model.configuration import FGCLIPConfig
+
+
+class ConfigError(ValueError):
+    pass
+
+
+# FGCLIPConfig fields a user may set in the `model` section (the CLIP architecture comes from `init`).
+MODEL_OPTIONS = (
+    "logit_scale_init_value",
+    "logit_scale_max",
+    "temporal_num_layers",
+    "temporal_num_heads",
+    "max_frames",
+    "region_pooling",
+    "long_text_max_positions",
+    "long_text_keep_positions",
+    "memory_bank_size",
+    "memory_bank_warmup_steps",
+    "memory_bank_per_label",
+    "memory_bank_max_age",
+    "memory_bank_fill_during_warmup",
+)
+
+
+@dataclass
+class ModelSection:
+    init: str = "tiny"  # "tiny", "vit-b-32" (random init), or a local checkpoint path
+    tokenizer: str | None = None  # a tokenizer directory; default: the checkpoint's own
+    allow_partial_load: bool = False  # opt out of the missing-backbone-weight error, deliberately
+    tiny: dict[str, Any] = field(default_factory=dict)  # overrides of `tiny_config` (widths, layers, ...)
+    options: dict[str, Any] = field(default_factory=dict)  # FGCLIPConfig fields, see MODEL_OPTIONS
+
+
+@dataclass
+class DataSection:
+    train_manifests: list[str] = field(default_factory=list)
+    eval_manifests: list[str] = field(default_factory=list)
+    hard_negatives: list[str] = field(default_factory=list)
+    video_root: str = "."
+    path_remaps: dict[str, str] = field(default_factory=dict)  # manifest prefix -> local prefix
+    test_list: str | None = None
+    annotation_fps: float = 25.0
+    num_frames: int = 8
+    image_size: int | None = None  # default: the model's
+    max_regions: int = 4
+    max_hard_negatives: int = 10
+    context_s: float = 2.0
+    single_keyframe_hold_s: float = 0.5
+    caption_max_length: int = 77
+    num_workers: int = 0
+
+
+@dataclass
+class LossSection:
+    global_weight: float = 1.0
+    region_weight: float = 1.0
+    hard_negative_weight: float = 1.0
+
+
+@dataclass
+class TrainSection:
+    output_dir: str = "runs/fgclip"
+    max_steps: int = 1000  # optimizer steps
+    per_device_batch_size: int = 8
+    gradient_accumulation_steps: int = 1
+    learning_rate: float = 1e-5  # default for every group without its own rate
+    text_lr: float | None = None
+    vision_lr: float | None = None
+    head_lr: float | None = None
+    logit_scale_lr: float | None = None
+    weight_decay: float = 0.1
+    warmup_steps: int = 0
+    lr_scheduler: str = "cosine"
+    max_grad_norm: float = 1.0
+    logging_steps: int = 10
+    save_steps: int = 500
+    save_total_limit: int | None = 3
+    seed: int = 42
+    bf16: bool = False  # autocast only; parameters stay fp32
+    gradient_checkpointing: bool = False
+    deepspeed: str | None = None
+    resume: str | None = None  # "latest" or a checkpoint directory
+    overwrite_output_dir: bool = False
+    progress_bar: bool = True
+
+
+@dataclass
+class EvalSection:
+    prompts: str | None = None  # JSON {"normal": [...], "anomaly": {class: [...]}}
+    temporal_annotations: str | None = None  # UCF-Crime-style ground truth for frame-level AUC
+    snippet_frames: int = 16
+    frames_per_snippet: int = 8
+    batch_size: int = 16
+
+
+@dataclass
+class ExperimentConfig:
+    model: ModelSection = field(default_factory=ModelSection)
+    data: DataSection = field(default_factory=DataSection)
+    loss: LossSection = field(default_factory=LossSection)
+    train: TrainSection = field(default_factory=TrainSection)
+    eval: EvalSection = field(default_factory=EvalSection)
+
+    def to_dict(self) -> dict:
+        result = dataclasses.asdict(self)
+        options = result["model"].pop("options")
+        result["model"].update(options)
+        return result
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> ExperimentConfig:
+    """Read a YAML config (or the defaults) and apply `--key value` overrides, validating every key."""
+    raw: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        raw = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
+    for dotted, value in parse_overrides(overrides or []):
+        section, key = _resolve_key(dotted)
+        raw.setdefault(section, {})
+        if not isinstance(raw[section], dict):
+            raise ConfigError(f"section {section!r} must be a mapping")
+        raw[section][key] = value
+    config = _build(raw, str(path) if path else "<defaults>")
+    check_config(config)
+    return config
+
+
+def parse_overrides(argv: list[str]) -> list[tuple[str, Any]]:
+    """`--train.max_steps 200 --bf16 true` -> [("train.max_steps", 200), ("bf16", True)] (values parsed as YAML)."""
+    pairs, i = [], 0
+    while i < len(argv):
+        token = argv[i]
+        if not token.startswith("--"):
+            raise ConfigError(f"expected --key value, got {token!r}")
+        key = token[2:]
+        if "=" in key:
+            key, value = key.split("=", 1)
+            i += 1
+        elif i + 1 < len(argv) and not argv[i + 1].startswith("--"):
+            value = argv[i + 1]
+            i += 2
+        else:
+            value, i = "true", i + 1  # a bare flag
+        pairs.append((key.replace("-", "_"), yaml.safe_load(value)))
+    return pairs
+
+
+_SECTIONS = {
+    "model": ModelSection,
+    "data": DataSection,
+    "loss": LossSection,
+    "train": TrainSection,
+    "eval": EvalSection,
+}
+
+
+def _section_keys(section: str) -> set[str]:
+    keys = {f.name for f in dataclasses.fields(_SECTIONS[section])}
+    if section == "model":
+        keys = (keys - {"options"}) | set(MODEL_OPTIONS)
+    return keys
+
+
+def _resolve_key(dotted: str) -> tuple[str, str]:
+    if "." in dotted:
+        section, key = dotted.split(".", 1)
+        if section not in _SECTIONS:
+            raise ConfigError(f"unknown config section {section!r} in --{dotted} (sections: {', '.join(_SECTIONS)})")
+        if key not in _section_keys(section):
+            raise ConfigError(_unknown(key, section))
+        return section, key
+    owners = [s for s in _SECTIONS if dotted in _section_keys(s)]
+    if len(owners) == 1:
+        return owners[0], dotted
+    if not owners:
+        every = set().union(*(_section_keys(s) for s in _SECTIONS))
+        hint = difflib.get_close_matches(dotted, every, n=1)
+        raise ConfigError(f"unknown config key --{dotted}" + (f" (did you mean --{hint[0]}?)" if hint else ""))
+    raise ConfigError(f"--{dotted} is ambiguous; write one of " + ", ".join(f"--{s}.{dotted}" for s in owners))
+
+
+def _unknown(key: str, section: str) -> str:
+    hint = difflib.get_close_matches(key, _section_keys(section), n=1)
+    return f"unknown key {key!r} in section {section!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
+
+
+def _build(raw: dict, source: str) -> ExperimentConfig:
+    unknown = set(raw) - set(_SECTIONS)
+    if unknown:
+        raise ConfigError(f"{source}: unknown section(s) {sorted(unknown)} (sections: {', '.join(_SECTIONS)})")
+    sections = {}
+    for name, cls in _SECTIONS.items():
+        values = dict(raw.get(name) or {})
+        for key in values:
+            if key not in _section_keys(name):
+                raise ConfigError(f"{source}: {_unknown(key, name)}")
+        if name == "model":
+            values["options"] = {k: values.pop(k) for k in list(values) if k in MODEL_OPTIONS}
+        sections[name] = _typed(cls, values, f"{source}: {name}")
+    return ExperimentConfig(**sections)
+
+
+def _typed(cls, values: dict, where: str):
+    hints = typing.get_type_hints(cls)
+    for key, value in values.items():
+        value = values[key] = _yaml11_float(value, hints[key])
+        if not _matches(value, hints[key]):
+            raise ConfigError(f"{where}.{key} = {value!r} is not of type {_type_name(hints[key])}")
+        if hints[key] is float and isinstance(value, int):
+            values[key] = float(value)
+    return cls(**values)
+
+
+def _yaml11_float(value: Any, hint: Any) -> Any:
+    """YAML 1.1 reads `1e-4` (no dot) as a string; accept it where a float is expected."""
+    accepts_float = hint is float or float in typing.get_args(hint)
+    if accepts_float and isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, arg) for arg in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is Any:
+        return True
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if origin is list:
+        (item,) = typing.get_args(hint)
+        return isinstance(value, list) and all(_matches(v, item) for v in value)
+    if origin is dict:
+        key_type, value_type = typing.get_args(hint)
+        return isinstance(value, dict) and all(_matches(k, key_type) and _matches(v, value_type) for k, v in value.items())
+    return isinstance(value, hint)
+
+
+def _type_name(hint: Any) -> str:
+    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+
+
+def check_config(config: ExperimentConfig) -> None:
+    """Cross-field checks, run once at start, naming the fields and values."""
+    train, data = config.train, config.data
+    for name in ("max_steps", "per_device_batch_size", "gradient_accumulation_steps", "logging_steps", "save_steps"):
+        if getattr(train, name) < 1:
+            raise ConfigError(f"train.{name} must be >= 1, got {getattr(train, name)}")
+    if data.num_frames < 1 or data.max_regions < 1:
+        raise ConfigError(f"data.num_frames ({data.num_frames}) and data.max_regions ({data.max_regions}) must be >= 1")
+    if data.max_hard_negatives < 0:
+        raise ConfigError(f"data.max_hard_negatives must be >= 0, got {data.max_hard_negatives}")
+    weights = dataclasses.asdict(config.loss)
+    if any(w < 0 for w in weights.values()) or not any(weights.values()):
+        raise ConfigError(f"loss weights must be >= 0 and not all zero, got {weights}")
+    if train.resume not in (None, "latest") and not Path(train.resume).is_dir():
+        raise ConfigError(f"train.resume must be 'latest' or a checkpoint directory, got {train.resume!r}")
+    fields = {f.name for f in dataclasses.fields(FGCLIPConfig)}
+    missing = set(MODEL_OPTIONS) - fields
+    assert not missing, f"MODEL_OPTIONS out of sync with FGCLIPConfig: {missing}"

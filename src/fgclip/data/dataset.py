@@ -1,0 +1,133 @@
+"""Clip dataset: span -> T sample times -> sparse decode of only those frames -> boxes per frame -> tokens."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from fgclip.data.records import FULL_FRAME, Clip, Region
+from fgclip.data.text import CaptionTokenizer, caption_key
+from fgclip.data.tracks import box_at, track_extent
+from fgclip.data.video import decode_frames, probe_video
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+_MEAN = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)
+_STD = torch.tensor(CLIP_STD).view(1, 3, 1, 1)
+
+
+@dataclass(frozen=True)
+class SamplingOptions:
+    num_frames: int = 8
+    image_size: int = 224
+    max_regions: int = 4
+    max_hard_negatives: int = 10
+    context_s: float = 2.0  # abnormal clips: seconds of context on each side of the region tracks
+    single_keyframe_hold_s: float = 0.5
+    caption_max_length: int = 77
+
+
+def to_pixel_values(frames: np.ndarray) -> torch.Tensor:
+    """(T, H, W, 3) uint8 RGB -> (T, 3, H, W) float, normalised with CLIP's mean and std."""
+    pixels = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float().div_(255)
+    return (pixels - _MEAN) / _STD
+
+
+def clip_span(clip: Clip, duration_s: float, options: SamplingOptions) -> tuple[float, float]:
+    """Normal: its timestamps. Abnormal: the union of its tracks plus context, clamped to the video."""
+    if clip.timestamps is not None and not clip.is_abnormal:
+        start, end = clip.timestamps
+    else:
+        extents = [track_extent(r.track, options.single_keyframe_hold_s) for r in clip.regions if r.track]
+        if not extents:
+            if clip.timestamps is None:
+                raise ValueError(f"{clip.sample_id} ({clip.video_key}): no tracks and no timestamps to place the clip")
+            start, end = clip.timestamps
+        else:
+            start = min(e[0] for e in extents) - options.context_s
+            end = max(e[1] for e in extents) + options.context_s
+    start, end = max(0.0, start), min(end, duration_s)
+    if end <= start:
+        raise ValueError(
+            f"{clip.sample_id} ({clip.video_key}): clip span [{start:.2f}, {end:.2f}] s is empty inside the "
+            f"video's {duration_s:.2f} s"
+        )
+    return start, end
+
+
+def sample_times(span: tuple[float, float], num_frames: int, jitter: torch.Tensor | None = None) -> np.ndarray:
+    """T times in the span: bin centres (evaluation) or one uniform draw per bin (training, `jitter` in [0,1))."""
+    start, end = span
+    offsets = jitter.numpy() if jitter is not None else np.full(num_frames, 0.5)
+    return start + (np.arange(num_frames) + offsets) * (end - start) / num_frames
+
+
+class ClipDataset(Dataset):
+    """Map-style dataset of clips; each item is one clip's tensors, padded later by `collate_clips`."""
+
+    def __init__(self, clips: list[Clip], tokenizer: CaptionTokenizer, options: SamplingOptions, train: bool):
+        self.clips, self.tokenizer, self.options, self.train = clips, tokenizer, options, train
+        missing = [c for c in clips if not c.video.is_file()]
+        if missing:
+            shown = "\n  ".join(f"{c.sample_id}: {c.video}" for c in missing[:10])
+            raise FileNotFoundError(f"{len(missing)} video(s) not found, e.g.:\n  {shown}")
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def labels(self) -> list[int]:
+        return [clip.label for clip in self.clips]
+
+    def __getitem__(self, index: int) -> dict:
+        clip = self.clips[index]
+        span = clip_span(clip, _duration(clip.video), self.options)
+        jitter = torch.rand(self.options.num_frames) if self.train else None
+        times = sample_times(span, self.options.num_frames, jitter)
+        size = self.options.image_size
+        frames = decode_frames(clip.video, times, size=(size, size))  # (T, H, W, 3) uint8
+        regions = self._regions(clip, times)
+        return {
+            "sample_id": clip.sample_id,
+            "pixel_values": to_pixel_values(frames),  # (T, 3, H, W)
+            "caption_ids": self.tokenizer([clip.global_caption])[0],
+            "caption_key": caption_key(clip.global_caption),
+            "clip_label": clip.label,
+            **regions,
+        }
+
+    def _regions(self, clip: Clip, times: np.ndarray) -> dict:
+        kept, boxes, visible = [], [], []
+        for region in clip.regions[: self.options.max_regions]:
+            region_boxes, region_visible = self._boxes(region, times)
+            if region_visible.any():
+                kept.append(region)
+                boxes.append(region_boxes)
+                visible.append(region_visible)
+        negatives = [r.hard_negatives[: self.options.max_hard_negatives] for r in kept]
+        return {
+            "region_boxes": torch.tensor(np.stack(boxes, 1) if kept else np.zeros((len(times), 0, 4)), dtype=torch.float32),
+            "region_box_mask": torch.tensor(np.stack(visible, 1) if kept else np.zeros((len(times), 0), bool)),
+            "region_caption_ids": self.tokenizer([r.caption for r in kept]),
+            "region_caption_keys": [caption_key(r.caption) for r in kept],
+            "region_labels": [r.label for r in kept],
+            "hard_negative_ids": [self.tokenizer(list(n)) for n in negatives],
+            "dropped_regions": len(clip.regions) - len(kept),
+        }
+
+    def _boxes(self, region: Region, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if region.track is None:
+            return np.tile(np.array(FULL_FRAME), (len(times), 1)), np.ones(len(times), bool)
+        hold = self.options.single_keyframe_hold_s
+        found = [box_at(region.track, float(t), hold) for t in times]
+        visible = np.array([b is not None for b in found])
+        return np.array([b if b is not None else (0.0, 0.0, 0.0, 0.0) for b in found]), visible
+
+
+@lru_cache(maxsize=65536)
+def _duration(path: Path) -> float:
+    return probe_video(path).duration_s

@@ -1,0 +1,836 @@
+"""The synthetic video benchmark (DESIGN §10): moving coloured shapes, one of which may undergo an event.
+
+Every concept is visible in single frames, so a tiny CLIP trained from scratch can learn it: the colour
+(6 well-separated colours), the kind (circle, square, triangle) and the event while it lasts:
+
+- ``Flashing``  ("flashes"):  every 2 frames the shape swaps between a white core with a rim of its colour
+  and a core of its colour with a white rim (white never occurs otherwise);
+- ``Growing``   ("grows"):    the shape is drawn at twice its size (its box doubles around its centre);
+- ``Shattering`` ("shatters"): the shape is drawn as a flickering scatter of small fragments of its colour
+  inside its box.
+
+World: ``size`` x ``size`` RGB videos (64 by default) at ``fps`` (25), ``duration_s`` (4 s), a dark
+background with a mild per-video tint and low per-frame noise, 2-3 shapes with distinct colours moving
+linearly and bouncing off the borders. Each shape's centre bounces inside a margin of its largest
+half-size, so a box never leaves the frame (and is never clipped). About half of the videos are ``Normal``;
+the others are split evenly between the three event classes, and in them one shape (the actor, drawn on
+top) undergoes the event during an event span ``[t0, t1]`` of 1.2-2.0 s that lies on the annotation grid
+and keeps at least 0.4 s away from both ends of the video.
+
+Outputs of :func:`generate` (paths relative to ``out_dir``, which is the video root):
+
+- ``videos/{Class}/{Class}{index:04d}_x264.mp4`` (index 1-based per class, like UCF-Crime);
+- ``train.json``, ``test.json``: clip lists (DESIGN §7.1). Abnormal entries: ``timestamps: null`` and one
+  region (the actor) whose track has a keyframe every ``keyframe_every`` annotation frames from ``t0`` to
+  ``t1``, plus one on each side of every bounce, so linear interpolation is exact up to a fraction of a
+  frame of motion; the last keyframe, at ``t1``, has ``"enabled": false``. Keyframe ``frame`` numbers are
+  0-based integers on the annotation grid (``round(t * annotation_fps)``) and each box is the actor's true
+  box at that instant. Normal entries: ``timestamps: [start_s, end_s]`` (the whole video or a sub-span of at
+  least 2 s), ``box_infos: [[]]`` and one region caption describing the whole scene (the full frame);
+- ``hard_negatives.json`` (DESIGN §7.2) for train and test entries: each negative changes exactly one
+  attribute word (colour, kind or event; for normal regions one object's colour or kind) of the region
+  caption, in place, so it differs from the caption in exactly one word position;
+- ``test_annotation.txt``: UCF-Crime temporal annotation (DESIGN §7.5) of every test video,
+  ``Name  Class  s1  e1  -1  -1`` with native frame numbers. **e1 is inclusive**, as in UCF-Crime: native
+  frames ``s1..e1`` (``s1 = ceil(t0 * fps)``, ``e1 = floor(t1 * fps)``) are exactly the frames drawn with
+  the event. Normal videos: ``Name  Normal  -1  -1  -1  -1``;
+- ``test_list.txt``: ``Class/Name.mp4`` per test video (like UCF-Crime's ``Anomaly_Test.txt``; relative to
+  ``out_dir/videos``);
+- ``prompts.json``: the zero-shot prompt set ``{"normal": [...], "anomaly": {Class: [...]}}``. Prompts are
+  written with the global-caption templates (the evaluator scores clip embeddings against them), over every
+  two-object scene, so each prompt is in the training distribution;
+- ``meta.json``: seed, parameters, counts, palette, vocabulary and generator version.
+
+Captions are lower case, from templates with a closed vocabulary (:func:`synth_vocabulary`). Tokens are
+what ``re.findall(r"\\w+|[^\\w\\s]+", caption)`` returns (the rule of the word tokenizer's ``Whitespace``
+pre-tokenizer), so ``:`` and ``,`` are tokens of their own and part of the vocabulary.
+
+Determinism: everything is drawn from ``numpy.random.default_rng`` seeded with ``(seed, ...)``; each video
+has its own generator seeded with ``(seed, class id, index in class)``, so a video does not depend on the
+generation order or on how many videos are generated; x264 runs single-threaded. The same seed gives
+byte-identical JSON/text files and identical decoded frames.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from itertools import combinations, product
+from pathlib import Path
+
+import numpy as np
+
+GENERATOR_VERSION = "1"
+NORMAL_CLASS = "Normal"
+EVENT_CLASSES = ("Flashing", "Growing", "Shattering")
+SYNTH_CLASSES = (NORMAL_CLASS, *EVENT_CLASSES)
+EVENT_VERBS = {"Flashing": "flashes", "Growing": "grows", "Shattering": "shatters"}
+# Well separated in RGB and still distinct after yuv420p chroma subsampling; white is reserved for flashing.
+PALETTE: dict[str, tuple[int, int, int]] = {
+    "red": (230, 40, 40),
+    "green": (40, 200, 60),
+    "blue": (50, 90, 255),
+    "yellow": (240, 220, 40),
+    "cyan": (40, 220, 230),
+    "magenta": (230, 50, 220),
+}
+COLOURS = tuple(PALETTE)
+KINDS = ("circle", "square", "triangle")
+FLASH_WHITE = (250, 250, 250)
+
+MIN_SHAPES, MAX_SHAPES = 2, 3
+SHAPE_SIZE_PX = (12.0, 18.0)  # box side at size 64 (scaled with the frame size)
+GROWER_SIZE_PX = (12.0, 16.0)  # a growing actor doubles, so it starts smaller
+GROW_FACTOR = 2.0
+SPEED_PX_S = (15.0, 35.0)  # at size 64
+EVENT_LENGTH_S = (1.2, 2.0)
+EVENT_MARGIN_S = 0.4  # an event keeps this far from both ends of the video
+MIN_NORMAL_SPAN_S = 2.0
+FLASH_PERIOD_FRAMES = 2  # native frames per flashing phase
+FLASH_RIM_PX = 2.0  # at size 64
+SHATTER_CELL_PX = 4.0  # fragments: 3x3 px blocks on a 4 px grid, each kept with this probability per frame
+SHATTER_KEEP = 0.75
+NOISE_LEVELS = 3  # background noise: uniform integers in [-3, 3] (std 2)
+X264_OPTIONS = {"preset": "veryfast"}  # same quality at crf 18 for these tiny frames, twice as fast
+MAX_HARD_NEGATIVES = 9  # the fewest single-attribute changes a caption has (abnormal: 5 + 2 + 2)
+_TOKEN = re.compile(r"\w+|[^\w\s]+")
+
+
+def tokenize_caption(text: str) -> list[str]:
+    """Split a caption into vocabulary tokens (words, and ':' / ',' as tokens of their own)."""
+    return _TOKEN.findall(text.lower())
+
+
+def synth_vocabulary() -> list[str]:
+    """Every token any caption, hard negative or prompt of the benchmark can contain (sorted, seed-free)."""
+    words = {"a", "an", "anomaly", "normal", "scene", "move", "calmly", "near", "and", ":", ","}
+    words.update(COLOURS, KINDS, EVENT_VERBS.values())
+    return sorted(words)
+
+
+# ----------------------------------------------------------------------------------------------- captions
+
+
+def _phrase(colour: str, kind: str) -> str:
+    return f"a {colour} {kind}"
+
+
+def _listing(phrases: list[str]) -> str:
+    if len(phrases) == 1:
+        return phrases[0]
+    return ", ".join(phrases[:-1]) + " and " + phrases[-1]
+
+
+def normal_region_caption(objects: list[tuple[str, str]]) -> str:
+    return f"{_listing([_phrase(c, k) for c, k in objects])} move calmly"
+
+
+def normal_global_caption(objects: list[tuple[str, str]]) -> str:
+    return f"a normal scene: {_listing([_phrase(c, k) for c, k in objects])} move"
+
+
+def abnormal_region_caption(actor: tuple[str, str], event: str) -> str:
+    return f"{_phrase(*actor)} {EVENT_VERBS[event]}"
+
+
+def abnormal_global_caption(actor: tuple[str, str], event: str, others: list[tuple[str, str]]) -> str:
+    return f"an anomaly: {abnormal_region_caption(actor, event)} near {_listing([_phrase(c, k) for c, k in others])}"
+
+
+def _palette_order(objects: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    return sorted(objects, key=lambda o: COLOURS.index(o[0]))
+
+
+def prompt_set() -> dict:
+    """Zero-shot prompts: global-caption templates over every two-object scene (colours in palette order)."""
+    pairs = [(a, b) for a, b in combinations(COLOURS, 2)]
+    normal = [
+        normal_global_caption([(a, ka), (b, kb)])
+        for (a, b), (ka, kb) in product(pairs, product(KINDS, KINDS))
+    ]
+    anomaly = {
+        event: [
+            abnormal_global_caption((colour, kind), event, [(other, other_kind)])
+            for colour, kind in product(COLOURS, KINDS)
+            for other in COLOURS
+            if other != colour
+            for other_kind in KINDS
+        ]
+        for event in EVENT_CLASSES
+    }
+    return {"normal": normal, "anomaly": anomaly}
+
+
+# ------------------------------------------------------------------------------------------------- motion
+
+
+def _reflect(u: np.ndarray | float, length: np.ndarray | float) -> np.ndarray:
+    """Triangle wave: position in [0, length] of a point moving freely along u and bouncing at 0 and length."""
+    m = np.mod(u, 2.0 * length)
+    return np.where(m <= length, m, 2.0 * length - m)
+
+
+@dataclass(frozen=True)
+class Shape:
+    colour: str
+    kind: str
+    half: float  # half of the box side at scale 1, pixels
+    start: tuple[float, float]  # centre at t = 0, pixels
+    velocity: tuple[float, float]  # pixels per second
+    margin: float  # the centre stays in [margin, size - margin] on both axes
+
+    def centre(self, t: np.ndarray | float, size: int) -> tuple[np.ndarray, np.ndarray]:
+        length = size - 2.0 * self.margin
+        cx = self.margin + _reflect(self.start[0] - self.margin + self.velocity[0] * np.asarray(t), length)
+        cy = self.margin + _reflect(self.start[1] - self.margin + self.velocity[1] * np.asarray(t), length)
+        return cx, cy
+
+    def bounce_times(self, t0: float, t1: float, size: int) -> list[float]:
+        """Instants in (t0, t1) at which the centre bounces off a margin (either axis)."""
+        length = size - 2.0 * self.margin
+        times = []
+        for p0, v in zip(self.start, self.velocity, strict=True):
+            if abs(v) < 1e-12:
+                continue
+            u0 = p0 - self.margin
+            # bounces where u0 + v t is a multiple of length
+            ks = sorted(((u0 + v * t0) / length, (u0 + v * t1) / length))
+            for k in range(math.floor(ks[0]), math.ceil(ks[1]) + 1):
+                t = (k * length - u0) / v
+                if t0 < t < t1:
+                    times.append(t)
+        return sorted(times)
+
+
+@dataclass(frozen=True)
+class VideoSpec:
+    """One synthetic video: everything needed to render it and to know its true boxes at any instant."""
+
+    name: str
+    label: str  # a SYNTH_CLASSES entry
+    index: int  # 1-based within its class
+    size: int
+    fps: float
+    num_frames: int
+    tint: tuple[float, float, float]
+    shapes: tuple[Shape, ...]  # shapes[0] is the actor in abnormal videos
+    event_frames_ann: tuple[int, int] | None  # (f0, f1) on the annotation grid
+    annotation_fps: float
+    noise_seed: int
+    timestamps: tuple[float, float] | None = None  # normal videos: the clip span
+
+    @property
+    def video(self) -> str:
+        return f"videos/{self.label}/{self.name}.mp4"
+
+    @property
+    def duration_s(self) -> float:
+        return self.num_frames / self.fps
+
+    @property
+    def is_abnormal(self) -> bool:
+        return self.event_frames_ann is not None
+
+    @property
+    def event_span_s(self) -> tuple[float, float] | None:
+        if self.event_frames_ann is None:
+            return None
+        f0, f1 = self.event_frames_ann
+        return f0 / self.annotation_fps, f1 / self.annotation_fps
+
+    @property
+    def event_native_frames(self) -> tuple[int, int] | None:
+        """First and last (inclusive) native frame drawn with the event."""
+        span = self.event_span_s
+        if span is None:
+            return None
+        return math.ceil(span[0] * self.fps - 1e-6), math.floor(span[1] * self.fps + 1e-6)
+
+    def scale(self, shape_index: int, t: np.ndarray | float) -> np.ndarray:
+        t = np.asarray(t, dtype=np.float64)
+        if self.label != "Growing" or shape_index != 0:
+            return np.ones_like(t)
+        t0, t1 = self.event_span_s
+        inside = (t >= t0 - 1e-9) & (t <= t1 + 1e-9)
+        return np.where(inside, GROW_FACTOR, 1.0)
+
+    def box_px(self, shape_index: int, t: np.ndarray | float) -> np.ndarray:
+        """True box(es) [x1, y1, x2, y2] in pixels at time(s) t; shape (..., 4)."""
+        shape = self.shapes[shape_index]
+        cx, cy = shape.centre(t, self.size)
+        half = shape.half * self.scale(shape_index, t)
+        return np.stack([cx - half, cy - half, cx + half, cy + half], axis=-1)
+
+    def box(self, shape_index: int, t: np.ndarray | float) -> np.ndarray:
+        """True box(es) normalised to [0, 1] of the frame."""
+        return np.clip(self.box_px(shape_index, t) / self.size, 0.0, 1.0)
+
+    # -------------------------------------------------------------------------------------- annotations
+
+    def objects(self) -> list[tuple[str, str]]:
+        return [(s.colour, s.kind) for s in self.shapes]
+
+    def region_caption(self) -> str:
+        if self.is_abnormal:
+            return abnormal_region_caption(self.objects()[0], self.label)
+        return normal_region_caption(_palette_order(self.objects()))
+
+    def global_caption(self) -> str:
+        if self.is_abnormal:
+            objects = self.objects()
+            return abnormal_global_caption(objects[0], self.label, _palette_order(objects[1:]))
+        return normal_global_caption(_palette_order(self.objects()))
+
+    def keyframe_frames(self, keyframe_every: int) -> list[int]:
+        """Annotation frames of the actor's track: a regular grid, the event's ends, and both sides of bounces."""
+        f0, f1 = self.event_frames_ann
+        frames = set(range(f0, f1, keyframe_every)) | {f1}
+        t0, t1 = self.event_span_s
+        for t in self.shapes[0].bounce_times(t0, t1, self.size):
+            position = t * self.annotation_fps
+            frames.update({math.floor(position), math.ceil(position)})
+        return sorted(f for f in frames if f0 <= f <= f1)
+
+    def track(self, keyframe_every: int) -> list[dict]:
+        frames = self.keyframe_frames(keyframe_every)
+        boxes = self.box(0, np.array(frames, dtype=np.float64) / self.annotation_fps)
+        track = [
+            {"frame": int(f), "bbox": [round(float(v), 6) for v in b]}
+            for f, b in zip(frames, boxes, strict=True)
+        ]
+        track[-1]["enabled"] = False
+        return track
+
+    def manifest_entry(self, keyframe_every: int) -> dict:
+        return {
+            "video": self.video,
+            "global_caption": self.global_caption(),
+            "region_captions": [self.region_caption()],
+            "box_infos": [self.track(keyframe_every)] if self.is_abnormal else [[]],
+            "timestamps": None if self.is_abnormal else [self.timestamps[0], self.timestamps[1]],
+        }
+
+    def annotation_line(self) -> str:
+        if not self.is_abnormal:
+            return f"{self.name}  {NORMAL_CLASS}  -1  -1  -1  -1"
+        s1, e1 = self.event_native_frames
+        return f"{self.name}  {self.label}  {s1}  {e1}  -1  -1"
+
+    # ----------------------------------------------------------------------------------------- rendering
+
+    def render(self) -> np.ndarray:
+        """All frames, (N, size, size, 3) uint8 RGB."""
+        n, size = self.num_frames, self.size
+        times = np.arange(n, dtype=np.float64) / self.fps
+        rng = np.random.default_rng(self.noise_seed)
+        # grey (luma) noise, uniform integers in [-NOISE_LEVELS, NOISE_LEVELS]
+        noise = rng.integers(-NOISE_LEVELS, NOISE_LEVELS + 1, size=(n, size, size, 1), dtype=np.int16)
+        image = (noise + np.rint(self.tint).astype(np.int16)).astype(np.uint8)  # tint >= 8 > NOISE_LEVELS
+        in_event = np.zeros(n, dtype=bool)
+        if self.is_abnormal:
+            s1, e1 = self.event_native_frames
+            in_event[s1 : e1 + 1] = True
+        for i in [*range(1, len(self.shapes)), 0]:  # the actor is drawn on top
+            shape = self.shapes[i]
+            cx, cy = shape.centre(times, size)
+            half = shape.half * self.scale(i, times)  # a growing actor's doubled box is its whole event
+            special = i == 0 and self.label in ("Flashing", "Shattering")
+            frames = np.flatnonzero(~in_event) if special else np.arange(n)
+            _paint(image, _Window(shape.kind, frames, cx, cy, half, size), PALETTE[shape.colour])
+            if special:
+                self._paint_event(image, np.flatnonzero(in_event), shape, cx, cy, half, rng)
+        return image
+
+    def _paint_event(self, image, frames, shape, cx, cy, half, rng) -> None:
+        if len(frames) == 0:
+            return
+        colour = PALETTE[shape.colour]
+        if self.label == "Flashing":
+            s1 = self.event_native_frames[0]
+            rim_px = FLASH_RIM_PX * self.size / 64.0
+            phase = ((frames - s1) // FLASH_PERIOD_FRAMES) % 2 == 0
+            for subset, core, rim in (
+                (frames[phase], FLASH_WHITE, colour),
+                (frames[~phase], colour, FLASH_WHITE),
+            ):
+                if len(subset):
+                    _paint(image, _Window(shape.kind, subset, cx, cy, half, self.size), rim)
+                    _paint(image, _Window(shape.kind, subset, cx, cy, half, self.size, inset=rim_px), core)
+        elif self.label == "Shattering":
+            window = _Window(shape.kind, frames, cx, cy, half, self.size)
+            cell = SHATTER_CELL_PX * self.size / 64.0
+            left, top = cx[frames] - half[frames], cy[frames] - half[frames]
+            ux = (window.xs + 0.5 - left[:, None]) / cell  # (F, w) in cells from the box's corner
+            uy = (window.ys + 0.5 - top[:, None]) / cell
+            cells = int(math.ceil(2 * half.max() / cell)) + 1
+            keep = rng.random((len(frames), cells, cells)) < SHATTER_KEEP  # fresh fragments every frame
+            ix = np.clip(np.floor(ux).astype(int), 0, cells - 1)
+            iy = np.clip(np.floor(uy).astype(int), 0, cells - 1)
+            kept = keep[np.arange(len(frames))[:, None, None], iy[:, :, None], ix[:, None, :]]  # (F, w, w)
+            in_x = (ux - np.floor(ux)) < 0.75  # 3 of every 4 px: gaps between fragments
+            in_y = (uy - np.floor(uy)) < 0.75
+            window.alpha = window.alpha * kept * (in_y[:, :, None] & in_x[:, None, :])
+            _paint(image, window, colour)
+
+
+class _Window:
+    """Anti-aliased coverage of one shape on some frames, in a square window around its box.
+
+    `alpha` is (F, w, w) over pixel rows `ys` (F, w) and columns `xs` (F, w); the shape's box is
+    [c - half, c + half] and a pixel centre on its edge is half covered. `inset` > 0 moves every edge inwards
+    by that many pixels (the core of a shape, leaving a rim of that width).
+    """
+
+    def __init__(self, kind, frames, cx, cy, half, size, inset: float = 0.0):
+        self.frames = frames
+        cx, cy = cx[frames], cy[frames]
+        half = np.maximum(half[frames], 0.5)
+        w = min(size, int(math.ceil(2.0 * float(half.max()))) + 3)
+        offsets = np.arange(w)
+        x0 = np.clip(np.floor(cx - half).astype(int) - 1, 0, size - w)
+        y0 = np.clip(np.floor(cy - half).astype(int) - 1, 0, size - w)
+        self.xs = x0[:, None] + offsets  # (F, w)
+        self.ys = y0[:, None] + offsets
+        dx = (self.xs + 0.5 - cx[:, None]).astype(np.float32)[:, None, :]  # (F, 1, w)
+        dy = (self.ys + 0.5 - cy[:, None]).astype(np.float32)[:, :, None]  # (F, w, 1)
+        self.alpha = _coverage(kind, dx, dy, half.astype(np.float32)[:, None, None], np.float32(inset))
+
+
+def _coverage(kind: str, dx: np.ndarray, dy: np.ndarray, half: np.ndarray, inset) -> np.ndarray:
+    """Coverage from the signed distance to each edge (positive inside), less `inset`, + 0.5 px."""
+    if kind == "circle":
+        return np.clip(half - np.sqrt(dx * dx + dy * dy) - inset + 0.5, 0.0, 1.0)
+    if kind == "square":
+        return np.clip(half - np.abs(dx) - inset + 0.5, 0.0, 1.0) * np.clip(
+            half - np.abs(dy) - inset + 0.5, 0.0, 1.0
+        )
+    if kind == "triangle":  # apex at the top centre, base along the bottom of the box
+        base = np.clip(half - dy - inset + 0.5, 0.0, 1.0)
+        side = ((dy + half) / 2.0 - np.abs(dx)) * np.float32(2.0 / math.sqrt(5.0))
+        return base * np.clip(side - inset + 0.5, 0.0, 1.0)
+    raise ValueError(f"unknown shape kind {kind!r}")
+
+
+def _paint(image: np.ndarray, window: _Window, colour) -> None:
+    """Alpha-blend one colour into `image` through a window's coverage."""
+    if len(window.frames) == 0:
+        return
+    index = (window.frames[:, None, None], window.ys[:, :, None], window.xs[:, None, :])
+    patch = image[index].astype(np.float32)  # (F, w, w, 3)
+    patch += window.alpha[..., None] * (np.asarray(colour, dtype=np.float32) - patch)
+    image[index] = np.rint(patch).astype(np.uint8)  # convex blend of values in [0, 255]: no clipping
+
+
+# ------------------------------------------------------------------------------------------------ sampling
+
+
+def _class_counts(num_videos: int) -> dict[str, int]:
+    abnormal = num_videos // 2
+    counts = {NORMAL_CLASS: num_videos - abnormal}
+    for i, label in enumerate(EVENT_CLASSES):
+        counts[label] = abnormal // len(EVENT_CLASSES) + (1 if i < abnormal % len(EVENT_CLASSES) else 0)
+    return counts
+
+
+def make_video_spec(
+    seed: int,
+    label: str,
+    index: int,
+    *,
+    size: int = 64,
+    fps: float = 25.0,
+    duration_s: float = 4.0,
+    annotation_fps: float = 25.0,
+) -> VideoSpec:
+    """The video `index` (1-based) of class `label` for `seed` — independent of every other video."""
+    rng = np.random.default_rng([seed, SYNTH_CLASSES.index(label), index])
+    scale = size / 64.0
+    num_frames = max(1, round(duration_s * fps))
+    duration = num_frames / fps
+    abnormal = label != NORMAL_CLASS
+    count = int(rng.integers(MIN_SHAPES, MAX_SHAPES + 1))
+    colours = [COLOURS[i] for i in rng.choice(len(COLOURS), size=count, replace=False)]
+    kinds = [KINDS[i] for i in rng.integers(0, len(KINDS), size=count)]
+    tint = tuple(float(v) for v in rng.uniform(8.0, 28.0, size=3))
+    noise_seed = int(rng.integers(0, 2**31 - 1))
+
+    event_frames = None
+    timestamps = None
+    if abnormal:
+        lo_f = math.ceil(EVENT_MARGIN_S * annotation_fps)
+        hi_f = math.floor((duration - EVENT_MARGIN_S) * annotation_fps)
+        if hi_f - lo_f < 1:
+            raise ValueError(f"duration_s={duration_s} is too short for an event span")
+        length = round(rng.uniform(*EVENT_LENGTH_S) * annotation_fps)
+        length = max(1, min(length, hi_f - lo_f))
+        f0 = int(rng.integers(lo_f, hi_f - length + 1))
+        event_frames = (f0, f0 + length)
+    else:  # the whole video, or a sub-span of at least MIN_NORMAL_SPAN_S (in whole centiseconds)
+        total_cs = math.floor(duration * 100 + 1e-6)
+        min_cs = round(MIN_NORMAL_SPAN_S * 100)
+        if rng.random() < 0.5 or total_cs <= min_cs:
+            timestamps = (0.0, round(duration, 4))
+        else:
+            length_cs = int(rng.integers(min_cs, total_cs + 1))
+            start_cs = int(rng.integers(0, total_cs - length_cs + 1))
+            timestamps = (start_cs / 100, (start_cs + length_cs) / 100)
+
+    grower = label == "Growing"
+    times = np.arange(0, num_frames, 2) / fps
+    during = None
+    if abnormal:
+        during = (times >= event_frames[0] / annotation_fps - 1e-9) & (
+            times <= event_frames[1] / annotation_fps + 1e-9
+        )
+    layout = _choose_layout(rng, count, grower, scale, size, times, during)
+    shapes = []
+    for i, (half, x0, y0, vx, vy, margin) in enumerate(layout.tolist()):
+        shapes.append(Shape(colours[i], kinds[i], half, (x0, y0), (vx, vy), margin))
+    return VideoSpec(
+        name=f"{label}{index:04d}_x264",
+        label=label,
+        index=index,
+        size=size,
+        fps=fps,
+        num_frames=num_frames,
+        tint=tint,
+        shapes=tuple(shapes),
+        event_frames_ann=event_frames,
+        annotation_fps=annotation_fps,
+        noise_seed=noise_seed,
+        timestamps=timestamps,
+    )
+
+
+LAYOUT_ATTEMPTS = 100
+
+
+def _choose_layout(rng, count, grower, scale, size, times, during) -> np.ndarray:
+    """Draw LAYOUT_ATTEMPTS candidate layouts at once and keep the one whose shapes hide each other least.
+
+    Returns (count, 6) rows [half, x0, y0, vx, vy, margin]. The cost is 0 when no two shapes overlap by more
+    than a quarter of the smaller box at any time and, during an event, no other shape covers more than a
+    tenth of the actor's box (weighted 10x); the first zero-cost candidate wins, else the cheapest.
+    """
+    a = LAYOUT_ATTEMPTS
+    lows = np.full(count, SHAPE_SIZE_PX[0])
+    highs = np.full(count, SHAPE_SIZE_PX[1])
+    factor = np.ones(count)
+    if grower:
+        lows[0], highs[0], factor[0] = GROWER_SIZE_PX[0], GROWER_SIZE_PX[1], GROW_FACTOR
+    half = (lows + (highs - lows) * rng.random((a, count))) * scale / 2.0  # (A, S)
+    margin = half * factor
+    speed = rng.uniform(SPEED_PX_S[0], SPEED_PX_S[1], (a, count)) * scale
+    angle = rng.uniform(0.0, 2.0 * math.pi, (a, count))
+    start = margin[..., None] + rng.random((a, count, 2)) * (size - 2.0 * margin[..., None])  # (A, S, 2)
+    velocity = np.stack([speed * np.cos(angle), speed * np.sin(angle)], axis=-1)  # (A, S, 2)
+    length = (size - 2.0 * margin)[..., None, None]  # (A, S, 1, 1)
+    centre = margin[..., None, None] + _reflect(
+        start[:, :, None, :] - margin[..., None, None] + velocity[:, :, None, :] * times[None, None, :, None],
+        length,
+    )  # (A, S, T, 2)
+    scales = np.ones((count, len(times)))
+    if grower:
+        scales[0, during] = GROW_FACTOR
+    extent = (half[:, :, None] * scales[None])[..., None]  # (A, S, T, 1)
+    boxes = np.concatenate([centre - extent, centre + extent], axis=-1)  # (A, S, T, 4)
+    cost = np.zeros(a)
+    for i, j in combinations(range(count), 2):
+        inter = _intersection(boxes[:, i], boxes[:, j])
+        smaller = np.minimum(_area(boxes[:, i]), _area(boxes[:, j]))
+        cost += np.clip(inter / smaller - 0.25, 0.0, None).sum(-1)
+    if during is not None:
+        for j in range(1, count):
+            inter = _intersection(boxes[:, 0], boxes[:, j])[:, during]
+            cost += 10.0 * np.clip(inter / _area(boxes[:, 0])[:, during] - 0.1, 0.0, None).sum(-1)
+    zero = np.flatnonzero(cost == 0.0)
+    best = int(zero[0]) if len(zero) else int(np.argmin(cost))
+    return np.concatenate(
+        [half[best, :, None], start[best], velocity[best], margin[best, :, None]], axis=-1
+    )  # (S, 6)
+
+
+def _intersection(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    w = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0.0, None)
+    h = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0.0, None)
+    return w * h
+
+
+def _area(a: np.ndarray) -> np.ndarray:
+    return (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
+
+
+def iter_video_specs(
+    seed: int,
+    num_videos: int,
+    *,
+    size: int = 64,
+    fps: float = 25.0,
+    duration_s: float = 4.0,
+    annotation_fps: float = 25.0,
+) -> Iterator[VideoSpec]:
+    """Every video of a dataset, by class then index."""
+    for label, count in _class_counts(num_videos).items():
+        for index in range(1, count + 1):
+            yield make_video_spec(
+                seed, label, index, size=size, fps=fps, duration_s=duration_s, annotation_fps=annotation_fps
+            )
+
+
+def split_videos(
+    specs: list[VideoSpec], seed: int, test_fraction: float
+) -> tuple[list[VideoSpec], list[VideoSpec]]:
+    """Stratified by class; at least one test video per class that has two or more (when test_fraction > 0)."""
+    train, test = [], []
+    for label in SYNTH_CLASSES:
+        group = [s for s in specs if s.label == label]
+        rng = np.random.default_rng([seed, 0x5EED, SYNTH_CLASSES.index(label)])
+        order = rng.permutation(len(group))
+        n_test = math.floor(len(group) * test_fraction + 0.5)
+        if test_fraction > 0 and len(group) >= 2:
+            n_test = max(1, n_test)
+        n_test = min(n_test, len(group))
+        chosen = set(order[:n_test].tolist())
+        for i, spec in enumerate(group):
+            (test if i in chosen else train).append(spec)
+    return train, test
+
+
+# ------------------------------------------------------------------------------------------ hard negatives
+
+
+def hard_negatives(spec: VideoSpec, count: int, rng: np.random.Generator) -> list[str]:
+    """`count` captions that change exactly one attribute word of the region caption, in place."""
+    words = spec.region_caption().split(" ")
+    by_type: dict[str, list[str]] = {"colour": [], "kind": [], "event": []}
+
+    def variant(position: int, word: str) -> str:
+        changed = list(words)
+        changed[position] = word
+        return " ".join(changed)
+
+    if spec.is_abnormal:
+        colour, kind = spec.objects()[0]
+        by_type["colour"] = [variant(1, c) for c in COLOURS if c != colour]
+        by_type["kind"] = [variant(2, k) for k in KINDS if k != kind]
+        by_type["event"] = [variant(3, EVENT_VERBS[e]) for e in EVENT_CLASSES if e != spec.label]
+        kept_order: list[str] = []
+        preferred = by_type["colour"]
+    else:
+        objects = _palette_order(spec.objects())
+        used = {c for c, _ in objects}
+        colour_positions = [i for i, w in enumerate(words) if w.rstrip(",") in COLOURS]
+        preferred, kept_order = [], []
+        for slot, (position, (_, kind)) in enumerate(zip(colour_positions, objects, strict=True)):
+            low = COLOURS.index(objects[slot - 1][0]) if slot > 0 else -1
+            high = COLOURS.index(objects[slot + 1][0]) if slot + 1 < len(objects) else len(COLOURS)
+            for c in COLOURS:
+                if c in used:
+                    continue
+                (preferred if low < COLOURS.index(c) < high else kept_order).append(variant(position, c))
+            kind_word = words[position + 1]
+            suffix = "," if kind_word.endswith(",") else ""
+            by_type["kind"] += [variant(position + 1, k + suffix) for k in KINDS if k != kind]
+    for key in by_type:
+        if key == "colour":
+            continue
+        by_type[key] = [by_type[key][i] for i in rng.permutation(len(by_type[key]))]
+    colours = [preferred[i] for i in rng.permutation(len(preferred))]
+    colours += [kept_order[i] for i in rng.permutation(len(kept_order))]
+    by_type["colour"] = colours
+    chosen: list[str] = []
+    queues = [list(q) for q in by_type.values() if q]
+    while len(chosen) < count and any(queues):
+        for queue in queues:
+            if queue and len(chosen) < count:
+                chosen.append(queue.pop(0))
+    if len(chosen) < count:
+        raise ValueError(
+            f"{spec.name}: only {len(chosen)} single-attribute hard negatives exist, {count} asked"
+        )
+    return chosen
+
+
+# ------------------------------------------------------------------------------------------------ generate
+
+
+@dataclass(frozen=True)
+class SynthSummary:
+    out_dir: Path
+    train_path: Path
+    test_path: Path
+    hard_negatives_path: Path
+    test_annotation_path: Path
+    test_list_path: Path
+    prompts_path: Path
+    meta_path: Path
+    videos_dir: Path
+    num_videos: int
+    counts: dict  # {"train": {class: n}, "test": {class: n}, "total": {class: n}}
+    seconds: float
+
+
+def _dump_json(path: Path, data) -> None:
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def generate(
+    out_dir: str | Path,
+    *,
+    seed: int = 0,
+    num_videos: int = 200,
+    test_fraction: float = 0.25,
+    size: int = 64,
+    fps: float = 25.0,
+    duration_s: float = 4.0,
+    annotation_fps: float = 25.0,
+    keyframe_every: int = 5,
+    num_hard_negatives: int = 3,
+) -> SynthSummary:
+    """Write the synthetic benchmark under `out_dir` (the video root); see the module docstring."""
+    started = time.perf_counter()
+    from fgclip.data.video import write_video
+
+    if num_videos < 2:
+        raise ValueError(f"num_videos must be >= 2, got {num_videos}")
+    if not 0.0 <= test_fraction < 1.0:
+        raise ValueError(f"test_fraction must be in [0, 1), got {test_fraction}")
+    if size < 32:
+        raise ValueError(f"size must be >= 32 px, got {size}")
+    if keyframe_every < 1:
+        raise ValueError(f"keyframe_every must be >= 1, got {keyframe_every}")
+    if not 0 <= num_hard_negatives <= MAX_HARD_NEGATIVES:
+        raise ValueError(f"num_hard_negatives must be in [0, {MAX_HARD_NEGATIVES}], got {num_hard_negatives}")
+    if duration_s < 2 * EVENT_MARGIN_S + EVENT_LENGTH_S[0]:
+        raise ValueError(
+            f"duration_s must be >= {2 * EVENT_MARGIN_S + EVENT_LENGTH_S[0]} s, got {duration_s}"
+        )
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    specs = list(
+        iter_video_specs(
+            seed, num_videos, size=size, fps=fps, duration_s=duration_s, annotation_fps=annotation_fps
+        )
+    )
+    for spec in specs:
+        write_video(out / spec.video, spec.render(), fps, crf=18, options=X264_OPTIONS)
+    train, test = split_videos(specs, seed, test_fraction)
+
+    paths = {
+        name: out / name
+        for name in (
+            "train.json",
+            "test.json",
+            "hard_negatives.json",
+            "test_annotation.txt",
+            "test_list.txt",
+            "prompts.json",
+            "meta.json",
+        )
+    }
+    _dump_json(paths["train.json"], [s.manifest_entry(keyframe_every) for s in train])
+    _dump_json(paths["test.json"], [s.manifest_entry(keyframe_every) for s in test])
+
+    items = []
+    for spec in train + test:
+        rng = np.random.default_rng([seed, 0x4E47, SYNTH_CLASSES.index(spec.label), spec.index])
+        if spec.is_abnormal:
+            t0, t1 = spec.event_span_s
+            span = (t0, t1)
+        else:
+            span = spec.timestamps
+        items.append(
+            {
+                "video": spec.video,
+                "region_index": 0,
+                "region_caption": spec.region_caption(),
+                "hard_negative": hard_negatives(spec, num_hard_negatives, rng),
+                "frames_25": [round(span[0] * 25.0), round(span[1] * 25.0)],
+                "timestamps": [round(span[0], 4), round(span[1], 4)],
+            }
+        )
+    _dump_json(
+        paths["hard_negatives.json"],
+        {
+            "meta_file": "train.json",
+            "model": "fgclip-synth",
+            "created_at": f"fgclip-synth v{GENERATOR_VERSION} seed={seed}",
+            "items": items,
+        },
+    )
+    ordered = sorted(test, key=lambda s: s.name)
+    paths["test_annotation.txt"].write_text("".join(s.annotation_line() + "\n" for s in ordered))
+    paths["test_list.txt"].write_text("".join(f"{s.label}/{s.name}.mp4\n" for s in ordered))
+    prompts = prompt_set()
+    _dump_json(paths["prompts.json"], prompts)
+
+    counts = {
+        "train": {c: sum(s.label == c for s in train) for c in SYNTH_CLASSES},
+        "test": {c: sum(s.label == c for s in test) for c in SYNTH_CLASSES},
+        "total": {c: sum(s.label == c for s in specs) for c in SYNTH_CLASSES},
+    }
+    meta = {
+        "generator": "fgclip.data.synth",
+        "generator_version": GENERATOR_VERSION,
+        "seed": seed,
+        "parameters": {
+            "num_videos": num_videos,
+            "test_fraction": test_fraction,
+            "size": size,
+            "fps": fps,
+            "duration_s": duration_s,
+            "num_frames": specs[0].num_frames,
+            "annotation_fps": annotation_fps,
+            "keyframe_every": keyframe_every,
+            "num_hard_negatives": num_hard_negatives,
+        },
+        "classes": list(SYNTH_CLASSES),
+        "event_verbs": dict(EVENT_VERBS),
+        "palette": {k: list(v) for k, v in PALETTE.items()},
+        "kinds": list(KINDS),
+        "counts": counts,
+        "num_train": len(train),
+        "num_test": len(test),
+        "num_prompts": {
+            "normal": len(prompts["normal"]),
+            "anomaly": {k: len(v) for k, v in prompts["anomaly"].items()},
+        },
+        "temporal_annotation": "native frames, end inclusive (frames s1..e1 show the event)",
+        "tokenization": "re.findall(r'\\w+|[^\\w\\s]+', caption.lower()); ':' and ',' are tokens",
+        "vocabulary": synth_vocabulary(),
+    }
+    _dump_json(paths["meta.json"], meta)
+    return SynthSummary(
+        out_dir=out,
+        train_path=paths["train.json"],
+        test_path=paths["test.json"],
+        hard_negatives_path=paths["hard_negatives.json"],
+        test_annotation_path=paths["test_annotation.txt"],
+        test_list_path=paths["test_list.txt"],
+        prompts_path=paths["prompts.json"],
+        meta_path=paths["meta.json"],
+        videos_dir=out / "videos",
+        num_videos=len(specs),
+        counts=counts,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Write the fgclip synthetic video benchmark.")
+    parser.add_argument("out_dir")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--num-videos", type=int, default=200)
+    args = parser.parse_args(argv)
+    summary = generate(args.out_dir, seed=args.seed, num_videos=args.num_videos)
+    print(f"{summary.num_videos} videos in {summary.seconds:.1f} s -> {summary.out_dir}: {summary.counts}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+"""Every collective of the project lives here. At world size 1 (no process group) each is the identity."""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+import torch.distributed.nn.functional as dist_nn
+
+
+def get_world_size_and_rank() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_world_size(), dist.get_rank()
+    return 1, 0
+
+
+def is_rank_zero() -> bool:
+    return get_world_size_and_rank()[1] == 0
+
+
+def gather_rows(tensor: torch.Tensor, *, grad: bool) -> tuple[torch.Tensor, int]:
+    """Concatenate `tensor` from all ranks along dim 0; return it and the offset of this rank's rows.
+
+    With `grad=True` gradients flow back to every rank's rows (local-loss contrastive form); with
+    `grad=False` the result is detached (memory-bank writes, evaluation). Ranks may hold different numbers
+    of rows (a batch's valid regions vary), so rows are padded to the largest count for the collective and
+    the padding is dropped afterwards.
+    """
+    world_size, rank = get_world_size_and_rank()
+    if world_size == 1:
+        return (tensor if grad else tensor.detach()), 0
+    counts = _row_counts(tensor)
+    padded = _pad_rows(tensor if grad else tensor.detach(), max(counts))
+    if grad:
+        parts = dist_nn.all_gather(padded)
+    else:
+        parts = [torch.empty_like(padded) for _ in range(world_size)]
+        dist.all_gather(parts, padded)
+    gathered = torch.cat([part[:n] for part, n in zip(parts, counts, strict=True)])
+    return gathered, sum(counts[:rank])
+
+
+def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
+    """Sum over ranks, detached, returned as a new tensor."""
+    tensor = tensor.detach().clone()
+    if get_world_size_and_rank()[0] > 1:
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor
+
+
+def _row_counts(tensor: torch.Tensor) -> list[int]:
+    world_size, _ = get_world_size_and_rank()
+    count = torch.tensor([tensor.shape[0]], device=tensor.device)
+    counts = [torch.zeros_like(count) for _ in range(world_size)]
+    dist.all_gather(counts, count)
+    return [int(c.item()) for c in counts]
+
+
+def _pad_rows(tensor: torch.Tensor, rows: int) -> torch.Tensor:
+    if tensor.shape[0] == rows:
+        return tensor.contiguous()
+    padding = tensor.new_zeros(rows - tensor.shape[0], *tensor.shape[1:])
+    return torch.cat([tensor, padding]).contiguous()

@@ -1,0 +1,108 @@
+"""`FGCLIPConfig`: an HF `CLIPConfig` plus the FG-CLIP heads, temporal module and region memory bank.
+
+It is saved with every checkpoint (`config.json`), so a checkpoint always says how its bank, temporal
+module and temperatures were configured. Defaults give a ViT-B/32-size CLIP.
+"""
+
+from __future__ import annotations
+
+import math
+
+from huggingface_hub.dataclasses import strict
+from transformers import CLIPConfig
+
+LN_100 = math.log(100.0)  # 4.6052: CLIP's temperature ceiling, and FG-CLIP's initial value
+
+
+@strict
+class FGCLIPConfig(CLIPConfig):
+    r"""
+    logit_scale_init_value: initial value of the three log-temperatures (ln 100 = 4.6052), used when a
+        checkpoint does not carry them.
+    logit_scale_max: ceiling the log-temperatures are clamped to after every optimizer step.
+    temporal_num_layers / temporal_num_heads / max_frames: the masked transformer over frame embeddings and
+        the size of its learned temporal position table.
+    region_pooling: how a region's per-frame RoI features are pooled over the frames where it is visible
+        ("mean" or "max").
+    long_text_max_positions / long_text_keep_positions: FG-CLIP's long-caption position table (global
+        captions): the first `keep` positions are copied, later ones interpolated 4x.
+    memory_bank_*: the cross-batch region memory bank; warm-up is counted in optimizer steps.
+    """
+
+    model_type = "fgclip"
+
+    logit_scale_init_value: float | int | None = LN_100
+    logit_scale_max: float = LN_100
+    temporal_num_layers: int = 1
+    temporal_num_heads: int = 8
+    max_frames: int = 64
+    region_pooling: str = "mean"
+    long_text_max_positions: int = 248
+    long_text_keep_positions: int = 20
+    memory_bank_size: int = 128
+    memory_bank_warmup_steps: int = 50
+    memory_bank_per_label: bool = False
+    memory_bank_max_age: int | None = None
+    memory_bank_fill_during_warmup: bool = True
+
+    def validate_architecture(self):
+        if self.region_pooling not in ("mean", "max"):
+            raise ValueError(f"region_pooling must be 'mean' or 'max', got {self.region_pooling!r}")
+        if self.projection_dim % self.temporal_num_heads:
+            raise ValueError(
+                f"projection_dim ({self.projection_dim}) must be divisible by temporal_num_heads "
+                f"({self.temporal_num_heads})"
+            )
+        if self.memory_bank_size < 0 or self.memory_bank_warmup_steps < 0:
+            raise ValueError(
+                f"memory_bank_size ({self.memory_bank_size}) and memory_bank_warmup_steps "
+                f"({self.memory_bank_warmup_steps}) must be >= 0"
+            )
+        if self.memory_bank_max_age is not None and self.memory_bank_max_age < 1:
+            raise ValueError(f"memory_bank_max_age must be >= 1 optimizer step or null, got {self.memory_bank_max_age}")
+
+
+def tiny_config(
+    *,
+    image_size: int = 64,
+    patch_size: int = 8,
+    vision_width: int = 128,
+    vision_layers: int = 4,
+    text_width: int = 128,
+    text_layers: int = 3,
+    heads: int = 4,
+    projection_dim: int = 128,
+    vocab_size: int = 512,
+    max_positions: int = 77,
+    bos_token_id: int = 0,
+    eos_token_id: int = 1,
+    pad_token_id: int = 2,
+    **fgclip_options,
+) -> FGCLIPConfig:
+    """A small CLIP for the synthetic benchmark and tests (trains from scratch on a CPU in minutes)."""
+    return FGCLIPConfig(
+        vision_config=dict(
+            image_size=image_size,
+            patch_size=patch_size,
+            hidden_size=vision_width,
+            intermediate_size=4 * vision_width,
+            num_hidden_layers=vision_layers,
+            num_attention_heads=heads,
+            projection_dim=projection_dim,
+        ),
+        text_config=dict(
+            vocab_size=vocab_size,
+            hidden_size=text_width,
+            intermediate_size=4 * text_width,
+            num_hidden_layers=text_layers,
+            num_attention_heads=heads,
+            max_position_embeddings=max_positions,
+            projection_dim=projection_dim,
+            bos_token_id=bos_token_id,
+            eos_token_id=eos_token_id,
+            pad_token_id=pad_token_id,
+        ),
+        projection_dim=projection_dim,
+        temporal_num_heads=fgclip_options.pop("temporal_num_heads", heads),
+        **fgclip_options,
+    )

@@ -1,0 +1,233 @@
+"""`FGCLIPModel`: a CLIP that returns clip, frame, region and caption features. It computes no loss.
+
+Key layout matches HF `CLIPModel` and FG-CLIP checkpoints (`text_model.*`, `vision_model.*`,
+`visual_projection`, `text_projection`, `text_filip_projection`, `roi_projection`, `logit_scale`,
+`logit_scale_finegraind`, `logit_scale_hardneg`), so both load without renaming.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import initialization as init
+from transformers.models.clip.modeling_clip import CLIPPreTrainedModel, CLIPTextModel, CLIPVisionModel
+
+from fgclip.model.configuration import FGCLIPConfig
+from fgclip.model.regions import pool_region_features
+from fgclip.model.temporal import TemporalPooler
+
+
+class FGCLIPModel(CLIPPreTrainedModel):
+    config: FGCLIPConfig
+    config_class = FGCLIPConfig
+    base_model_prefix = "fgclip"
+    _keys_to_ignore_on_load_unexpected = [r"memory_bank\..*"]
+
+    def __init__(self, config: FGCLIPConfig):
+        super().__init__(config)
+        vision_width = config.vision_config.hidden_size
+        text_width = config.text_config.hidden_size
+        dim = config.projection_dim
+
+        self.text_model = CLIPTextModel._from_config(config.text_config)
+        self.vision_model = CLIPVisionModel._from_config(config.vision_config)
+        self.visual_projection = nn.Linear(vision_width, dim, bias=False)
+        self.text_projection = nn.Linear(text_width, dim, bias=False)
+        # FG-CLIP heads: region features and global (long) captions get their own projections.
+        self.roi_projection = nn.Linear(vision_width, dim, bias=False)
+        self.text_filip_projection = nn.Linear(text_width, dim, bias=False)
+        self.temporal = TemporalPooler(dim, config.temporal_num_layers, config.temporal_num_heads, config.max_frames)
+        # Three log-temperatures: global, region ("finegraind" is FG-CLIP's spelling), hard negatives.
+        init_value = torch.tensor(float(config.logit_scale_init_value))
+        self.logit_scale = nn.Parameter(init_value.clone())
+        self.logit_scale_finegraind = nn.Parameter(init_value.clone())
+        self.logit_scale_hardneg = nn.Parameter(init_value.clone())
+        self.post_init()
+
+    def _init_weights(self, module):
+        super()._init_weights(module)
+        factor = self.config.initializer_factor
+        if isinstance(module, TemporalPooler):
+            # Zero scores: the clip embedding starts as the mean of its frames.
+            init.zeros_(module.position_embedding)
+            init.zeros_(module.score.weight)
+            init.zeros_(module.score.bias)
+        elif isinstance(module, FGCLIPModel):
+            init.normal_(module.visual_projection.weight, std=module.visual_projection.in_features**-0.5 * factor)
+            init.normal_(module.text_projection.weight, std=module.text_projection.in_features**-0.5 * factor)
+            module.copy_heads_from_pretrained()
+            for scale in module.logit_scales().values():
+                init.constant_(scale, float(self.config.logit_scale_init_value))
+
+    def copy_heads_from_pretrained(self) -> None:
+        """`roi_projection <- visual_projection`, `text_filip_projection <- text_projection` (DESIGN §4)."""
+        init.copy_(self.roi_projection.weight, self.visual_projection.weight)
+        init.copy_(self.text_filip_projection.weight, self.text_projection.weight)
+
+    def logit_scales(self) -> dict[str, nn.Parameter]:
+        return {
+            "logit_scale": self.logit_scale,
+            "logit_scale_finegraind": self.logit_scale_finegraind,
+            "logit_scale_hardneg": self.logit_scale_hardneg,
+        }
+
+    @torch.no_grad()
+    def clamp_logit_scales(self) -> None:
+        for scale in self.logit_scales().values():
+            scale.clamp_(max=self.config.logit_scale_max)
+
+    # ----------------------------------------------------------------------------------------------- vision
+    def encode_frames(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """pixel_values (N, 3, H, W) -> (pooled CLS features (N, Cv), dense patch features (N, Cv, h, w)).
+
+        The encoder runs once up to its penultimate layer; the last layer then runs twice on that state:
+        normally for the CLS token (the image embedding), and with attention replaced by its value path
+        for the patch tokens (FG-CLIP's dense features, which keep each patch's own content).
+        """
+        vision = self.vision_model
+        hidden = vision.pre_layrnorm(vision.embeddings(pixel_values))  # (N, 1+P, Cv)
+        *layers, last = vision.encoder.layers
+        for layer in layers:
+            hidden = layer(hidden, None)
+        pooled = vision.post_layernorm(last(hidden, None)[:, 0])  # (N, Cv)
+        dense = vision.post_layernorm(_value_path(last, hidden)[:, 1:])  # (N, P, Cv)
+        grid_h, grid_w = _patch_grid(self.config.vision_config, pixel_values.shape[-2:])
+        dense = dense.transpose(1, 2).reshape(dense.shape[0], -1, grid_h, grid_w)  # (N, Cv, h, w)
+        return pooled, dense
+
+    def get_image_features(self, pixel_values: torch.Tensor, **_) -> torch.Tensor:
+        """Projected image embeddings (N, D), unnormalised, as HF CLIP's `get_image_features` used to return."""
+        return self.visual_projection(self.vision_model(pixel_values=pixel_values).pooler_output)
+
+    def frame_embeddings(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """(N, 3, H, W) -> normalised frame embeddings (N, D) (no dense features: inference only)."""
+        return _normalize(self.get_image_features(pixel_values))
+
+    def clip_embeddings(self, frame_embeds: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
+        """(B, T, D) normalised frame embeddings -> normalised clip embeddings (B, D)."""
+        return _normalize(self.temporal(frame_embeds, frame_mask))
+
+    # ------------------------------------------------------------------------------------------------- text
+    def get_text_features(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **_
+    ) -> torch.Tensor:
+        """Projected text embeddings (N, D) through `text_projection`, unnormalised."""
+        return self.text_projection(self._pooled_text(input_ids, attention_mask))
+
+    def get_caption_features(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Global-caption embeddings (N, D) through `text_filip_projection`, unnormalised."""
+        return self.text_filip_projection(self._pooled_text(input_ids, attention_mask))
+
+    def _pooled_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+        return self.text_model(input_ids=input_ids, attention_mask=attention_mask).pooler_output
+
+    # ---------------------------------------------------------------------------------------------- forward
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        frame_mask: torch.Tensor,
+        caption_ids: torch.Tensor | None = None,
+        caption_mask: torch.Tensor | None = None,
+        region_boxes: torch.Tensor | None = None,
+        region_box_mask: torch.Tensor | None = None,
+        region_valid: torch.Tensor | None = None,
+        region_caption_ids: torch.Tensor | None = None,
+        region_caption_mask: torch.Tensor | None = None,
+        hard_negative_ids: torch.Tensor | None = None,
+        hard_negative_mask: torch.Tensor | None = None,
+        **_batch_extras,
+    ) -> dict[str, torch.Tensor]:
+        """Features of a batch (DESIGN §3). All embeddings are L2-normalised.
+
+        Region outputs are packed: row m is the m-th True entry of `region_valid` in row-major order, so
+        no padded slot can reach a loss. Keys present only when their inputs are given.
+        """
+        batch_size, num_frames = frame_mask.shape
+        frame_index = _frame_index(frame_mask)  # (B, T), -1 for padded frames
+        pooled, dense = self.encode_frames(pixel_values[frame_mask])  # (N, Cv), (N, Cv, h, w)
+        frame_embeds = _normalize(self.visual_projection(pooled))  # (N, D)
+        frame_grid = frame_embeds.new_zeros(batch_size, num_frames, frame_embeds.shape[-1])
+        frame_grid[frame_mask] = frame_embeds  # (B, T, D)
+        features = {
+            "frame_embeds": frame_grid,
+            "clip_embeds": self.clip_embeddings(frame_grid, frame_mask),  # (B, D)
+            **self._temperatures(),
+        }
+        if caption_ids is not None:
+            features["caption_embeds"] = _normalize(self.get_caption_features(caption_ids, caption_mask))
+        if region_valid is not None:
+            features.update(
+                self._region_features(dense, frame_index, region_boxes, region_box_mask, region_valid)
+            )
+            features.update(
+                self._region_text_features(
+                    region_valid, region_caption_ids, region_caption_mask, hard_negative_ids, hard_negative_mask
+                )
+            )
+        return features
+
+    def _temperatures(self) -> dict[str, torch.Tensor]:
+        return {
+            "logit_scale": self.logit_scale.exp(),
+            "logit_scale_region": self.logit_scale_finegraind.exp(),
+            "logit_scale_hard_negative": self.logit_scale_hardneg.exp(),
+        }
+
+    def _region_features(self, dense, frame_index, region_boxes, region_box_mask, region_valid):
+        pooled = pool_region_features(
+            dense, frame_index, region_boxes, region_box_mask, region_valid, pooling=self.config.region_pooling
+        )  # (M, Cv)
+        return {"region_embeds": _normalize(self.roi_projection(pooled.to(self.roi_projection.weight.dtype)))}
+
+    def _region_text_features(self, region_valid, caption_ids, caption_mask, negative_ids, negative_mask):
+        if caption_ids is None:
+            return {}
+        texts = [caption_ids[region_valid]]  # (M, L)
+        masks = [caption_mask[region_valid]]
+        num_regions = texts[0].shape[0]
+        if negative_ids is not None:
+            present = negative_mask[region_valid].any(-1)  # (M, K)
+            texts.append(negative_ids[region_valid][present])  # (H, L)
+            masks.append(negative_mask[region_valid][present])
+        ids, mask = _pad_cat(texts, masks)
+        embeds = _normalize(self.get_text_features(ids, mask))  # (M + H, D)
+        features = {"region_text_embeds": embeds[:num_regions]}
+        if negative_ids is not None:
+            negatives = embeds.new_zeros(*present.shape, embeds.shape[-1])  # (M, K, D)
+            negatives[present] = embeds[num_regions:]
+            features["hard_negative_embeds"] = negatives
+            features["hard_negative_present"] = present
+        return features
+
+
+def _value_path(layer, hidden: torch.Tensor) -> torch.Tensor:
+    """The encoder layer with self-attention replaced by its value path: x + out(v(ln1(x))), then the MLP."""
+    attention = layer.self_attn
+    hidden = hidden + attention.out_proj(attention.v_proj(layer.layer_norm1(hidden)))
+    return hidden + layer.mlp(layer.layer_norm2(hidden))
+
+
+def _patch_grid(vision_config, image_hw) -> tuple[int, int]:
+    patch = vision_config.patch_size
+    patch_h, patch_w = (patch, patch) if isinstance(patch, int) else patch
+    return image_hw[0] // patch_h, image_hw[1] // patch_w
+
+
+def _frame_index(frame_mask: torch.Tensor) -> torch.Tensor:
+    """Index of each real frame among all real frames of the batch (row-major); -1 for padded frames."""
+    index = frame_mask.flatten().cumsum(0).view_as(frame_mask) - 1
+    return index.masked_fill(~frame_mask, -1)
+
+
+def _normalize(x: torch.Tensor) -> torch.Tensor:
+    return F.normalize(x, dim=-1)
+
+
+def _pad_cat(ids: list[torch.Tensor], masks: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    length = max(t.shape[-1] for t in ids)
+    padded_ids = [F.pad(t, (0, length - t.shape[-1])) for t in ids]
+    padded_masks = [F.pad(m, (0, length - m.shape[-1])) for m in masks]
+    return torch.cat(padded_ids), torch.cat(padded_masks)

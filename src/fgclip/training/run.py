@@ -1,0 +1,205 @@
+"""`fgclip train`: config -> tokenizer, model, datasets, Trainer -> checkpoints, metrics, plots.
+
+Small builders turn the config into plain arguments; modules never receive the config object.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import AutoTokenizer, PreTrainedTokenizerBase, TrainingArguments
+
+from fgclip.config import ConfigError, DataSection, ExperimentConfig, ModelSection, TrainSection
+from fgclip.data.collate import ClipCollator
+from fgclip.data.dataset import ClipDataset, SamplingOptions
+from fgclip.data.formats.cliplist import ReadOptions, read_clip_list, read_hard_negatives
+from fgclip.data.paths import VideoResolver
+from fgclip.data.text import CaptionTokenizer, build_word_tokenizer
+from fgclip.distributed import is_rank_zero
+from fgclip.losses.objective import FGCLIPObjective, LossWeights
+from fgclip.model.configuration import FGCLIPConfig, tiny_config
+from fgclip.model.loading import LoadReport, load_pretrained
+from fgclip.model.modeling import FGCLIPModel
+from fgclip.training.callbacks import LossCurvePlot, MetricsLogger, TemperatureClamp
+from fgclip.training.report import StepReport
+from fgclip.training.trainer import FGCLIPTrainer, GroupRates
+
+RUN_CONFIG_FILE = "fgclip_config.yaml"
+FINAL_MODEL_DIR = "model"
+
+
+@dataclass
+class TrainOutcome:
+    output_dir: Path
+    model_dir: Path
+    model: FGCLIPModel
+    tokenizer: PreTrainedTokenizerBase
+    global_step: int
+
+
+def build_tokenizer(section: ModelSection) -> PreTrainedTokenizerBase:
+    """The tokenizer named in the config, else the checkpoint's own. Never downloaded."""
+    if section.tokenizer == "synthetic":
+        from fgclip.data.synth import synth_vocabulary
+
+        return build_word_tokenizer(synth_vocabulary())
+    source = section.tokenizer or (section.init if Path(section.init).is_dir() else None)
+    if source is None:
+        raise ConfigError(
+            f"model.init={section.init!r} has no tokenizer of its own; set model.tokenizer to a local tokenizer "
+            "directory, or to 'synthetic' for the synthetic benchmark"
+        )
+    if not Path(source).is_dir():
+        raise ConfigError(f"model.tokenizer: {source!r} is not a local directory (nothing is downloaded)")
+    return AutoTokenizer.from_pretrained(source, local_files_only=True)
+
+
+def build_model(section: ModelSection, tokenizer: PreTrainedTokenizerBase) -> tuple[FGCLIPModel, LoadReport | None]:
+    if section.init == "tiny":
+        config = tiny_config(
+            vocab_size=len(tokenizer),
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+            **section.tiny,
+            **section.options,
+        )
+        return FGCLIPModel(config), None
+    if section.init == "vit-b-32":
+        return FGCLIPModel(FGCLIPConfig(**section.options)), None
+    return load_pretrained(section.init, allow_partial_load=section.allow_partial_load, **section.options)
+
+
+def sampling_options(data: DataSection, model: FGCLIPModel) -> SamplingOptions:
+    return SamplingOptions(
+        num_frames=data.num_frames,
+        image_size=data.image_size or model.config.vision_config.image_size,
+        max_regions=data.max_regions,
+        max_hard_negatives=data.max_hard_negatives,
+        context_s=data.context_s,
+        single_keyframe_hold_s=data.single_keyframe_hold_s,
+        caption_max_length=data.caption_max_length,
+    )
+
+
+def read_clips(data: DataSection, manifests: list[str]):
+    negatives: dict = {}
+    for path in data.hard_negatives:
+        negatives.update(read_hard_negatives(path))
+    resolver = VideoResolver(data.video_root, data.path_remaps)
+    options = ReadOptions(annotation_fps=data.annotation_fps)
+    clips = []
+    for manifest in manifests:
+        clips.extend(read_clip_list(manifest, resolver, options, negatives))
+    return clips
+
+
+def build_dataset(data: DataSection, manifests: list[str], tokenizer, model: FGCLIPModel, train: bool) -> ClipDataset:
+    if not manifests:
+        raise ConfigError("data: no manifests given" + (" (data.train_manifests)" if train else " (data.eval_manifests)"))
+    caption_tokenizer = CaptionTokenizer(tokenizer, data.caption_max_length)
+    return ClipDataset(read_clips(data, manifests), caption_tokenizer, sampling_options(data, model), train=train)
+
+
+def training_arguments(train: TrainSection, data: DataSection) -> TrainingArguments:
+    return TrainingArguments(
+        output_dir=train.output_dir,
+        max_steps=train.max_steps,
+        per_device_train_batch_size=train.per_device_batch_size,
+        gradient_accumulation_steps=train.gradient_accumulation_steps,
+        learning_rate=train.learning_rate,
+        weight_decay=train.weight_decay,
+        adam_beta1=0.9,
+        adam_beta2=0.98,  # CLIP's betas and eps: the contrastive loss is noisy at small batch sizes
+        adam_epsilon=1e-6,
+        warmup_steps=train.warmup_steps,
+        lr_scheduler_type=train.lr_scheduler,
+        max_grad_norm=train.max_grad_norm,
+        logging_steps=train.logging_steps,
+        logging_strategy="no",  # MetricsLogger writes every optimizer step and prints every logging_steps
+        save_strategy="steps",
+        save_steps=train.save_steps,
+        save_total_limit=train.save_total_limit,
+        seed=train.seed,
+        bf16=train.bf16,
+        gradient_checkpointing=train.gradient_checkpointing,
+        deepspeed=train.deepspeed,
+        report_to=[],
+        remove_unused_columns=False,
+        dataloader_num_workers=data.num_workers,
+        dataloader_persistent_workers=data.num_workers > 0,
+        disable_tqdm=not train.progress_bar,
+        use_cpu=not torch.cuda.is_available(),
+    )
+
+
+def group_rates(train: TrainSection) -> GroupRates:
+    base = train.learning_rate
+    return GroupRates(
+        text=train.text_lr if train.text_lr is not None else base,
+        vision=train.vision_lr if train.vision_lr is not None else base,
+        heads=train.head_lr if train.head_lr is not None else base,
+        temperatures=train.logit_scale_lr if train.logit_scale_lr is not None else base,
+    )
+
+
+def check_precision(model: FGCLIPModel) -> None:
+    """Parameters train in fp32; bf16 is autocast only (DESIGN §4)."""
+    wrong = sorted({str(p.dtype) for p in model.parameters() if p.requires_grad and p.dtype != torch.float32})
+    if wrong:
+        raise ConfigError(
+            f"trainable parameters in {wrong}: refusing to train. At these learning rates most bf16 updates round "
+            "to zero, so the model would silently not learn. Keep parameters fp32 and use train.bf16: true "
+            "(autocast) for speed."
+        )
+
+
+def train(config: ExperimentConfig) -> TrainOutcome:
+    output_dir = Path(config.train.output_dir)
+    tokenizer = build_tokenizer(config.model)
+    model, load_report = build_model(config.model, tokenizer)
+    if load_report is not None and is_rank_zero():
+        print(load_report.summary(), flush=True)
+    check_precision(model)
+    train_dataset = build_dataset(config.data, config.data.train_manifests, tokenizer, model, train=True)
+    args = training_arguments(config.train, config.data)
+    report = StepReport()
+    trainer = FGCLIPTrainer(
+        model=model,
+        args=args,
+        train_dataset=train_dataset,
+        data_collator=ClipCollator(CaptionTokenizer(tokenizer).pad_token_id),
+        processing_class=tokenizer,
+        objective=FGCLIPObjective(LossWeights(**dataclasses.asdict(config.loss))),
+        step_report=report,
+        group_rates=group_rates(config.train),
+    )
+    samples_per_step = config.train.per_device_batch_size * config.train.gradient_accumulation_steps * args.world_size
+    trainer.add_callback(MetricsLogger(report, output_dir, samples_per_step))
+    trainer.add_callback(LossCurvePlot(output_dir, model.config.memory_bank_warmup_steps))
+    trainer.add_callback(TemperatureClamp(model))
+    if is_rank_zero():
+        output_dir.mkdir(parents=True, exist_ok=True)
+        config.save(output_dir / RUN_CONFIG_FILE)
+    trainer.train(resume_from_checkpoint=_resume_path(config.train))
+    model_dir = output_dir / FINAL_MODEL_DIR
+    trainer.save_model(str(model_dir))
+    if is_rank_zero():
+        config.save(model_dir / RUN_CONFIG_FILE)
+    return TrainOutcome(output_dir, model_dir, model, tokenizer, trainer.state.global_step)
+
+
+def _resume_path(train: TrainSection) -> str | None:
+    if train.resume is None:
+        return None
+    if train.resume == "latest":
+        checkpoints = sorted(
+            Path(train.output_dir).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]) if p.name.split("-")[-1].isdigit() else -1
+        )
+        if not checkpoints:
+            raise ConfigError(f"train.resume=latest but {train.output_dir} holds no checkpoint-N directory")
+        return str(checkpoints[-1])
+    return train.resume

@@ -1,0 +1,110 @@
+"""FGCLIPModel: public API, features, save/load round trip, loading a plain HF CLIP directory exactly."""
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+from transformers import CLIPModel
+
+from fgclip import FGCLIPConfig, FGCLIPModel, load_pretrained
+from fgclip.model.configuration import tiny_config
+from fgclip.model.loading import CheckpointError
+from fgclip.model.regions import pool_region_features
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    return FGCLIPModel(tiny_config(vocab_size=40, image_size=32, patch_size=8, vision_width=32, text_width=32,
+                                   vision_layers=2, text_layers=2, heads=2, projection_dim=16)).eval()
+
+
+def test_default_model_is_vit_b_32_and_keeps_hf_feature_api():
+    model = FGCLIPModel(FGCLIPConfig()).eval()
+    with torch.no_grad():
+        image = model.get_image_features(torch.randn(2, 3, 224, 224))
+        text = model.get_text_features(torch.tensor([[49406, 320, 1929, 49407]]))
+    assert image.shape == (2, 512) and text.shape == (1, 512)
+    assert model.logit_scale.item() == pytest.approx(4.6052, abs=1e-4)
+    assert torch.equal(model.roi_projection.weight, model.visual_projection.weight)
+    assert torch.equal(model.text_filip_projection.weight, model.text_projection.weight)
+
+
+def test_forward_packs_only_valid_regions(tiny):
+    frame_mask = torch.tensor([[True, True], [True, False]])
+    boxes = torch.tensor([0.0, 0.0, 0.5, 0.5]).expand(2, 2, 2, 4).clone()
+    box_mask = torch.tensor([[[True, False], [True, True]], [[False, True], [False, False]]])
+    valid = torch.tensor([[True, True], [False, True]])
+    features = tiny(pixel_values=torch.randn(2, 2, 3, 32, 32), frame_mask=frame_mask, region_boxes=boxes,
+                    region_box_mask=box_mask, region_valid=valid)
+    assert features["clip_embeds"].shape == (2, 16)
+    assert features["region_embeds"].shape == (3, 16)
+    assert torch.allclose(features["region_embeds"].norm(dim=-1), torch.ones(3))
+
+
+def test_single_frame_clip_is_its_frame_embedding(tiny):
+    pixels = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        frames = tiny.frame_embeddings(pixels)
+        clips = tiny.clip_embeddings(frames.unsqueeze(1), torch.ones(3, 1, dtype=torch.bool))
+    assert torch.allclose(clips, frames, atol=1e-6)
+
+
+def test_whole_grid_box_pools_the_mean_of_dense_features(tiny):
+    _, dense = tiny.encode_frames(torch.randn(1, 3, 32, 32))
+    pooled = pool_region_features(dense, torch.tensor([[0]]), torch.tensor([[[[0.0, 0.0, 1.0, 1.0]]]]),
+                                  torch.tensor([[[True]]]), torch.tensor([[True]]))
+    assert torch.allclose(pooled[0], dense[0].mean(dim=(1, 2)), atol=1e-5)
+
+
+def test_dense_features_use_the_value_path_of_the_last_layer(tiny):
+    pixels = torch.randn(2, 3, 32, 32)
+    pooled, dense = tiny.encode_frames(pixels)
+    reference = tiny.vision_model(pixel_values=pixels).pooler_output
+    assert torch.allclose(pooled, reference, atol=1e-5)
+    assert dense.shape == (2, 32, 4, 4)
+
+
+def test_save_pretrained_round_trip(tiny, tmp_path):
+    with torch.no_grad():
+        tiny.logit_scale_hardneg.fill_(3.0)
+    tiny.save_pretrained(tmp_path)
+    loaded = FGCLIPModel.from_pretrained(tmp_path).eval()
+    for key, value in tiny.state_dict().items():
+        assert torch.equal(value, loaded.state_dict()[key]), key
+    assert loaded.config.memory_bank_size == tiny.config.memory_bank_size
+
+
+def _hf_clip_dir(tmp_path):
+    config = tiny_config(vocab_size=40, image_size=32, patch_size=8, vision_width=32, text_width=32,
+                         vision_layers=2, text_layers=2, heads=2, projection_dim=16)
+    from transformers import CLIPConfig
+
+    clip = CLIPModel(CLIPConfig(text_config=config.text_config.to_dict(), vision_config=config.vision_config.to_dict(),
+                                projection_dim=16)).eval()
+    clip.save_pretrained(tmp_path)
+    return clip
+
+
+def test_load_plain_hf_clip_directory_exactly(tmp_path):
+    clip = _hf_clip_dir(tmp_path)
+    model, report = load_pretrained(tmp_path)
+    model.eval()
+    pixels, ids = torch.randn(2, 3, 32, 32), torch.tensor([[0, 5, 6, 1]])
+    with torch.no_grad():
+        assert torch.allclose(model.get_image_features(pixels), clip.get_image_features(pixels).pooler_output, atol=1e-5)
+        assert torch.allclose(model.get_text_features(ids), clip.get_text_features(ids).pooler_output, atol=1e-5)
+    assert torch.equal(model.roi_projection.weight, clip.visual_projection.weight)
+    assert report.initialised["roi_projection.weight"] == "copied from visual_projection.weight"
+    assert not report.missing_backbone and not report.unexpected
+
+
+def test_missing_backbone_weight_is_refused(tmp_path):
+    _hf_clip_dir(tmp_path)
+    weights = tmp_path / "model.safetensors"
+    state = load_file(weights)
+    del state["text_model.final_layer_norm.weight"]
+    save_file(state, weights)
+    with pytest.raises(CheckpointError, match="text_model.final_layer_norm.weight"):
+        load_pretrained(tmp_path)
+    _, report = load_pretrained(tmp_path, allow_partial_load=True)
+    assert report.missing_backbone == ["text_model.final_layer_norm.weight"]

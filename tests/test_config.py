@@ -1,0 +1,44 @@
+"""Config: YAML + overrides, unknown keys fail with a hint, types are checked, cross-field checks run."""
+
+import pytest
+
+from fgclip import FGCLIPConfig
+from fgclip.config import ConfigError, load_config
+
+
+def _yaml(tmp_path, text):
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_yaml_and_overrides(tmp_path):
+    path = _yaml(tmp_path, "model:\n  init: tiny\n  memory_bank_size: 32\ntrain:\n  max_steps: 7\n")
+    config = load_config(path, ["--train.per_device_batch_size", "3", "--learning_rate=2e-4", "--bf16"])
+    assert config.model.options == {"memory_bank_size": 32}
+    assert config.train.max_steps == 7 and config.train.per_device_batch_size == 3
+    assert config.train.learning_rate == pytest.approx(2e-4) and config.train.bf16 is True
+
+
+@pytest.mark.parametrize(
+    ("text", "overrides", "message"),
+    [
+        ("train:\n  max_step: 3\n", [], "did you mean 'max_steps'"),
+        ("", ["--memory_bank_sise", "3"], "did you mean --memory_bank_size"),
+        ("trian:\n  max_steps: 3\n", [], "unknown section"),
+        ("data:\n  num_frames: eight\n", [], "data.num_frames = 'eight' is not of type int"),
+        ("train:\n  max_steps: 0\n", [], "train.max_steps must be >= 1"),
+        ("loss:\n  global_weight: 0\n  region_weight: 0\n  hard_negative_weight: 0\n", [], "not all zero"),
+    ],
+)
+def test_bad_configs_are_refused(tmp_path, text, overrides, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace("'", ".")):
+        load_config(_yaml(tmp_path, text), overrides)
+
+
+def test_public_model_config_defaults():
+    config = FGCLIPConfig()
+    assert config.logit_scale_init_value == pytest.approx(4.6052, abs=1e-4)
+    assert config.memory_bank_size == 128
+    assert config.memory_bank_warmup_steps == 50
+    assert config.vision_config.patch_size == 32 and config.vision_config.hidden_size == 768
