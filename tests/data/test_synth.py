@@ -18,15 +18,18 @@ from fgclip.data.synth import (
     EVENT_VERBS,
     FLASH_WHITE,
     KINDS,
+    MAX_HARD_NEGATIVES,
     PALETTE,
     SYNTH_CLASSES,
     SynthSummary,
     generate,
+    hard_negatives,
     iter_video_specs,
     make_video_spec,
     split_videos,
     synth_vocabulary,
     tokenize_caption,
+    twin_of,
 )
 from fgclip.data.tracks import box_at
 
@@ -204,6 +207,35 @@ def test_same_seed_same_bytes_other_seed_differs(dataset, tmp_path):
     )
 
 
+def test_normal_videos_are_twins_of_abnormal_ones(dataset):
+    train, test = _load(dataset, "train.json"), _load(dataset, "test.json")
+    split_of = {
+        Path(e["video"]).stem: split for split, entries in (("train", train), ("test", test)) for e in entries
+    }
+    for entry in train + test:
+        name = Path(entry["video"]).stem
+        if not name.startswith("Normal"):
+            continue
+        normal = make_video_spec(SEED, "Normal", int(name[6:10]))
+        label, index = twin_of(normal.index)
+        twin = make_video_spec(SEED, label, index)
+        assert (
+            normal.shapes == twin.shapes and normal.tint == twin.tint and normal.noise_seed != twin.noise_seed
+        )
+        assert np.array_equal(normal.box_px(1, np.arange(100) / 25), twin.box_px(1, np.arange(100) / 25))
+        assert normal.region_caption() == entry["region_captions"][0] and not normal.is_abnormal
+        if twin.name in split_of:
+            assert split_of[twin.name] == split_of[name]  # a pair never straddles the splits
+    assert [twin_of(i) for i in (1, 2, 3, 4)] == [
+        ("Flashing", 1),
+        ("Growing", 1),
+        ("Shattering", 1),
+        ("Flashing", 2),
+    ]
+    twins = _load(dataset, "meta.json")["twins"]
+    assert len(twins) == NUM_VIDEOS // 2 and twins["Normal0002_x264"] == "Growing0001_x264"
+
+
 def test_a_video_does_not_depend_on_the_dataset_size():
     small = {s.name: s for s in iter_video_specs(SEED, 8)}
     large = {s.name: s for s in iter_video_specs(SEED, 40)}
@@ -354,29 +386,49 @@ def test_normal_videos_show_no_event(dataset):
 # --------------------------------------------------------------------------------- captions and negatives
 
 
+def _changed_attribute(caption: str, negative: str) -> int:
+    """Index of the attribute group (colour, kind, event) of the one word `negative` changes in `caption`."""
+    truth, tokens = tokenize_caption(caption), tokenize_caption(negative)
+    assert negative != caption and len(tokens) == len(truth), (caption, negative)
+    changed = [(a, b) for a, b in zip(truth, tokens, strict=True) if a != b]
+    assert len(changed) == 1, (caption, negative)
+    ((a, b),) = changed
+    groups = [set(COLOURS), set(KINDS), set(EVENT_VERBS.values())]
+    (group,) = [i for i, g in enumerate(groups) if a in g and b in g]
+    return group
+
+
 def test_hard_negatives_change_exactly_one_attribute(dataset):
     data = _load(dataset, "hard_negatives.json")
     assert data["meta_file"] == "train.json" and data["model"] == "fgclip-synth"
     assert str(SEED) in data["created_at"]
     entries = {e["video"]: e for e in _entries(dataset)}
     assert sorted(item["video"] for item in data["items"]) == sorted(entries)
-    attributes = [set(COLOURS), set(KINDS), set(EVENT_VERBS.values())]
     for item in data["items"]:
         entry = entries[item["video"]]
         assert item["region_index"] == 0 and item["region_caption"] == entry["region_captions"][0]
         negatives = item["hard_negative"]
         assert len(negatives) == len(set(negatives)) == 3
-        truth = tokenize_caption(item["region_caption"])
-        for negative in negatives:
-            assert negative != item["region_caption"]
-            tokens = tokenize_caption(negative)
-            assert len(tokens) == len(truth)
-            changed = [(a, b) for a, b in zip(truth, tokens, strict=True) if a != b]
-            assert len(changed) == 1, (item["region_caption"], negative)
-            (a, b), *_ = changed
-            assert any(a in group and b in group for group in attributes), (a, b)
+        groups = [_changed_attribute(item["region_caption"], n) for n in negatives]
+        start, end = item["timestamps"]
+        assert 0 <= start < end and item["frames_25"] == [round(start * 25), round(end * 25)]
         if entry["timestamps"] is None:  # abnormal: one colour, one kind and one event change
-            assert item["timestamps"] is not None and item["frames_25"][0] < item["frames_25"][1]
+            assert sorted(groups) == [0, 1, 2]
+            track = entry["box_infos"][0]
+            assert [start, end] == [track[0]["frame"] / 25, track[-1]["frame"] / 25]
+        else:  # normal: an object's colour, then a kind, then a colour
+            assert groups == [0, 1, 0] and [start, end] == entry["timestamps"]
+
+
+def test_as_many_hard_negatives_as_allowed():
+    specs = list(iter_video_specs(SEED, 24))
+    for spec in specs:
+        negatives = hard_negatives(spec, MAX_HARD_NEGATIVES, np.random.default_rng(0))
+        assert len(set(negatives)) == MAX_HARD_NEGATIVES
+        for negative in negatives:
+            _changed_attribute(spec.region_caption(), negative)
+    with pytest.raises(ValueError, match="num_hard_negatives"):
+        generate("unused", num_videos=4, num_hard_negatives=MAX_HARD_NEGATIVES + 1)
 
 
 def test_captions_describe_the_scene():

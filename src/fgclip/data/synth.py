@@ -6,8 +6,8 @@ Every concept is visible in single frames, so a tiny CLIP trained from scratch c
 - ``Flashing``  ("flashes"):  every 2 frames the shape swaps between a white core with a rim of its colour
   and a core of its colour with a white rim (white never occurs otherwise);
 - ``Growing``   ("grows"):    the shape is drawn at twice its size (its box doubles around its centre);
-- ``Shattering`` ("shatters"): the shape is drawn as a flickering scatter of small fragments of its colour
-  inside its box.
+- ``Shattering`` ("shatters"): the shape is drawn as a flickering scatter of square fragments of its colour
+  (4 px squares on a 6 px grid, 60% of them in every frame) inside its box.
 
 World: ``size`` x ``size`` RGB videos (64 by default) at ``fps`` (25), ``duration_s`` (4 s), a dark
 background with a mild per-video tint and low per-frame noise, 2-3 shapes with distinct colours moving
@@ -15,7 +15,10 @@ linearly and bouncing off the borders. Each shape's centre bounces inside a marg
 half-size, so a box never leaves the frame (and is never clipped). About half of the videos are ``Normal``;
 the others are split evenly between the three event classes, and in them one shape (the actor, drawn on
 top) undergoes the event during an event span ``[t0, t1]`` of 1.2-2.0 s that lies on the annotation grid
-and keeps at least 0.4 s away from both ends of the video.
+and keeps at least 0.4 s away from both ends of the video. Every normal video is the *twin* of an abnormal
+one (:func:`twin_of`): the same shapes on the same trajectories, without the event; twins share a split and
+differ in caption only by the event, so object identity alone cannot tell them apart (``meta.json`` lists
+the pairs; a sampler that puts twins in one batch makes the global loss learn the event).
 
 Outputs of :func:`generate` (paths relative to ``out_dir``, which is the video root):
 
@@ -59,7 +62,7 @@ import math
 import re
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import combinations, product
 from pathlib import Path
 
@@ -93,8 +96,9 @@ EVENT_MARGIN_S = 0.4  # an event keeps this far from both ends of the video
 MIN_NORMAL_SPAN_S = 2.0
 FLASH_PERIOD_FRAMES = 2  # native frames per flashing phase
 FLASH_RIM_PX = 2.0  # at size 64
-SHATTER_CELL_PX = 4.0  # fragments: 3x3 px blocks on a 4 px grid, each kept with this probability per frame
-SHATTER_KEEP = 0.75
+SHATTER_CELL_PX = 6.0  # fragments: SHATTER_FRAGMENT_PX squares on a grid of this pitch (at size 64), each
+SHATTER_FRAGMENT_PX = 4.0  # drawn with probability SHATTER_KEEP, afresh every frame; the one at the
+SHATTER_KEEP = 0.6  # shape's centroid always (a shattered shape never vanishes)
 NOISE_LEVELS = 3  # background noise: uniform integers in [-3, 3] (std 2)
 X264_OPTIONS = {"preset": "veryfast"}  # same quality at crf 18 for these tiny frames, twice as fast
 MAX_HARD_NEGATIVES = 9  # the fewest single-attribute changes a caption has (abnormal: 5 + 2 + 2)
@@ -369,11 +373,14 @@ class VideoSpec:
             uy = (window.ys + 0.5 - top[:, None]) / cell
             cells = int(math.ceil(2 * half.max() / cell)) + 1
             keep = rng.random((len(frames), cells, cells)) < SHATTER_KEEP  # fresh fragments every frame
+            centroid_y = half.max() * (4.0 / 3.0 if shape.kind == "triangle" else 1.0)  # from the box's top
+            keep[:, int(centroid_y // cell), int(half.max() // cell)] = True
             ix = np.clip(np.floor(ux).astype(int), 0, cells - 1)
             iy = np.clip(np.floor(uy).astype(int), 0, cells - 1)
             kept = keep[np.arange(len(frames))[:, None, None], iy[:, :, None], ix[:, None, :]]  # (F, w, w)
-            in_x = (ux - np.floor(ux)) < 0.75  # 3 of every 4 px: gaps between fragments
-            in_y = (uy - np.floor(uy)) < 0.75
+            solid = SHATTER_FRAGMENT_PX / SHATTER_CELL_PX  # the rest of each cell is a gap
+            in_x = (ux - np.floor(ux)) < solid
+            in_y = (uy - np.floor(uy)) < solid
             window.alpha = window.alpha * kept * (in_y[:, :, None] & in_x[:, None, :])
             _paint(image, window, colour)
 
@@ -447,7 +454,25 @@ def make_video_spec(
     duration_s: float = 4.0,
     annotation_fps: float = 25.0,
 ) -> VideoSpec:
-    """The video `index` (1-based) of class `label` for `seed` — independent of every other video."""
+    """The video `index` (1-based) of class `label` for `seed` — independent of every other video.
+
+    A normal video is the twin of an abnormal one (:func:`twin_of`): the same shapes on the same
+    trajectories over the same background, without the event, with its own noise and clip span.
+    """
+    if label == NORMAL_CLASS:
+        twin = make_video_spec(
+            seed, *twin_of(index), size=size, fps=fps, duration_s=duration_s, annotation_fps=annotation_fps
+        )
+        rng = np.random.default_rng([seed, SYNTH_CLASSES.index(label), index])
+        return replace(
+            twin,
+            name=f"{label}{index:04d}_x264",
+            label=label,
+            index=index,
+            event_frames_ann=None,
+            noise_seed=int(rng.integers(0, 2**31 - 1)),
+            timestamps=_normal_span(rng, twin.duration_s),
+        )
     rng = np.random.default_rng([seed, SYNTH_CLASSES.index(label), index])
     scale = size / 64.0
     num_frames = max(1, round(duration_s * fps))
@@ -470,15 +495,6 @@ def make_video_spec(
         length = max(1, min(length, hi_f - lo_f))
         f0 = int(rng.integers(lo_f, hi_f - length + 1))
         event_frames = (f0, f0 + length)
-    else:  # the whole video, or a sub-span of at least MIN_NORMAL_SPAN_S (in whole centiseconds)
-        total_cs = math.floor(duration * 100 + 1e-6)
-        min_cs = round(MIN_NORMAL_SPAN_S * 100)
-        if rng.random() < 0.5 or total_cs <= min_cs:
-            timestamps = (0.0, round(duration, 4))
-        else:
-            length_cs = int(rng.integers(min_cs, total_cs + 1))
-            start_cs = int(rng.integers(0, total_cs - length_cs + 1))
-            timestamps = (start_cs / 100, (start_cs + length_cs) / 100)
 
     grower = label == "Growing"
     times = np.arange(0, num_frames, 2) / fps
@@ -505,6 +521,29 @@ def make_video_spec(
         noise_seed=noise_seed,
         timestamps=timestamps,
     )
+
+
+def twin_of(normal_index: int) -> tuple[str, int]:
+    """The abnormal video a normal one is the twin of: Normal0001 -> Flashing0001, Normal0002 -> Growing0001,
+    Normal0003 -> Shattering0001, Normal0004 -> Flashing0002, ... (whether or not that video is generated).
+
+    Twins differ only by the event, so telling a normal clip from an abnormal one with the same objects
+    (clip retrieval on the test split, the zero-shot anomaly score) needs the event itself.
+    """
+    return EVENT_CLASSES[(normal_index - 1) % len(EVENT_CLASSES)], (normal_index - 1) // len(
+        EVENT_CLASSES
+    ) + 1
+
+
+def _normal_span(rng: np.random.Generator, duration: float) -> tuple[float, float]:
+    """The whole video, or a sub-span of at least MIN_NORMAL_SPAN_S (in whole centiseconds)."""
+    total_cs = math.floor(duration * 100 + 1e-6)
+    min_cs = round(MIN_NORMAL_SPAN_S * 100)
+    if rng.random() < 0.5 or total_cs <= min_cs:
+        return 0.0, round(duration, 4)
+    length_cs = int(rng.integers(min_cs, total_cs + 1))
+    start_cs = int(rng.integers(0, total_cs - length_cs + 1))
+    return start_cs / 100, (start_cs + length_cs) / 100
 
 
 LAYOUT_ATTEMPTS = 100
@@ -585,19 +624,26 @@ def iter_video_specs(
 def split_videos(
     specs: list[VideoSpec], seed: int, test_fraction: float
 ) -> tuple[list[VideoSpec], list[VideoSpec]]:
-    """Stratified by class; at least one test video per class that has two or more (when test_fraction > 0)."""
-    train, test = [], []
-    for label in SYNTH_CLASSES:
+    """Stratified by class, by video; a normal video goes where its abnormal twin goes (when generated).
+
+    At least one test video per abnormal class that has two or more (when test_fraction > 0).
+    """
+    generated = {s.name for s in specs}
+    chosen: set[str] = set()
+    for label in (*EVENT_CLASSES, NORMAL_CLASS):  # normal videos follow their twins
         group = [s for s in specs if s.label == label]
+        if label == NORMAL_CLASS:
+            twins = {s.name: "{}{:04d}_x264".format(*twin_of(s.index)) for s in group}
+            chosen.update(s.name for s in group if twins[s.name] in chosen)
+            group = [s for s in group if twins[s.name] not in generated]  # the rest is split on its own
         rng = np.random.default_rng([seed, 0x5EED, SYNTH_CLASSES.index(label)])
         order = rng.permutation(len(group))
         n_test = math.floor(len(group) * test_fraction + 0.5)
         if test_fraction > 0 and len(group) >= 2:
             n_test = max(1, n_test)
-        n_test = min(n_test, len(group))
-        chosen = set(order[:n_test].tolist())
-        for i, spec in enumerate(group):
-            (test if i in chosen else train).append(spec)
+        chosen.update(group[i].name for i in order[: min(n_test, len(group))].tolist())
+    train = [s for s in specs if s.name not in chosen]
+    test = [s for s in specs if s.name in chosen]
     return train, test
 
 
@@ -605,46 +651,43 @@ def split_videos(
 
 
 def hard_negatives(spec: VideoSpec, count: int, rng: np.random.Generator) -> list[str]:
-    """`count` captions that change exactly one attribute word of the region caption, in place."""
+    """`count` captions that each change exactly one attribute word of the region caption, in place.
+
+    Attributes are taken in turn (colour, kind, event for an abnormal actor; colour, kind of one of the
+    objects for a normal scene), each drawn at random without repetition. A normal scene's object changes
+    colour to one absent from the scene, preferably one that keeps the palette order the captions are
+    written in (so a negative is not recognisable by its word order alone).
+    """
     words = spec.region_caption().split(" ")
-    by_type: dict[str, list[str]] = {"colour": [], "kind": [], "event": []}
 
     def variant(position: int, word: str) -> str:
-        changed = list(words)
-        changed[position] = word
-        return " ".join(changed)
+        return " ".join([*words[:position], word, *words[position + 1 :]])
+
+    def shuffled(options: list[str]) -> list[str]:
+        return [options[i] for i in rng.permutation(len(options))]
 
     if spec.is_abnormal:
         colour, kind = spec.objects()[0]
-        by_type["colour"] = [variant(1, c) for c in COLOURS if c != colour]
-        by_type["kind"] = [variant(2, k) for k in KINDS if k != kind]
-        by_type["event"] = [variant(3, EVENT_VERBS[e]) for e in EVENT_CLASSES if e != spec.label]
-        kept_order: list[str] = []
-        preferred = by_type["colour"]
+        queues = [
+            shuffled([variant(1, c) for c in COLOURS if c != colour]),
+            shuffled([variant(2, k) for k in KINDS if k != kind]),
+            shuffled([variant(3, EVENT_VERBS[e]) for e in EVENT_CLASSES if e != spec.label]),
+        ]
     else:
         objects = _palette_order(spec.objects())
         used = {c for c, _ in objects}
-        colour_positions = [i for i, w in enumerate(words) if w.rstrip(",") in COLOURS]
-        preferred, kept_order = [], []
-        for slot, (position, (_, kind)) in enumerate(zip(colour_positions, objects, strict=True)):
+        positions = [i for i, w in enumerate(words) if w.rstrip(",") in COLOURS]  # "a red circle, a blue ..."
+        in_order, out_of_order, kinds = [], [], []
+        for slot, (position, (_, kind)) in enumerate(zip(positions, objects, strict=True)):
             low = COLOURS.index(objects[slot - 1][0]) if slot > 0 else -1
             high = COLOURS.index(objects[slot + 1][0]) if slot + 1 < len(objects) else len(COLOURS)
             for c in COLOURS:
-                if c in used:
-                    continue
-                (preferred if low < COLOURS.index(c) < high else kept_order).append(variant(position, c))
-            kind_word = words[position + 1]
-            suffix = "," if kind_word.endswith(",") else ""
-            by_type["kind"] += [variant(position + 1, k + suffix) for k in KINDS if k != kind]
-    for key in by_type:
-        if key == "colour":
-            continue
-        by_type[key] = [by_type[key][i] for i in rng.permutation(len(by_type[key]))]
-    colours = [preferred[i] for i in rng.permutation(len(preferred))]
-    colours += [kept_order[i] for i in rng.permutation(len(kept_order))]
-    by_type["colour"] = colours
+                if c not in used:
+                    (in_order if low < COLOURS.index(c) < high else out_of_order).append(variant(position, c))
+            suffix = "," if words[position + 1].endswith(",") else ""
+            kinds += [variant(position + 1, k + suffix) for k in KINDS if k != kind]
+        queues = [shuffled(in_order) + shuffled(out_of_order), shuffled(kinds)]
     chosen: list[str] = []
-    queues = [list(q) for q in by_type.values() if q]
     while len(chosen) < count and any(queues):
         for queue in queues:
             if queue and len(chosen) < count:
@@ -804,6 +847,8 @@ def generate(
         "temporal_annotation": "native frames, end inclusive (frames s1..e1 show the event)",
         "tokenization": "re.findall(r'\\w+|[^\\w\\s]+', caption.lower()); ':' and ',' are tokens",
         "vocabulary": synth_vocabulary(),
+        # normal video -> its abnormal twin (same shapes and trajectories, no event); always the same split
+        "twins": {s.name: "{}{:04d}_x264".format(*twin_of(s.index)) for s in specs if not s.is_abnormal},
     }
     _dump_json(paths["meta.json"], meta)
     return SynthSummary(
