@@ -27,7 +27,9 @@ from fgclip.model.modeling import FGCLIPModel
 def make_batch(B: int, T: int, R: int, K: int, L: int, size: int, vocab: int, generator) -> dict:
     def ids(*shape):
         body = torch.randint(4, vocab, (*shape, L - 2), generator=generator)
-        return torch.cat([torch.zeros(*shape, 1, dtype=torch.long), body, torch.ones(*shape, 1, dtype=torch.long)], -1)
+        return torch.cat(
+            [torch.zeros(*shape, 1, dtype=torch.long), body, torch.ones(*shape, 1, dtype=torch.long)], -1
+        )
 
     corners = torch.rand(B, 1, R, 2, generator=generator) * 0.5
     boxes = torch.cat([corners, corners + 0.3 + 0.2 * torch.rand(B, 1, R, 2, generator=generator)], -1)
@@ -69,7 +71,9 @@ def seconds(fn) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--frames", type=int, default=8)
@@ -83,14 +87,22 @@ def main() -> None:
     config = tiny_config(vocab_size=100, image_size=args.image_size, vision_width=args.vision_width)
     ours = FGCLIPModel(config).train()
     plain = CLIPModel(
-        CLIPConfig(text_config=config.text_config.to_dict(), vision_config=config.vision_config.to_dict(),
-                   projection_dim=config.projection_dim)
+        CLIPConfig(
+            text_config=config.text_config.to_dict(),
+            vision_config=config.vision_config.to_dict(),
+            projection_dim=config.projection_dim,
+        )
     ).train()
     B, T, R, K = args.batch, args.frames, args.regions, args.hard_negatives
     batch = make_batch(B, T, R, K, 16, args.image_size, 100, generator)
     frames = batch["pixel_values"].flatten(0, 1)  # (B*T, 3, H, W): the same frames
-    texts = torch.cat([batch["caption_ids"], batch["region_caption_ids"].flatten(0, 1),
-                       batch["hard_negative_ids"].flatten(0, 2)])  # the same captions
+    texts = torch.cat(
+        [
+            batch["caption_ids"],
+            batch["region_caption_ids"].flatten(0, 1),
+            batch["hard_negative_ids"].flatten(0, 2),
+        ]
+    )  # the same captions
     objective = FGCLIPObjective(LossWeights())
     step_ours = lambda: fgclip_step(ours, objective, batch)  # noqa: E731
     step_plain = lambda: clip_step(plain, frames, texts)  # noqa: E731
@@ -104,9 +116,11 @@ def main() -> None:
         plain.zero_grad(set_to_none=True)
     t_ours, t_plain = statistics.median(ours_times), statistics.median(plain_times)
     rows = [("HF CLIPModel fwd+bwd (baseline)", t_plain), ("fgclip full step", t_ours)]
-    print(f"B={B} clips x T={T} frames ({B * T} frames of {args.image_size}px), R={R} regions, K={K} hard negatives, "
-          f"{texts.shape[0]} captions; tiny CLIP (vision width {args.vision_width}); {torch.get_num_threads()} threads; "
-          f"median of {args.repeats}")
+    print(
+        f"B={B} clips x T={T} frames ({B * T} frames of {args.image_size}px), R={R} regions, K={K} hard negatives, "
+        f"{texts.shape[0]} captions; tiny CLIP (vision width {args.vision_width}); {torch.get_num_threads()} threads; "
+        f"median of {args.repeats}"
+    )
     for name, value in rows:
         print(f"{name:<36} {value * 1000:8.1f} ms")
     print(f"ratio fgclip / plain CLIP: {t_ours / t_plain:.2f}x")

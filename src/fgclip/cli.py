@@ -29,7 +29,9 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("config")
     train.set_defaults(run=_train, accepts_overrides=True)
 
-    demo = commands.add_parser("demo", help="synthetic data -> tiny CLIP -> train -> evaluate (a few minutes on CPU)")
+    demo = commands.add_parser(
+        "demo", help="synthetic data -> tiny CLIP -> train -> evaluate (a few minutes on CPU)"
+    )
     demo.add_argument("--out", default="demo_out")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--num-videos", type=int, default=200)
@@ -68,8 +70,13 @@ def _synth(args, _) -> int:
     from fgclip.data.synth import generate
 
     summary = generate(
-        args.out, seed=args.seed, num_videos=args.num_videos, size=args.size, fps=args.fps,
-        duration_s=args.duration, test_fraction=args.test_fraction,
+        args.out,
+        seed=args.seed,
+        num_videos=args.num_videos,
+        size=args.size,
+        fps=args.fps,
+        duration_s=args.duration,
+        test_fraction=args.test_fraction,
     )
     print(summary)
     return 0

@@ -68,6 +68,7 @@ class DataSection:
     single_keyframe_hold_s: float = 0.5
     caption_max_length: int = 77
     num_workers: int = 0
+    batch_by_group: bool = False  # keep clips of one manifest `group` (scene) in the same batch
 
 
 @dataclass
@@ -192,7 +193,9 @@ def _resolve_key(dotted: str) -> tuple[str, str]:
     if "." in dotted:
         section, key = dotted.split(".", 1)
         if section not in _SECTIONS:
-            raise ConfigError(f"unknown config section {section!r} in --{dotted} (sections: {', '.join(_SECTIONS)})")
+            raise ConfigError(
+                f"unknown config section {section!r} in --{dotted} (sections: {', '.join(_SECTIONS)})"
+            )
         if key not in _section_keys(section):
             raise ConfigError(_unknown(key, section))
         return section, key
@@ -202,8 +205,12 @@ def _resolve_key(dotted: str) -> tuple[str, str]:
     if not owners:
         every = set().union(*(_section_keys(s) for s in _SECTIONS))
         hint = difflib.get_close_matches(dotted, every, n=1)
-        raise ConfigError(f"unknown config key --{dotted}" + (f" (did you mean --{hint[0]}?)" if hint else ""))
-    raise ConfigError(f"--{dotted} is ambiguous; write one of " + ", ".join(f"--{s}.{dotted}" for s in owners))
+        raise ConfigError(
+            f"unknown config key --{dotted}" + (f" (did you mean --{hint[0]}?)" if hint else "")
+        )
+    raise ConfigError(
+        f"--{dotted} is ambiguous; write one of " + ", ".join(f"--{s}.{dotted}" for s in owners)
+    )
 
 
 def _unknown(key: str, section: str) -> str:
@@ -214,7 +221,9 @@ def _unknown(key: str, section: str) -> str:
 def _build(raw: dict, source: str) -> ExperimentConfig:
     unknown = set(raw) - set(_SECTIONS)
     if unknown:
-        raise ConfigError(f"{source}: unknown section(s) {sorted(unknown)} (sections: {', '.join(_SECTIONS)})")
+        raise ConfigError(
+            f"{source}: unknown section(s) {sorted(unknown)} (sections: {', '.join(_SECTIONS)})"
+        )
     sections = {}
     for name, cls in _SECTIONS.items():
         values = dict(raw.get(name) or {})
@@ -266,7 +275,9 @@ def _matches(value: Any, hint: Any) -> bool:
         return isinstance(value, list) and all(_matches(v, item) for v in value)
     if origin is dict:
         key_type, value_type = typing.get_args(hint)
-        return isinstance(value, dict) and all(_matches(k, key_type) and _matches(v, value_type) for k, v in value.items())
+        return isinstance(value, dict) and all(
+            _matches(k, key_type) and _matches(v, value_type) for k, v in value.items()
+        )
     return isinstance(value, hint)
 
 
@@ -277,11 +288,19 @@ def _type_name(hint: Any) -> str:
 def check_config(config: ExperimentConfig) -> None:
     """Cross-field checks, run once at start, naming the fields and values."""
     train, data = config.train, config.data
-    for name in ("max_steps", "per_device_batch_size", "gradient_accumulation_steps", "logging_steps", "save_steps"):
+    for name in (
+        "max_steps",
+        "per_device_batch_size",
+        "gradient_accumulation_steps",
+        "logging_steps",
+        "save_steps",
+    ):
         if getattr(train, name) < 1:
             raise ConfigError(f"train.{name} must be >= 1, got {getattr(train, name)}")
     if data.num_frames < 1 or data.max_regions < 1:
-        raise ConfigError(f"data.num_frames ({data.num_frames}) and data.max_regions ({data.max_regions}) must be >= 1")
+        raise ConfigError(
+            f"data.num_frames ({data.num_frames}) and data.max_regions ({data.max_regions}) must be >= 1"
+        )
     if data.max_hard_negatives < 0:
         raise ConfigError(f"data.max_hard_negatives must be >= 0, got {data.max_hard_negatives}")
     weights = dataclasses.asdict(config.loss)

@@ -21,7 +21,9 @@ def demo_config_path() -> Path:
     return Path(str(resources.files("fgclip") / "configs" / DEMO_CONFIG))
 
 
-def run_demo(out_dir: str | Path, *, seed: int = 0, num_videos: int = 200, overrides: list[str] | None = None) -> dict:
+def run_demo(
+    out_dir: str | Path, *, seed: int = 0, num_videos: int = 200, overrides: list[str] | None = None
+) -> dict:
     from fgclip.data.synth import generate
 
     out_dir = Path(out_dir)
@@ -36,21 +38,31 @@ def run_demo(out_dir: str | Path, *, seed: int = 0, num_videos: int = 200, overr
     report["global_step"] = outcome.global_step
     (out_dir / "report.json").write_text(json.dumps(report, indent=2))
     print(format_report(report), flush=True)
-    print(f"[demo] report: {out_dir / 'report.json'}; curves: {Path(config.train.output_dir) / 'loss_curves.png'}")
+    print(
+        f"[demo] report: {out_dir / 'report.json'}; curves: {Path(config.train.output_dir) / 'loss_curves.png'}"
+    )
     return report
 
 
 def _demo_overrides(out_dir: Path, seed: int) -> list[str]:
     data = out_dir / "data"
     return [
-        "--data.train_manifests", json.dumps([str(data / "train.json")]),
-        "--data.eval_manifests", json.dumps([str(data / "test.json")]),
-        "--data.hard_negatives", json.dumps([str(data / "hard_negatives.json")]),
-        "--data.video_root", str(data),
-        "--eval.prompts", str(data / "prompts.json"),
-        "--eval.temporal_annotations", str(data / "test_annotation.txt"),
-        "--train.output_dir", str(out_dir / "run"),
-        "--train.seed", str(seed),
+        "--data.train_manifests",
+        json.dumps([str(data / "train.json")]),
+        "--data.eval_manifests",
+        json.dumps([str(data / "test.json")]),
+        "--data.hard_negatives",
+        json.dumps([str(data / "hard_negatives.json")]),
+        "--data.video_root",
+        str(data),
+        "--eval.prompts",
+        str(data / "prompts.json"),
+        "--eval.temporal_annotations",
+        str(data / "test_annotation.txt"),
+        "--train.output_dir",
+        str(out_dir / "run"),
+        "--train.seed",
+        str(seed),
     ]
 
 
@@ -62,9 +74,14 @@ def evaluate_run(config: ExperimentConfig, model, tokenizer, data_dir: Path) -> 
     annotations = read_temporal_annotations(config.eval.temporal_annotations)
     videos = {clip.video.stem: clip.video for clip in dataset.clips if clip.video.stem in annotations}
     frame_level, _ = anomaly_metrics(
-        model, tokenizer, PromptSet.from_json(config.eval.prompts), annotations, videos,
+        model,
+        tokenizer,
+        PromptSet.from_json(config.eval.prompts),
+        annotations,
+        videos,
         image_size=sampling_options(config.data, model).image_size,
-        snippet_frames=config.eval.snippet_frames, frames_per_snippet=config.eval.frames_per_snippet,
+        snippet_frames=config.eval.snippet_frames,
+        frames_per_snippet=config.eval.frames_per_snippet,
     )
     return {
         "clip_retrieval_R@1": _with_chance(retrieval["clip"], "text_to_image_R@1"),
@@ -77,7 +94,11 @@ def evaluate_run(config: ExperimentConfig, model, tokenizer, data_dir: Path) -> 
 
 
 def _with_chance(report: dict, key: str) -> dict:
-    return {"value": report[key], "chance": report[f"{key}_chance"], "times_chance": report[key] / report[f"{key}_chance"]}
+    return {
+        "value": report[key],
+        "chance": report[f"{key}_chance"],
+        "times_chance": report[key] / report[f"{key}_chance"],
+    }
 
 
 def format_report(report: dict) -> str:

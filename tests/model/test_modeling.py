@@ -14,8 +14,19 @@ from fgclip.model.regions import pool_region_features
 @pytest.fixture(scope="module")
 def tiny():
     torch.manual_seed(0)
-    return FGCLIPModel(tiny_config(vocab_size=40, image_size=32, patch_size=8, vision_width=32, text_width=32,
-                                   vision_layers=2, text_layers=2, heads=2, projection_dim=16)).eval()
+    return FGCLIPModel(
+        tiny_config(
+            vocab_size=40,
+            image_size=32,
+            patch_size=8,
+            vision_width=32,
+            text_width=32,
+            vision_layers=2,
+            text_layers=2,
+            heads=2,
+            projection_dim=16,
+        )
+    ).eval()
 
 
 def test_default_model_is_vit_b_32_and_keeps_hf_feature_api():
@@ -34,8 +45,13 @@ def test_forward_packs_only_valid_regions(tiny):
     boxes = torch.tensor([0.0, 0.0, 0.5, 0.5]).expand(2, 2, 2, 4).clone()
     box_mask = torch.tensor([[[True, False], [True, True]], [[False, True], [False, False]]])
     valid = torch.tensor([[True, True], [False, True]])
-    features = tiny(pixel_values=torch.randn(2, 2, 3, 32, 32), frame_mask=frame_mask, region_boxes=boxes,
-                    region_box_mask=box_mask, region_valid=valid)
+    features = tiny(
+        pixel_values=torch.randn(2, 2, 3, 32, 32),
+        frame_mask=frame_mask,
+        region_boxes=boxes,
+        region_box_mask=box_mask,
+        region_valid=valid,
+    )
     assert features["clip_embeds"].shape == (2, 16)
     assert features["region_embeds"].shape == (3, 16)
     assert torch.allclose(features["region_embeds"].norm(dim=-1), torch.ones(3))
@@ -51,8 +67,13 @@ def test_single_frame_clip_is_its_frame_embedding(tiny):
 
 def test_whole_grid_box_pools_the_mean_of_dense_features(tiny):
     _, dense = tiny.encode_frames(torch.randn(1, 3, 32, 32))
-    pooled = pool_region_features(dense, torch.tensor([[0]]), torch.tensor([[[[0.0, 0.0, 1.0, 1.0]]]]),
-                                  torch.tensor([[[True]]]), torch.tensor([[True]]))
+    pooled = pool_region_features(
+        dense,
+        torch.tensor([[0]]),
+        torch.tensor([[[[0.0, 0.0, 1.0, 1.0]]]]),
+        torch.tensor([[[True]]]),
+        torch.tensor([[True]]),
+    )
     assert torch.allclose(pooled[0], dense[0].mean(dim=(1, 2)), atol=1e-5)
 
 
@@ -75,12 +96,26 @@ def test_save_pretrained_round_trip(tiny, tmp_path):
 
 
 def _hf_clip_dir(tmp_path):
-    config = tiny_config(vocab_size=40, image_size=32, patch_size=8, vision_width=32, text_width=32,
-                         vision_layers=2, text_layers=2, heads=2, projection_dim=16)
+    config = tiny_config(
+        vocab_size=40,
+        image_size=32,
+        patch_size=8,
+        vision_width=32,
+        text_width=32,
+        vision_layers=2,
+        text_layers=2,
+        heads=2,
+        projection_dim=16,
+    )
     from transformers import CLIPConfig
 
-    clip = CLIPModel(CLIPConfig(text_config=config.text_config.to_dict(), vision_config=config.vision_config.to_dict(),
-                                projection_dim=16)).eval()
+    clip = CLIPModel(
+        CLIPConfig(
+            text_config=config.text_config.to_dict(),
+            vision_config=config.vision_config.to_dict(),
+            projection_dim=16,
+        )
+    ).eval()
     clip.save_pretrained(tmp_path)
     return clip
 
@@ -91,8 +126,12 @@ def test_load_plain_hf_clip_directory_exactly(tmp_path):
     model.eval()
     pixels, ids = torch.randn(2, 3, 32, 32), torch.tensor([[0, 5, 6, 1]])
     with torch.no_grad():
-        assert torch.allclose(model.get_image_features(pixels), clip.get_image_features(pixels).pooler_output, atol=1e-5)
-        assert torch.allclose(model.get_text_features(ids), clip.get_text_features(ids).pooler_output, atol=1e-5)
+        assert torch.allclose(
+            model.get_image_features(pixels), clip.get_image_features(pixels).pooler_output, atol=1e-5
+        )
+        assert torch.allclose(
+            model.get_text_features(ids), clip.get_text_features(ids).pooler_output, atol=1e-5
+        )
     assert torch.equal(model.roi_projection.weight, clip.visual_projection.weight)
     assert report.initialised["roi_projection.weight"] == "copied from visual_projection.weight"
     assert not report.missing_backbone and not report.unexpected

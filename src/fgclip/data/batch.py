@@ -80,7 +80,9 @@ def validate_batch(batch: Batch) -> None:
     for key, prefix in expected.items():
         shape = tuple(batch[key].shape[: len(prefix)])
         if shape != prefix:
-            raise BatchContractError(f"batch[{key!r}] has shape {tuple(batch[key].shape)}, expected {prefix}+...")
+            raise BatchContractError(
+                f"batch[{key!r}] has shape {tuple(batch[key].shape)}, expected {prefix}+..."
+            )
     for key, dtype in _DTYPES.items():
         if batch[key].dtype != dtype:
             raise BatchContractError(f"batch[{key!r}] has dtype {batch[key].dtype}, expected {dtype}")
@@ -99,6 +101,11 @@ def _check_regions_visible(batch: Batch) -> None:
         )
     boxes = batch["region_boxes"][batch["region_box_mask"]]
     if boxes.numel() and (
-        (boxes < 0).any() or (boxes > 1).any() or (boxes[:, 2] < boxes[:, 0]).any() or (boxes[:, 3] < boxes[:, 1]).any()
+        (boxes < 0).any()
+        or (boxes > 1).any()
+        or (boxes[:, 2] < boxes[:, 0]).any()
+        or (boxes[:, 3] < boxes[:, 1]).any()
     ):
-        raise BatchContractError("visible region boxes must satisfy 0 <= x1 <= x2 <= 1 and 0 <= y1 <= y2 <= 1")
+        raise BatchContractError(
+            "visible region boxes must satisfy 0 <= x1 <= x2 <= 1 and 0 <= y1 <= y2 <= 1"
+        )

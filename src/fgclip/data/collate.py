@@ -49,7 +49,9 @@ class ClipCollator:
             region_caption_ids=region_ids,
             region_caption_mask=region_mask,
             region_labels=_long([_pad_list(item["region_labels"], num_slots, 0) for item in items]),
-            region_caption_keys=_long([_pad_list(item["region_caption_keys"], num_slots, 0) for item in items]),
+            region_caption_keys=_long(
+                [_pad_list(item["region_caption_keys"], num_slots, 0) for item in items]
+            ),
             hard_negative_ids=negative_ids,
             hard_negative_mask=negative_mask,
             clip_labels=_long([item["clip_label"] for item in items]),
@@ -57,7 +59,9 @@ class ClipCollator:
             sample_ids=[item["sample_id"] for item in items],
         )
 
-    def _pad_tokens(self, sequences: list[list[int]], shape: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    def _pad_tokens(
+        self, sequences: list[list[int]], shape: tuple[int, ...]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Token-id lists (row-major over `shape`) -> (ids, mask) of shape (*shape, L), L >= 1."""
         length = max([len(seq) for seq in sequences], default=0) or 1
         ids = torch.full((len(sequences), length), self.pad_token_id, dtype=torch.long)

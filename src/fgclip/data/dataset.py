@@ -46,7 +46,9 @@ def clip_span(clip: Clip, duration_s: float, options: SamplingOptions) -> tuple[
         extents = [track_extent(r.track, options.single_keyframe_hold_s) for r in clip.regions if r.track]
         if not extents:
             if clip.timestamps is None:
-                raise ValueError(f"{clip.sample_id} ({clip.video_key}): no tracks and no timestamps to place the clip")
+                raise ValueError(
+                    f"{clip.sample_id} ({clip.video_key}): no tracks and no timestamps to place the clip"
+                )
             start, end = clip.timestamps
         else:
             start = min(e[0] for e in extents) - options.context_s
@@ -60,7 +62,9 @@ def clip_span(clip: Clip, duration_s: float, options: SamplingOptions) -> tuple[
     return start, end
 
 
-def sample_times(span: tuple[float, float], num_frames: int, jitter: torch.Tensor | None = None) -> np.ndarray:
+def sample_times(
+    span: tuple[float, float], num_frames: int, jitter: torch.Tensor | None = None
+) -> np.ndarray:
     """T times in the span: bin centres (evaluation) or one uniform draw per bin (training, `jitter` in [0,1))."""
     start, end = span
     offsets = jitter.numpy() if jitter is not None else np.full(num_frames, 0.5)
@@ -110,8 +114,12 @@ class ClipDataset(Dataset):
                 visible.append(region_visible)
         negatives = [r.hard_negatives[: self.options.max_hard_negatives] for r in kept]
         return {
-            "region_boxes": torch.tensor(np.stack(boxes, 1) if kept else np.zeros((len(times), 0, 4)), dtype=torch.float32),
-            "region_box_mask": torch.tensor(np.stack(visible, 1) if kept else np.zeros((len(times), 0), bool)),
+            "region_boxes": torch.tensor(
+                np.stack(boxes, 1) if kept else np.zeros((len(times), 0, 4)), dtype=torch.float32
+            ),
+            "region_box_mask": torch.tensor(
+                np.stack(visible, 1) if kept else np.zeros((len(times), 0), bool)
+            ),
             "region_caption_ids": self.tokenizer([r.caption for r in kept]),
             "region_caption_keys": [caption_key(r.caption) for r in kept],
             "region_labels": [r.label for r in kept],

@@ -44,6 +44,7 @@ class Clip:
     regions: tuple[Region, ...]
     label: int
     timestamps: tuple[float, float] | None = None  # explicit clip span in seconds, if the manifest gives one
+    group: str | None = None  # clips of one group (scene, camera) are batched together when asked to
     extra: dict = field(default_factory=dict, compare=False)
 
     @property

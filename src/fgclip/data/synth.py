@@ -317,7 +317,15 @@ class VideoSpec:
             "region_captions": [self.region_caption()],
             "box_infos": [self.track(keyframe_every)] if self.is_abnormal else [[]],
             "timestamps": None if self.is_abnormal else [self.timestamps[0], self.timestamps[1]],
+            "group": self.scene,
         }
+
+    @property
+    def scene(self) -> str:
+        """Twins share a scene: the abnormal video's name. Clips of one scene are batched together."""
+        if self.is_abnormal:
+            return self.name.removesuffix("_x264")
+        return "{}{:04d}".format(*twin_of(self.index))
 
     def annotation_line(self) -> str:
         if not self.is_abnormal:

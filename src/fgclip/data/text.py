@@ -31,7 +31,9 @@ class CaptionTokenizer:
             raise ValueError("the tokenizer has no EOS token; CLIP pools the text embedding at EOS")
         self.tokenizer = tokenizer
         self.max_length = max_length
-        self.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        self.pad_token_id = (
+            tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        )
 
     def __call__(self, texts: Sequence[str], max_length: int | None = None) -> list[list[int]]:
         if not texts:
@@ -61,5 +63,10 @@ def build_word_tokenizer(vocabulary: Sequence[str]) -> PreTrainedTokenizerFast:
         single=f"{BOS} $A {EOS}", special_tokens=[(BOS, vocab[BOS]), (EOS, vocab[EOS])]
     )
     return PreTrainedTokenizerFast(
-        tokenizer_object=backend, bos_token=BOS, eos_token=EOS, pad_token=PAD, unk_token=UNK, model_max_length=77
+        tokenizer_object=backend,
+        bos_token=BOS,
+        eos_token=EOS,
+        pad_token=PAD,
+        unk_token=UNK,
+        model_max_length=77,
     )

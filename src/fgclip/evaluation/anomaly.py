@@ -36,7 +36,9 @@ class PromptSet:
     def from_json(cls, path: str | Path) -> PromptSet:
         data = json.loads(Path(path).read_text())
         if not data.get("normal") or not data.get("anomaly"):
-            raise ValueError(f"{path}: needs non-empty 'normal' list and 'anomaly' mapping of class -> prompts")
+            raise ValueError(
+                f"{path}: needs non-empty 'normal' list and 'anomaly' mapping of class -> prompts"
+            )
         return cls(tuple(data["normal"]), {k: tuple(v) for k, v in data["anomaly"].items()})
 
     def texts(self) -> tuple[list[str], int]:
@@ -81,13 +83,24 @@ def snippet_times(num_frames: int, fps: float, snippet_frames: int, frames_per_s
 
 
 @torch.no_grad()
-def score_video(model, video: str | Path, prompt_embeds: torch.Tensor, num_normal: int, *, image_size: int,
-                snippet_frames: int = 16, frames_per_snippet: int = 8, batch_frames: int = 256) -> np.ndarray:
+def score_video(
+    model,
+    video: str | Path,
+    prompt_embeds: torch.Tensor,
+    num_normal: int,
+    *,
+    image_size: int,
+    snippet_frames: int = 16,
+    frames_per_snippet: int = 8,
+    batch_frames: int = 256,
+) -> np.ndarray:
     """Per-frame anomaly probability of one video (length = its native frame count)."""
     info = probe_video(video)
     times = snippet_times(info.num_frames, info.fps, snippet_frames, frames_per_snippet)  # (S, F)
     device = next(model.parameters()).device
-    pixels = to_pixel_values(decode_frames(video, times.reshape(-1), size=(image_size, image_size)))  # (S*F, 3, H, W)
+    pixels = to_pixel_values(
+        decode_frames(video, times.reshape(-1), size=(image_size, image_size))
+    )  # (S*F, 3, H, W)
     frame_embeds = torch.cat(
         [model.frame_embeddings(chunk.to(device)) for chunk in pixels.split(batch_frames)]
     ).view(*times.shape, -1)  # (S, F, D)
@@ -118,4 +131,8 @@ def _auc_ap(scores, truth, names) -> dict:
     s = np.concatenate([scores[n] for n in names]) if names else np.zeros(0)
     if len(np.unique(y)) < 2:
         return {"auc": None, "ap": None, "frames": int(len(y)), "note": "one class only"}
-    return {"auc": float(roc_auc_score(y, s)), "ap": float(average_precision_score(y, s)), "frames": int(len(y))}
+    return {
+        "auc": float(roc_auc_score(y, s)),
+        "ap": float(average_precision_score(y, s)),
+        "frames": int(len(y)),
+    }

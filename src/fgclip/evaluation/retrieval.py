@@ -34,13 +34,20 @@ def chance_recall_at_k(relevant: torch.Tensor, ks=(1, 5, 10)) -> dict[int, float
 
 
 def retrieval_report(
-    query_embeds: torch.Tensor, item_embeds: torch.Tensor, query_keys: torch.Tensor, item_keys: torch.Tensor, ks=(1, 5, 10)
+    query_embeds: torch.Tensor,
+    item_embeds: torch.Tensor,
+    query_keys: torch.Tensor,
+    item_keys: torch.Tensor,
+    ks=(1, 5, 10),
 ) -> dict[str, float]:
     """R@k both ways between paired sets (row i of each is a pair); `*_chance` entries give the chance levels."""
     similarity = query_embeds.float() @ item_embeds.float().T  # (N, N)
     relevant = query_keys.unsqueeze(1) == item_keys.unsqueeze(0)  # (N, N)
     report = {}
-    for direction, sim, rel in (("image_to_text", similarity, relevant), ("text_to_image", similarity.T, relevant.T)):
+    for direction, sim, rel in (
+        ("image_to_text", similarity, relevant),
+        ("text_to_image", similarity.T, relevant.T),
+    ):
         for k, value in recall_at_k(sim, rel, ks).items():
             report[f"{direction}_R@{k}"] = value
         for k, value in chance_recall_at_k(rel, ks).items():

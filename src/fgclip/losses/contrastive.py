@@ -26,7 +26,11 @@ class RegionNegatives:
     @classmethod
     def empty(cls, like: torch.Tensor) -> RegionNegatives:
         dim = like.shape[-1]
-        return cls(like.new_zeros(0, dim), like.new_zeros(0, dim), torch.zeros(0, dtype=torch.long, device=like.device))
+        return cls(
+            like.new_zeros(0, dim),
+            like.new_zeros(0, dim),
+            torch.zeros(0, dtype=torch.long, device=like.device),
+        )
 
 
 def info_nce(logits: torch.Tensor, positive: torch.Tensor, ignore: torch.Tensor) -> torch.Tensor:

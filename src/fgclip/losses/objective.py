@@ -33,7 +33,10 @@ class FGCLIPObjective:
         report: dict[str, torch.Tensor] = {}
         if self.weights.global_weight:
             losses["global_loss"], extra = global_loss(
-                features["clip_embeds"], features["caption_embeds"], batch["caption_keys"], features["logit_scale"]
+                features["clip_embeds"],
+                features["caption_embeds"],
+                batch["caption_keys"],
+                features["logit_scale"],
             )
             report.update(extra)
         region_keys = batch["region_caption_keys"][batch["region_valid"]]  # (M,)
@@ -55,7 +58,9 @@ class FGCLIPObjective:
                 features["logit_scale_hard_negative"],
             )
             report.update(extra)
-        report.update({f"temperature/{name}": value.detach() for name, value in _temperatures(features).items()})
+        report.update(
+            {f"temperature/{name}": value.detach() for name, value in _temperatures(features).items()}
+        )
         return losses, report
 
     def total(self, losses: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -59,7 +59,9 @@ class FGCLIPConfig(CLIPConfig):
                 f"({self.memory_bank_warmup_steps}) must be >= 0"
             )
         if self.memory_bank_max_age is not None and self.memory_bank_max_age < 1:
-            raise ValueError(f"memory_bank_max_age must be >= 1 optimizer step or null, got {self.memory_bank_max_age}")
+            raise ValueError(
+                f"memory_bank_max_age must be >= 1 optimizer step or null, got {self.memory_bank_max_age}"
+            )
 
 
 def tiny_config(

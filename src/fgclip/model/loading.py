@@ -89,7 +89,9 @@ def apply_state_dict(
         if k in state and state[k].shape != v.shape
     ]
     if shape_errors:
-        raise CheckpointError(f"{source}: shape mismatch for {len(shape_errors)} key(s):\n  " + "\n  ".join(shape_errors))
+        raise CheckpointError(
+            f"{source}: shape mismatch for {len(shape_errors)} key(s):\n  " + "\n  ".join(shape_errors)
+        )
     model.load_state_dict({k: v for k, v in state.items() if k in expected}, strict=False)
     report.loaded = sorted(k for k in expected if k in state)
     missing = [k for k in expected if k not in state]
@@ -98,7 +100,8 @@ def apply_state_dict(
     if report.missing_backbone and not allow_partial_load:
         raise CheckpointError(
             f"{source}: {len(report.missing_backbone)} backbone weight(s) missing — training would continue on a "
-            f"partly random model. Missing:\n  " + "\n  ".join(report.missing_backbone[:50])
+            f"partly random model. Missing:\n  "
+            + "\n  ".join(report.missing_backbone[:50])
             + "\nPass allow_partial_load (model.allow_partial_load: true) only if this is deliberate."
         )
     return report
@@ -127,7 +130,9 @@ def _read_config(path: Path, options: dict) -> FGCLIPConfig:
         raise CheckpointError(f"{path}: no config.json")
     raw = json.loads(config_file.read_text())
     if raw.get("model_type") not in ("clip", "fgclip"):
-        raise CheckpointError(f"{config_file}: model_type {raw.get('model_type')!r} is not a CLIP ('clip' or 'fgclip')")
+        raise CheckpointError(
+            f"{config_file}: model_type {raw.get('model_type')!r} is not a CLIP ('clip' or 'fgclip')"
+        )
     keep = {k: v for k, v in raw.items() if k not in ("model_type", "architectures", "transformers_version")}
     if raw.get("model_type") == "clip":
         keep.pop("logit_scale_init_value", None)  # CLIP's 2.6592; the checkpoint's own logit_scale is loaded

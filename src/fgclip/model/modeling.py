@@ -37,7 +37,9 @@ class FGCLIPModel(CLIPPreTrainedModel):
         # FG-CLIP heads: region features and global (long) captions get their own projections.
         self.roi_projection = nn.Linear(vision_width, dim, bias=False)
         self.text_filip_projection = nn.Linear(text_width, dim, bias=False)
-        self.temporal = TemporalPooler(dim, config.temporal_num_layers, config.temporal_num_heads, config.max_frames)
+        self.temporal = TemporalPooler(
+            dim, config.temporal_num_layers, config.temporal_num_heads, config.max_frames
+        )
         # Three log-temperatures: global, region ("finegraind" is FG-CLIP's spelling), hard negatives.
         init_value = torch.tensor(float(config.logit_scale_init_value))
         self.logit_scale = nn.Parameter(init_value.clone())
@@ -54,7 +56,9 @@ class FGCLIPModel(CLIPPreTrainedModel):
             init.zeros_(module.score.weight)
             init.zeros_(module.score.bias)
         elif isinstance(module, FGCLIPModel):
-            init.normal_(module.visual_projection.weight, std=module.visual_projection.in_features**-0.5 * factor)
+            init.normal_(
+                module.visual_projection.weight, std=module.visual_projection.in_features**-0.5 * factor
+            )
             init.normal_(module.text_projection.weight, std=module.text_projection.in_features**-0.5 * factor)
             module.copy_heads_from_pretrained()
             for scale in module.logit_scales().values():
@@ -164,7 +168,11 @@ class FGCLIPModel(CLIPPreTrainedModel):
             )
             features.update(
                 self._region_text_features(
-                    region_valid, region_caption_ids, region_caption_mask, hard_negative_ids, hard_negative_mask
+                    region_valid,
+                    region_caption_ids,
+                    region_caption_mask,
+                    hard_negative_ids,
+                    hard_negative_mask,
                 )
             )
         return features
@@ -178,7 +186,12 @@ class FGCLIPModel(CLIPPreTrainedModel):
 
     def _region_features(self, dense, frame_index, region_boxes, region_box_mask, region_valid):
         pooled = pool_region_features(
-            dense, frame_index, region_boxes, region_box_mask, region_valid, pooling=self.config.region_pooling
+            dense,
+            frame_index,
+            region_boxes,
+            region_box_mask,
+            region_valid,
+            pooling=self.config.region_pooling,
         )  # (M, Cv)
         return {"region_embeds": _normalize(self.roi_projection(pooled.to(self.roi_projection.weight.dtype)))}
 

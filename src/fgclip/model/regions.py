@@ -26,7 +26,9 @@ def pool_region_features(
     visible = region_box_mask & (frame_index >= 0).unsqueeze(-1) & region_valid.unsqueeze(1)  # (B, T, R)
     b, t, r = visible.nonzero(as_tuple=True)  # (P,) each
     scale = region_boxes.new_tensor([grid_w, grid_h, grid_w, grid_h])
-    rois = torch.cat([frame_index[b, t].unsqueeze(1).to(region_boxes.dtype), region_boxes[b, t, r] * scale], 1)
+    rois = torch.cat(
+        [frame_index[b, t].unsqueeze(1).to(region_boxes.dtype), region_boxes[b, t, r] * scale], 1
+    )
     # aligned=True: pixel centres sit at integer grid coordinates, as FG-CLIP's region features assume.
     per_frame = roi_align(dense.float(), rois.float(), (1, 1), 1.0, -1, True).flatten(1)  # (P, C)
 

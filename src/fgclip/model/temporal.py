@@ -29,7 +29,9 @@ class TemporalPooler(nn.Module):
         """frame_embeds (B, T, D), frame_mask (B, T) bool -> clip embeddings (B, D)."""
         num_frames = frame_embeds.shape[1]
         if num_frames > self.max_frames:
-            raise ValueError(f"{num_frames} frames per clip exceed max_frames={self.max_frames} of the temporal module")
+            raise ValueError(
+                f"{num_frames} frames per clip exceed max_frames={self.max_frames} of the temporal module"
+            )
         context = self.encoder(
             frame_embeds + self.position_embedding[:num_frames], src_key_padding_mask=~frame_mask
         )  # (B, T, D)

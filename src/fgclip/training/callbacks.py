@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -79,6 +80,18 @@ class LossCurvePlot(TrainerCallback):
 
     def on_train_end(self, args, state, control, **kwargs):
         self._plot()
+
+
+class SaveRunConfig(TrainerCallback):
+    """Put the run's config next to every checkpoint, so `fgclip eval CHECKPOINT` knows how it was trained."""
+
+    def __init__(self, config_file: str | Path):
+        self.config_file = Path(config_file)
+
+    def on_save(self, args, state, control, **kwargs):
+        checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if is_rank_zero() and checkpoint.is_dir():
+            shutil.copyfile(self.config_file, checkpoint / self.config_file.name)
 
 
 class TemperatureClamp(TrainerCallback):

@@ -18,7 +18,9 @@ def read_metrics(path: str | Path) -> list[dict]:
     return [rows[step] for step in sorted(rows)]
 
 
-def plot_loss_curves(metrics_path: str | Path, out_path: str | Path, memory_bank_warmup_steps: int | None) -> Path:
+def plot_loss_curves(
+    metrics_path: str | Path, out_path: str | Path, memory_bank_warmup_steps: int | None
+) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -33,7 +35,9 @@ def plot_loss_curves(metrics_path: str | Path, out_path: str | Path, memory_bank
     switch_on = _bank_switch_step(rows, memory_bank_warmup_steps)
     if switch_on is not None:
         ax.axvline(switch_on, color="gray", linestyle="--", linewidth=1)
-        ax.annotate("memory bank on", (switch_on, ax.get_ylim()[1]), rotation=90, va="top", ha="right", fontsize=8)
+        ax.annotate(
+            "memory bank on", (switch_on, ax.get_ylim()[1]), rotation=90, va="top", ha="right", fontsize=8
+        )
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("loss")
     ax.legend(loc="upper right", fontsize=8)

@@ -19,7 +19,11 @@ class StepReport:
 
     def add(self, values: dict[str, torch.Tensor | float]) -> None:
         for name, value in values.items():
-            value = value.detach().double().cpu() if isinstance(value, torch.Tensor) else torch.tensor(float(value))
+            value = (
+                value.detach().double().cpu()
+                if isinstance(value, torch.Tensor)
+                else torch.tensor(float(value))
+            )
             self._sums[name] = self._sums[name] + value.double()
             self._counts[name] += 1
 
@@ -29,7 +33,13 @@ class StepReport:
         world_size, _ = get_world_size_and_rank()
         if world_size > 1:
             names = _union_of_names(names, device)
-        sums = torch.stack([self._sums[n] if n in self._sums else torch.zeros((), dtype=torch.float64) for n in names]) if names else torch.zeros(0, dtype=torch.float64)
+        sums = (
+            torch.stack(
+                [self._sums[n] if n in self._sums else torch.zeros((), dtype=torch.float64) for n in names]
+            )
+            if names
+            else torch.zeros(0, dtype=torch.float64)
+        )
         counts = torch.tensor([float(self._counts.get(n, 0)) for n in names], dtype=torch.float64)
         totals = all_reduce_sum(torch.cat([sums, counts]).to(device)).cpu()
         sums, counts = totals[: len(names)], totals[len(names) :]

@@ -17,13 +17,14 @@ from fgclip.data.collate import ClipCollator
 from fgclip.data.dataset import ClipDataset, SamplingOptions
 from fgclip.data.formats.cliplist import ReadOptions, read_clip_list, read_hard_negatives
 from fgclip.data.paths import VideoResolver
+from fgclip.data.sampler import GroupedShuffleSampler
 from fgclip.data.text import CaptionTokenizer, build_word_tokenizer
 from fgclip.distributed import is_rank_zero
 from fgclip.losses.objective import FGCLIPObjective, LossWeights
 from fgclip.model.configuration import FGCLIPConfig, tiny_config
 from fgclip.model.loading import LoadReport, load_pretrained
 from fgclip.model.modeling import FGCLIPModel
-from fgclip.training.callbacks import LossCurvePlot, MetricsLogger, TemperatureClamp
+from fgclip.training.callbacks import LossCurvePlot, MetricsLogger, SaveRunConfig, TemperatureClamp
 from fgclip.training.report import StepReport
 from fgclip.training.trainer import FGCLIPTrainer, GroupRates
 
@@ -57,7 +58,9 @@ def build_tokenizer(section: ModelSection) -> PreTrainedTokenizerBase:
     return AutoTokenizer.from_pretrained(source, local_files_only=True)
 
 
-def build_model(section: ModelSection, tokenizer: PreTrainedTokenizerBase) -> tuple[FGCLIPModel, LoadReport | None]:
+def build_model(
+    section: ModelSection, tokenizer: PreTrainedTokenizerBase
+) -> tuple[FGCLIPModel, LoadReport | None]:
     if section.init == "tiny":
         config = tiny_config(
             vocab_size=len(tokenizer),
@@ -97,11 +100,17 @@ def read_clips(data: DataSection, manifests: list[str]):
     return clips
 
 
-def build_dataset(data: DataSection, manifests: list[str], tokenizer, model: FGCLIPModel, train: bool) -> ClipDataset:
+def build_dataset(
+    data: DataSection, manifests: list[str], tokenizer, model: FGCLIPModel, train: bool
+) -> ClipDataset:
     if not manifests:
-        raise ConfigError("data: no manifests given" + (" (data.train_manifests)" if train else " (data.eval_manifests)"))
+        raise ConfigError(
+            "data: no manifests given" + (" (data.train_manifests)" if train else " (data.eval_manifests)")
+        )
     caption_tokenizer = CaptionTokenizer(tokenizer, data.caption_max_length)
-    return ClipDataset(read_clips(data, manifests), caption_tokenizer, sampling_options(data, model), train=train)
+    return ClipDataset(
+        read_clips(data, manifests), caption_tokenizer, sampling_options(data, model), train=train
+    )
 
 
 def training_arguments(train: TrainSection, data: DataSection) -> TrainingArguments:
@@ -176,11 +185,15 @@ def train(config: ExperimentConfig) -> TrainOutcome:
         objective=FGCLIPObjective(LossWeights(**dataclasses.asdict(config.loss))),
         step_report=report,
         group_rates=group_rates(config.train),
+        train_sampler=_train_sampler(config, train_dataset),
     )
-    samples_per_step = config.train.per_device_batch_size * config.train.gradient_accumulation_steps * args.world_size
+    samples_per_step = (
+        config.train.per_device_batch_size * config.train.gradient_accumulation_steps * args.world_size
+    )
     trainer.add_callback(MetricsLogger(report, output_dir, samples_per_step))
     trainer.add_callback(LossCurvePlot(output_dir, model.config.memory_bank_warmup_steps))
     trainer.add_callback(TemperatureClamp(model))
+    trainer.add_callback(SaveRunConfig(output_dir / RUN_CONFIG_FILE))
     if is_rank_zero():
         output_dir.mkdir(parents=True, exist_ok=True)
         config.save(output_dir / RUN_CONFIG_FILE)
@@ -192,12 +205,19 @@ def train(config: ExperimentConfig) -> TrainOutcome:
     return TrainOutcome(output_dir, model_dir, model, tokenizer, trainer.state.global_step)
 
 
+def _train_sampler(config: ExperimentConfig, dataset: ClipDataset):
+    if not config.data.batch_by_group:
+        return None
+    return GroupedShuffleSampler([clip.group for clip in dataset.clips], seed=config.train.seed)
+
+
 def _resume_path(train: TrainSection) -> str | None:
     if train.resume is None:
         return None
     if train.resume == "latest":
         checkpoints = sorted(
-            Path(train.output_dir).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]) if p.name.split("-")[-1].isdigit() else -1
+            Path(train.output_dir).glob("checkpoint-*"),
+            key=lambda p: int(p.name.split("-")[-1]) if p.name.split("-")[-1].isdigit() else -1,
         )
         if not checkpoints:
             raise ConfigError(f"train.resume=latest but {train.output_dir} holds no checkpoint-N directory")

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from torch.utils.data import Sampler
 from transformers import Trainer
 
 from fgclip.losses.objective import FGCLIPObjective
@@ -30,11 +31,27 @@ class GroupRates:
 class FGCLIPTrainer(Trainer):
     loss_is_scaled_for_ga = False
 
-    def __init__(self, *args, objective: FGCLIPObjective, step_report: StepReport, group_rates: GroupRates, **kwargs):
+    def __init__(
+        self,
+        *args,
+        objective: FGCLIPObjective,
+        step_report: StepReport,
+        group_rates: GroupRates,
+        train_sampler: Sampler | None = None,
+        **kwargs,
+    ):
         super().__init__(*args, **kwargs)
         self.objective = objective
         self.step_report = step_report
         self.group_rates = group_rates
+        self.train_sampler = train_sampler
+
+    def _get_train_sampler(self, train_dataset=None):
+        return (
+            self.train_sampler
+            if self.train_sampler is not None
+            else super()._get_train_sampler(train_dataset)
+        )
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         features = model(**inputs)
@@ -76,7 +93,9 @@ def param_groups(model: FGCLIPModel, rates: GroupRates, weight_decay: float) -> 
         if not parameter.requires_grad:
             continue
         kind = _group_of(name)
-        decay = kind != "temperatures" and parameter.ndim >= 2 and not any(m in name for m in _NO_DECAY_MARKERS)
+        decay = (
+            kind != "temperatures" and parameter.ndim >= 2 and not any(m in name for m in _NO_DECAY_MARKERS)
+        )
         groups.setdefault((kind, decay), []).append(parameter)
     return [
         {

@@ -1,5 +1,9 @@
 """Clip-list manifests (DESIGN §7.1, fgclip-vad / VAGTA) and hard-negative files (§7.2) -> `Clip` records.
 
+Optional fields beyond §7.1: `label` ("normal"/"abnormal"; default: abnormal iff it has box tracks) and
+`group` (a scene or camera id; `data.batch_by_group` puts clips of one group in the same batch, so the
+global loss sees a normal and an abnormal clip of the same scene side by side).
+
 Keyframe `frame` numbers live on the annotation grid (`annotation_fps`, 25 for VAGTA-style files) and are
 converted to seconds here; nothing downstream sees annotation frames.
 """
@@ -28,7 +32,9 @@ def load_json(path: str | Path) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as error:
-        raise ManifestError([EntryProblem(str(path), None, None, None, f"not valid JSON: {error}")]) from error
+        raise ManifestError(
+            [EntryProblem(str(path), None, None, None, f"not valid JSON: {error}")]
+        ) from error
 
 
 def read_clip_list(
@@ -41,7 +47,13 @@ def read_clip_list(
     data = load_json(path)
     name = str(path)
     if not isinstance(data, list):
-        raise ManifestError([EntryProblem(name, None, None, None, f"expected a JSON list of clips, got {type(data).__name__}")])
+        raise ManifestError(
+            [
+                EntryProblem(
+                    name, None, None, None, f"expected a JSON list of clips, got {type(data).__name__}"
+                )
+            ]
+        )
     clips, problems = [], []
     for index, entry in enumerate(data):
         reader = _EntryReader(name, index, entry, options)
@@ -60,7 +72,9 @@ def read_hard_negatives(path: str | Path) -> dict[tuple[str, int], tuple[str, ..
     name = str(path)
     items = data.get("items") if isinstance(data, dict) else None
     if not isinstance(items, list):
-        raise ManifestError([EntryProblem(name, None, None, "items", "expected an object with an 'items' list")])
+        raise ManifestError(
+            [EntryProblem(name, None, None, "items", "expected an object with an 'items' list")]
+        )
     table: dict[tuple[str, int], tuple[str, ...]] = {}
     problems = []
     for index, item in enumerate(items):
@@ -68,11 +82,19 @@ def read_hard_negatives(path: str | Path) -> dict[tuple[str, int], tuple[str, ..
         region = item.get("region_index") if isinstance(item, dict) else None
         negatives = item.get("hard_negative") if isinstance(item, dict) else None
         if not isinstance(video, str) or not isinstance(region, int) or region < 0:
-            problems.append(EntryProblem(name, index, video, "video/region_index", "needs a video string and region_index >= 0"))
+            problems.append(
+                EntryProblem(
+                    name, index, video, "video/region_index", "needs a video string and region_index >= 0"
+                )
+            )
         elif not isinstance(negatives, list) or not all(isinstance(n, str) and n.strip() for n in negatives):
-            problems.append(EntryProblem(name, index, video, "hard_negative", "must be a list of non-empty strings"))
+            problems.append(
+                EntryProblem(name, index, video, "hard_negative", "must be a list of non-empty strings")
+            )
         elif (video, region) in table:
-            problems.append(EntryProblem(name, index, video, "region_index", f"duplicate item for region {region}"))
+            problems.append(
+                EntryProblem(name, index, video, "region_index", f"duplicate item for region {region}")
+            )
         else:
             table[(video, region)] = tuple(negatives)
     if problems:
@@ -105,6 +127,9 @@ class _EntryReader:
             return None
         label = self._label(tracks)
         regions = self._regions(captions, tracks, label, hard_negatives)
+        group = self.entry.get("group")
+        if group is not None and (not isinstance(group, str) or not group.strip()):
+            self.problem("group", f"must be a non-empty string when given, got {group!r}")
         if label == NORMAL and timestamps is None:
             self.problem("timestamps", "a clip without box tracks needs a time span [start_s, end_s]")
         if self.problems:
@@ -117,6 +142,7 @@ class _EntryReader:
             regions=tuple(regions),
             label=label,
             timestamps=timestamps,
+            group=group,
         )
 
     def _region_captions(self) -> list[str] | None:
@@ -164,8 +190,10 @@ class _EntryReader:
         return Keyframe(float(frame) / self.options.annotation_fps, box, bool(enabled))
 
     def _box(self, field: str, bbox: Any):
-        if not isinstance(bbox, list) or len(bbox) != 4 or not all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) for v in bbox
+        if (
+            not isinstance(bbox, list)
+            or len(bbox) != 4
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in bbox)
         ):
             self.problem(field, f"must be [x1, y1, x2, y2] numbers, got {bbox!r}")
             return None
