@@ -53,9 +53,9 @@ def box_at(track: Track, time_s: float, hold_s: float) -> Box | None:
 def _interpolate(segment: Sequence[Keyframe], time_s: float) -> Box:
     if len(segment) == 1 or time_s <= segment[0].time_s:
         return segment[0].box
-    for before, after in zip(segment, segment[1:]):
+    for before, after in zip(segment, segment[1:], strict=False):
         if time_s <= after.time_s:
             span = after.time_s - before.time_s
             w = (time_s - before.time_s) / span if span > 0 else 1.0
-            return tuple(a + w * (b - a) for a, b in zip(before.box, after.box))  # type: ignore[return-value]
+            return tuple(a + w * (b - a) for a, b in zip(before.box, after.box, strict=True))  # type: ignore[return-value]
     return segment[-1].box

@@ -58,7 +58,7 @@ def read_temporal_annotations(path: str | Path) -> dict[str, TemporalAnnotation]
             raise ValueError(f"{path}:{number}: expected 'Name Class s1 e1 s2 e2', got {line!r}")
         name, label, *bounds = fields
         values = [int(v) for v in bounds]
-        segments = tuple((s, e) for s, e in zip(values[::2], values[1::2]) if s >= 0 and e >= 0)
+        segments = tuple((s, e) for s, e in zip(values[::2], values[1::2], strict=True) if s >= 0 and e >= 0)
         if any(e < s for s, e in segments):
             raise ValueError(f"{path}:{number}: segment end before start in {line!r}")
         table[Path(name).stem] = TemporalAnnotation(Path(name).stem, label, segments)

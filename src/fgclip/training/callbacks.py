@@ -44,7 +44,9 @@ class MetricsLogger(TrainerCallback):
             rates = lr_scheduler.get_last_lr()
             row["lr"] = rates[0]
             groups = getattr(lr_scheduler.optimizer, "param_groups", [])
-            row.update({f"lr/{g.get('name', i)}": r for i, (g, r) in enumerate(zip(groups, rates))})
+            row.update(
+                {f"lr/{g.get('name', i)}": r for i, (g, r) in enumerate(zip(groups, rates, strict=False))}
+            )
         row["samples_per_s"] = self.samples_per_step / max(now - self._last_time, 1e-9)
         self._last_time = now
         if is_rank_zero():

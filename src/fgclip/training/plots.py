@@ -31,7 +31,7 @@ def plot_loss_curves(
     for name in CURVES:
         points = [(r["step"], r[name]) for r in rows if name in r]
         if points:
-            ax.plot(*zip(*points), label=name, linewidth=1.2 if name == "loss" else 0.9)
+            ax.plot(*zip(*points, strict=True), label=name, linewidth=1.2 if name == "loss" else 0.9)
     switch_on = _bank_switch_step(rows, memory_bank_warmup_steps)
     if switch_on is not None:
         ax.axvline(switch_on, color="gray", linestyle="--", linewidth=1)

@@ -238,7 +238,7 @@ class _EntryReader:
             self.problem("box_infos", f"{len(tracks)} tracks for {len(captions)} region captions")
             return []
         regions = []
-        for i, (caption, track) in enumerate(zip(captions, tracks)):
+        for i, (caption, track) in enumerate(zip(captions, tracks, strict=True)):
             if track is None and label == ABNORMAL:
                 self.problem(f"box_infos[{i}]", "an abnormal clip's region has an empty track")
                 continue
