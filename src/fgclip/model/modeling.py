@@ -13,6 +13,7 @@ from torch import nn
 from transformers import initialization as init
 from transformers.models.clip.modeling_clip import CLIPPreTrainedModel, CLIPTextModel, CLIPVisionModel
 
+from fgclip.losses.memory_bank import EMPTY, RegionMemoryBank
 from fgclip.model.configuration import FGCLIPConfig
 from fgclip.model.regions import pool_region_features
 from fgclip.model.temporal import TemporalPooler
@@ -45,6 +46,17 @@ class FGCLIPModel(CLIPPreTrainedModel):
         self.logit_scale = nn.Parameter(init_value.clone())
         self.logit_scale_finegraind = nn.Parameter(init_value.clone())
         self.logit_scale_hardneg = nn.Parameter(init_value.clone())
+        # Buffers only (no parameters): saved with every checkpoint, restored on resume.
+        self.memory_bank = (
+            RegionMemoryBank(
+                dim,
+                config.memory_bank_size,
+                per_label=config.memory_bank_per_label,
+                max_age=config.memory_bank_max_age,
+            )
+            if config.memory_bank_size > 0
+            else None
+        )
         self.post_init()
 
     def _init_weights(self, module):
@@ -55,6 +67,10 @@ class FGCLIPModel(CLIPPreTrainedModel):
             init.zeros_(module.position_embedding)
             init.zeros_(module.score.weight)
             init.zeros_(module.score.bias)
+        elif isinstance(module, RegionMemoryBank):
+            for name in ("image_embeds", "text_embeds", "caption_keys", "labels", "pointers", "enabled"):
+                init.zeros_(getattr(module, name))
+            init.constant_(module.steps, EMPTY)
         elif isinstance(module, FGCLIPModel):
             init.normal_(
                 module.visual_projection.weight, std=module.visual_projection.in_features**-0.5 * factor
@@ -68,6 +84,10 @@ class FGCLIPModel(CLIPPreTrainedModel):
         """`roi_projection <- visual_projection`, `text_filip_projection <- text_projection` (DESIGN §4)."""
         init.copy_(self.roi_projection.weight, self.visual_projection.weight)
         init.copy_(self.text_filip_projection.weight, self.text_projection.weight)
+
+    @property
+    def memory_bank_enabled(self) -> bool:
+        return self.memory_bank is not None and self.memory_bank.is_enabled
 
     def logit_scales(self) -> dict[str, nn.Parameter]:
         return {

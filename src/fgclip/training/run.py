@@ -24,7 +24,13 @@ from fgclip.losses.objective import FGCLIPObjective, LossWeights
 from fgclip.model.configuration import FGCLIPConfig, tiny_config
 from fgclip.model.loading import LoadReport, load_pretrained
 from fgclip.model.modeling import FGCLIPModel
-from fgclip.training.callbacks import LossCurvePlot, MetricsLogger, SaveRunConfig, TemperatureClamp
+from fgclip.training.callbacks import (
+    LossCurvePlot,
+    MemoryBankSwitch,
+    MetricsLogger,
+    SaveRunConfig,
+    TemperatureClamp,
+)
 from fgclip.training.report import StepReport
 from fgclip.training.trainer import FGCLIPTrainer, GroupRates
 
@@ -134,10 +140,11 @@ def training_arguments(train: TrainSection, data: DataSection) -> TrainingArgume
         save_total_limit=train.save_total_limit,
         seed=train.seed,
         bf16=train.bf16,
-        gradient_checkpointing=train.gradient_checkpointing,
+        activation_checkpointing=train.gradient_checkpointing,
         deepspeed=train.deepspeed,
         report_to=[],
         remove_unused_columns=False,
+        ddp_broadcast_buffers=False,  # the memory bank is kept identical by all-gathered writes; never overwritten
         dataloader_num_workers=data.num_workers,
         dataloader_persistent_workers=data.num_workers > 0,
         disable_tqdm=not train.progress_bar,
@@ -193,6 +200,8 @@ def train(config: ExperimentConfig) -> TrainOutcome:
     trainer.add_callback(MetricsLogger(report, output_dir, samples_per_step))
     trainer.add_callback(LossCurvePlot(output_dir, model.config.memory_bank_warmup_steps))
     trainer.add_callback(TemperatureClamp(model))
+    if model.memory_bank is not None:
+        trainer.add_callback(MemoryBankSwitch(model.memory_bank, model.config.memory_bank_warmup_steps))
     trainer.add_callback(SaveRunConfig(output_dir / RUN_CONFIG_FILE))
     if is_rank_zero():
         output_dir.mkdir(parents=True, exist_ok=True)
