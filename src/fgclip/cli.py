@@ -60,6 +60,7 @@ def _parser() -> argparse.ArgumentParser:
     synth.add_argument("--duration", type=float, default=4.0, help="seconds per video")
     synth.add_argument("--test-fraction", type=float, default=0.25)
     synth.set_defaults(run=_synth)
+    _add_eval_commands(commands)
     return parser
 
 
@@ -105,6 +106,12 @@ def _synth(args, _) -> int:
     )
     print(summary)
     return 0
+
+
+def _add_eval_commands(commands) -> None:
+    from fgclip.evaluation.commands import add_eval_parsers
+
+    add_eval_parsers(commands)
 
 
 if __name__ == "__main__":

@@ -7,12 +7,9 @@ import time
 from importlib import resources
 from pathlib import Path
 
-import torch
-
 from fgclip.config import ExperimentConfig, load_config
-from fgclip.evaluation.anomaly import PromptSet, read_temporal_annotations
-from fgclip.evaluation.evaluate import anomaly_metrics, embed_dataset, retrieval_metrics
-from fgclip.training.run import build_dataset, sampling_options, train
+from fgclip.evaluation.run import evaluate
+from fgclip.training.run import train
 
 DEMO_CONFIG = "demo.yaml"
 
@@ -66,39 +63,9 @@ def _demo_overrides(out_dir: Path, seed: int) -> list[str]:
     ]
 
 
-@torch.no_grad()
 def evaluate_run(config: ExperimentConfig, model, tokenizer, data_dir: Path) -> dict:
-    dataset = build_dataset(config.data, config.data.eval_manifests, tokenizer, model, train=False)
-    embedded = embed_dataset(model, dataset, tokenizer.pad_token_id, config.eval.batch_size)
-    retrieval = retrieval_metrics(embedded)
-    annotations = read_temporal_annotations(config.eval.temporal_annotations)
-    videos = {clip.video.stem: clip.video for clip in dataset.clips if clip.video.stem in annotations}
-    frame_level, _ = anomaly_metrics(
-        model,
-        tokenizer,
-        PromptSet.from_json(config.eval.prompts),
-        annotations,
-        videos,
-        image_size=sampling_options(config.data, model).image_size,
-        snippet_frames=config.eval.snippet_frames,
-        frames_per_snippet=config.eval.frames_per_snippet,
-    )
-    return {
-        "clip_retrieval_R@1": _with_chance(retrieval["clip"], "text_to_image_R@1"),
-        "region_retrieval_R@1": _with_chance(retrieval["region"], "text_to_image_R@1"),
-        "frame_auc": {"value": frame_level["overall"]["auc"], "chance": 0.5},
-        "frame_ap": frame_level["overall"]["ap"],
-        "retrieval": retrieval,
-        "frame_level": frame_level,
-    }
-
-
-def _with_chance(report: dict, key: str) -> dict:
-    return {
-        "value": report[key],
-        "chance": report[f"{key}_chance"],
-        "times_chance": report[key] / report[f"{key}_chance"],
-    }
+    """The shared evaluation (`fgclip.evaluation.run.evaluate`), so `fgclip eval` on the saved model agrees."""
+    return evaluate(config, model, tokenizer).report
 
 
 def format_report(report: dict) -> str:

@@ -1,4 +1,4 @@
-"""Evaluation of a trained model: retrieval (clip and region), hard-negative accuracy, frame-level AUC/AP."""
+"""Evaluation primitives: embed a clip dataset, retrieval, hard negatives, region classification, video scores."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ from tqdm.auto import tqdm
 
 from fgclip.data.collate import ClipCollator
 from fgclip.data.dataset import ClipDataset
-from fgclip.data.text import CaptionTokenizer
-from fgclip.evaluation.anomaly import PromptSet, TemporalAnnotation, frame_level_metrics, score_video
+from fgclip.evaluation.anomaly import NORMAL_CLASS, TemporalAnnotation
 from fgclip.evaluation.retrieval import retrieval_report
+from fgclip.evaluation.snippets import SnippetFrames, VideoScores, embed_video_snippets, score_snippets
+from fgclip.evaluation.zeroshot import DEFAULT_SCORING, PromptBank
 
 
 @dataclass
@@ -25,37 +26,51 @@ class EmbeddedSet:
     region_embeds: torch.Tensor  # (M, D)
     region_text_embeds: torch.Tensor  # (M, D)
     region_keys: torch.Tensor  # (M,)
+    region_labels: torch.Tensor  # (M,) 0 normal, 1 abnormal
+    region_clip_index: torch.Tensor  # (M,) index into the dataset's clips
     hard_negative_correct: int
     hard_negative_regions: int
+
+
+_STACKED = (
+    "clip_embeds",
+    "caption_embeds",
+    "caption_keys",
+    "region_embeds",
+    "region_text_embeds",
+    "region_keys",
+    "region_labels",
+    "region_clip_index",
+)
 
 
 @torch.no_grad()
 def embed_dataset(
     model, dataset: ClipDataset, pad_token_id: int, batch_size: int = 16, progress: bool = True
 ) -> EmbeddedSet:
+    """Every clip, caption, region and region caption of `dataset`, in dataset order (deterministic)."""
     model.eval()
     device = next(model.parameters()).device
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=ClipCollator(pad_token_id))
-    parts: dict[str, list[torch.Tensor]] = {
-        k: [] for k in EmbeddedSet.__dataclass_fields__ if "hard" not in k
-    }
-    correct = total = 0
+    parts: dict[str, list[torch.Tensor]] = {k: [] for k in _STACKED}
+    correct = total = offset = 0
     for batch in tqdm(loader, desc="embedding clips", disable=not progress, leave=False):
         batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
         features = model(**batch)
+        valid = batch["region_valid"]  # (B, R)
         parts["clip_embeds"].append(features["clip_embeds"].cpu())
         parts["caption_embeds"].append(features["caption_embeds"].cpu())
         parts["caption_keys"].append(batch["caption_keys"].cpu())
         parts["region_embeds"].append(features["region_embeds"].cpu())
         parts["region_text_embeds"].append(features["region_text_embeds"].cpu())
-        parts["region_keys"].append(batch["region_caption_keys"][batch["region_valid"]].cpu())
-        c, t = _hard_negative_hits(features)
-        correct, total = correct + c, total + t
-    return EmbeddedSet(
-        **{k: torch.cat(v) for k, v in parts.items()},
-        hard_negative_correct=correct,
-        hard_negative_regions=total,
-    )
+        parts["region_keys"].append(batch["region_caption_keys"][valid].cpu())
+        parts["region_labels"].append(batch["region_labels"][valid].cpu())
+        parts["region_clip_index"].append(valid.nonzero()[:, 0].cpu() + offset)  # packed order = row-major
+        offset += valid.shape[0]
+        hits, regions = _hard_negative_hits(features)
+        correct, total = correct + hits, total + regions
+    stacked = {k: torch.cat(v) for k, v in parts.items()}
+    return EmbeddedSet(**stacked, hard_negative_correct=correct, hard_negative_regions=total)
 
 
 def _hard_negative_hits(features) -> tuple[int, int]:
@@ -63,69 +78,121 @@ def _hard_negative_hits(features) -> tuple[int, int]:
     present = features.get("hard_negative_present")
     if present is None or not bool(present.any()):
         return 0, 0
-    regions, texts, negatives = (
-        features["region_embeds"],
-        features["region_text_embeds"],
-        features["hard_negative_embeds"],
-    )
+    regions, texts = features["region_embeds"], features["region_text_embeds"]
     positive = (regions * texts).sum(-1)  # (M,)
-    negative = torch.einsum("md,mkd->mk", regions, negatives).masked_fill(~present, float("-inf"))  # (M, K)
+    negative = torch.einsum("md,mkd->mk", regions, features["hard_negative_embeds"])  # (M, K)
+    negative = negative.masked_fill(~present, float("-inf"))
     rows = present.any(1)
-    hits = (positive > negative.max(1).values)[rows]
+    hits = (positive > negative.max(1).values)[rows]  # a tie is a miss
     return int(hits.sum()), int(rows.sum())
 
 
 def retrieval_metrics(embedded: EmbeddedSet) -> dict:
-    result = {
-        "clip": retrieval_report(
-            embedded.clip_embeds, embedded.caption_embeds, embedded.caption_keys, embedded.caption_keys
-        ),
+    clip_keys, region_keys = embedded.caption_keys, embedded.region_keys
+    return {
+        "clip": retrieval_report(embedded.clip_embeds, embedded.caption_embeds, clip_keys, clip_keys),
         "region": retrieval_report(
-            embedded.region_embeds, embedded.region_text_embeds, embedded.region_keys, embedded.region_keys
+            embedded.region_embeds, embedded.region_text_embeds, region_keys, region_keys
         ),
         "hard_negative_accuracy": (
             embedded.hard_negative_correct / embedded.hard_negative_regions
             if embedded.hard_negative_regions
             else None
         ),
+        "hard_negative_regions": embedded.hard_negative_regions,
         "num_clips": int(embedded.clip_embeds.shape[0]),
         "num_regions": int(embedded.region_embeds.shape[0]),
     }
-    return result
 
 
-@torch.no_grad()
-def anomaly_metrics(
+def region_classification(
+    embedded: EmbeddedSet,
+    bank: PromptBank,
+    clip_videos: list[str],
+    annotations: dict[str, TemporalAnnotation] | None,
+    rule: str = DEFAULT_SCORING,
+) -> dict:
+    """Zero-shot classification of every region against the label set (the prompt classes, region head).
+
+    True class: Normal for a normal region; for an abnormal one, the class of its video in the temporal
+    annotation file (videos absent from it count in the binary figure only). `binary_accuracy`: normal vs
+    any anomaly class. Chance levels: 1/C for the class accuracy, the majority share for the binary one.
+    """
+    probs = bank.class_probabilities(embedded.region_embeds, rule)  # (M, C)
+    predicted = probs.argmax(-1).cpu()  # (M,)
+    labels = embedded.region_labels.cpu()
+    truth = _region_classes(labels, embedded.region_clip_index, clip_videos, annotations, bank.classes)
+    known = truth >= 0
+    per_class = {
+        name: {
+            "accuracy": float((predicted[truth == c] == c).float().mean())
+            if bool((truth == c).any())
+            else None,
+            "regions": int((truth == c).sum()),
+        }
+        for c, name in enumerate(bank.classes)
+    }
+    abnormal_share = float(labels.float().mean()) if len(labels) else 0.0
+    return {
+        "accuracy": float((predicted[known] == truth[known]).float().mean()) if bool(known.any()) else None,
+        "accuracy_chance": 1.0 / len(bank.classes),
+        "regions_with_class": int(known.sum()),
+        "binary_accuracy": float(((predicted > 0).long() == labels).float().mean()) if len(labels) else None,
+        "binary_chance": max(abnormal_share, 1.0 - abnormal_share),
+        "num_regions": int(len(labels)),
+        "classes": list(bank.classes),
+        "per_class": per_class,
+    }
+
+
+def _region_classes(labels, clip_index, clip_videos, annotations, classes) -> torch.Tensor:
+    """(M,) true class index per region; -1 when an abnormal region's class is unknown."""
+    lookup = {name: i for i, name in enumerate(classes)}
+    truth = torch.full_like(labels, -1)
+    for m, (label, clip) in enumerate(zip(labels.tolist(), clip_index.tolist(), strict=True)):
+        if label == 0:
+            truth[m] = 0
+            continue
+        annotation = (annotations or {}).get(clip_videos[clip])
+        if annotation is None or not annotation.is_abnormal:
+            continue
+        if annotation.label not in lookup:
+            raise ValueError(
+                f"region of video {clip_videos[clip]}: class {annotation.label!r} (temporal annotations) is not "
+                f"in the label set {list(classes)}; use a prompt set with that class"
+            )
+        truth[m] = lookup[annotation.label]
+    return truth
+
+
+def score_videos(
     model,
-    tokenizer,
-    prompts: PromptSet,
-    annotations: dict[str, TemporalAnnotation],
     videos: dict[str, Path],
+    bank: PromptBank,
+    frames: SnippetFrames,
     *,
-    image_size: int,
     snippet_frames: int = 16,
     frames_per_snippet: int = 8,
+    batch_frames: int = 256,
+    rule: str = DEFAULT_SCORING,
     progress: bool = True,
-) -> tuple[dict, dict[str, np.ndarray]]:
-    """Frame-level AUC/AP over `videos` (name -> path); also returns the per-frame scores."""
+) -> dict[str, VideoScores]:
+    """Zero-shot snippet scores of every video (name -> path), in name order."""
     model.eval()
-    device = next(model.parameters()).device
-    texts, num_normal = prompts.texts()
-    ids = CaptionTokenizer(tokenizer)(texts)
-    padded = tokenizer.pad({"input_ids": ids}, return_tensors="pt")
-    prompt_embeds = torch.nn.functional.normalize(
-        model.get_caption_features(padded["input_ids"].to(device), padded["attention_mask"].to(device)),
-        dim=-1,
-    )
     scores = {}
-    for name, path in tqdm(sorted(videos.items()), desc="scoring videos", disable=not progress, leave=False):
-        scores[name] = score_video(
-            model,
-            path,
-            prompt_embeds,
-            num_normal,
-            image_size=image_size,
-            snippet_frames=snippet_frames,
-            frames_per_snippet=frames_per_snippet,
-        )
-    return frame_level_metrics(scores, annotations), scores
+    for name in tqdm(sorted(videos), desc="scoring videos", disable=not progress, leave=False):
+        snippets = embed_video_snippets(
+            model, videos[name], frames, snippet_frames=snippet_frames, frames_per_snippet=frames_per_snippet,
+            batch_frames=batch_frames, progress=progress,
+        )  # fmt: skip
+        scores[name] = score_snippets(snippets, bank, rule)
+    return scores
+
+
+def stack_scores(scores: dict[str, VideoScores]) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+    """Per-frame scores and native frame counts of scored videos."""
+    return {n: s.frame_scores for n, s in scores.items()}, {n: s.layout.num_frames for n, s in scores.items()}
+
+
+def class_of(annotation: TemporalAnnotation | None) -> str:
+    return NORMAL_CLASS if annotation is None or not annotation.is_abnormal else annotation.label

@@ -1,0 +1,128 @@
+"""`fgclip eval / infer / export-features` on a tiny synthetic run, through the real entry point.
+
+The demo's evaluation (on the model it just trained, in memory) and `fgclip eval` (on the model saved to
+disk) must report the same numbers: both go through `fgclip.evaluation.run.evaluate`.
+"""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from fgclip.cli import main
+from fgclip.config import load_config
+from fgclip.data.synth import generate
+from fgclip.data.video import video_frame_times
+from fgclip.demo import _demo_overrides, demo_config_path, evaluate_run
+from fgclip.training.run import train
+
+TINY = "{image_size: 32, patch_size: 8, vision_width: 32, vision_layers: 1, text_width: 32, text_layers: 1, heads: 2, projection_dim: 16}"
+SHARED_KEYS = ("clip_retrieval_R@1", "region_retrieval_R@1", "frame_auc", "frame_ap", "retrieval",
+               "region_classification", "frame_level", "settings")  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("tiny_demo")
+    data = generate(out / "data", seed=3, num_videos=8, test_fraction=0.5)
+    overrides = _demo_overrides(out, seed=3) + [
+        "--model.tiny", TINY, "--train.max_steps", "2", "--train.per_device_batch_size", "4",
+        "--train.save_steps", "2", "--train.logging_steps", "1", "--train.warmup_steps", "0",
+        "--train.progress_bar", "false", "--data.num_frames", "2", "--eval.frames_per_snippet", "2",
+    ]  # fmt: skip
+    config = load_config(demo_config_path(), overrides)
+    outcome = train(config)
+    demo_report = evaluate_run(config, outcome.model, outcome.tokenizer, out / "data")
+    return {"out": out, "data": data, "outcome": outcome, "demo_report": demo_report}
+
+
+@pytest.fixture(scope="module")
+def evaluated(run):
+    out = run["out"] / "eval"
+    assert main(["eval", str(run["outcome"].model_dir), "--out", str(out), "--no-progress"]) == 0
+    return out
+
+
+def test_eval_reports_the_demo_numbers(run, evaluated):
+    out = evaluated
+    report = json.loads((out / "eval.json").read_text())
+    for key in SHARED_KEYS:
+        assert report[key] == run["demo_report"][key], key
+    frame = report["frame_level"]
+    assert frame["overall"]["auc"] is not None and frame["num_videos"]["total"] == 4
+    assert frame["annotated_but_not_scored"] == []
+    assert (
+        report["settings"]["num_frames"] == 2 and report["settings"]["image_size"] == 32
+    )  # the run's settings
+    assert (out / "roc_curve.png").stat().st_size > 0
+    assert len(list((out / "timelines").glob("*.png"))) == 4
+
+
+def test_eval_of_a_checkpoint_reads_the_run_config_and_accepts_overrides(run, tmp_path, capsys):
+    checkpoint = run["outcome"].output_dir / "checkpoint-2"
+    out = tmp_path / "eval"
+    argv = ["eval", str(checkpoint), "--out", str(out), "--no-progress", "--scoring", "softmax_sum",
+            "--eval.frames_per_snippet", "4"]  # fmt: skip
+    assert main(argv) == 0
+    report = json.loads((out / "eval.json").read_text())
+    assert report["settings"]["frames_per_snippet"] == 4 and report["settings"]["scoring"] == "softmax_sum"
+    assert (
+        report["retrieval"] == run["demo_report"]["retrieval"]
+    )  # same weights: checkpoint-2 is the final step
+    printed = capsys.readouterr().out
+    assert "clip retrieval R@1 (text->video)" in printed and "frame AUC, overall" in printed
+
+
+def test_infer_writes_a_timeline_that_matches_eval(run, evaluated, tmp_path):
+    data = run["data"]
+    name = [
+        line.split()[0] for line in data.test_annotation_path.read_text().splitlines() if "Normal" not in line
+    ][0]
+    video = next(data.videos_dir.rglob(f"{name}.mp4"))
+    argv = ["infer", str(video), "--checkpoint", str(run["outcome"].model_dir), "--out", str(tmp_path),
+            "--temporal-annotations", str(data.test_annotation_path), "--no-progress",
+            "--box", "0.5", "2.0", "0.1", "0.1", "0.6", "0.6"]  # fmt: skip
+    assert main(argv) == 0
+    result = json.loads((tmp_path / f"{name}.scores.json").read_text())
+    num_frames = len(video_frame_times(video))
+    assert result["num_frames"] == num_frames == len(result["frame_scores"])
+    assert len(result["snippets"]) == -(-num_frames // 16)
+    assert sum(result["regions"][0]["class_probs"].values()) == pytest.approx(1.0)
+    with open(tmp_path / f"{name}.scores.csv") as handle:
+        assert len(list(csv.DictReader(handle))) == num_frames
+    assert (tmp_path / f"{name}.timeline.png").stat().st_size > 0
+    assert np.allclose(np.load(evaluated / "frame_scores.npz")[f"{name}/score"], result["frame_scores"])
+
+
+def test_export_features_layout(run, tmp_path):
+    videos = sorted(run["data"].videos_dir.rglob("*.mp4"))[:2]
+    model_dir = str(run["outcome"].model_dir)
+    argv = [
+        "export-features",
+        model_dir,
+        "--videos",
+        *map(str, videos),
+        "--out",
+        str(tmp_path / "keep"),
+        "--no-progress",
+    ]
+    assert main(argv) == 0
+    assert main([*argv[:-3], str(tmp_path / "drop"), "--no-progress", "--partial-snippet", "drop"]) == 0
+    description = json.loads((tmp_path / "keep" / "features.json").read_text())
+    assert description["dim"] == 16 and description["normalised"] and description["snippet_frames"] == 16
+    for video in videos:
+        num_frames = len(video_frame_times(video))
+        kept = np.load(tmp_path / "keep" / f"{video.stem}.npy")
+        dropped = np.load(tmp_path / "drop" / f"{video.stem}.npy")
+        assert kept.shape == (-(-num_frames // 16), 16) and kept.dtype == np.float32
+        assert dropped.shape == (num_frames // 16, 16)
+        assert np.allclose(np.linalg.norm(kept, axis=1), 1.0, atol=1e-5)
+        assert np.array_equal(kept[: len(dropped)], dropped)
+        assert description["videos"][video.stem]["num_frames"] == num_frames
+
+
+def test_eval_without_a_run_config_says_what_to_pass(tmp_path):
+    (tmp_path / "model").mkdir()
+    with pytest.raises(Exception, match="--config"):
+        main(["eval", str(tmp_path / "model")])
