@@ -26,19 +26,8 @@ def format_table(report: dict) -> str:
         lines.append(f"{name:<44} {shown:>7} {'' if chance is None else f'{chance:7.3f}':>7}")
 
     retrieval = report["retrieval"]
-    for level in ("clip", "region"):
-        for direction, arrow in (("text_to_image", "text->video"), ("image_to_text", "video->text")):
-            for k in (1, 5, 10):
-                key = f"{direction}_R@{k}"
-                row(
-                    f"{level} retrieval R@{k} ({arrow})",
-                    retrieval[level][key],
-                    retrieval[level][f"{key}_chance"],
-                )
-    row(
-        f"hard-negative accuracy ({retrieval['hard_negative_regions']} regions)",
-        retrieval["hard_negative_accuracy"],
-    )
+    if retrieval:
+        _retrieval_rows(retrieval, row)
     classification = report.get("region_classification")
     if classification:
         row(f"region classification ({classification['regions_with_class']} regions)",
@@ -54,12 +43,22 @@ def format_table(report: dict) -> str:
             row(f"frame AUC, {name} ({part['videos']} videos)", part["auc"], 0.5)
             row(f"frame AP, {name}", part["ap"], part["ap_chance"])
         for label, part in frame["per_class"].items():
-            row(f"  {label}: frame AUC / AP ({part['videos']} videos)", part["auc"], 0.5)
+            row(f"  {label}: frame AUC ({part['videos']} videos)", part["auc"], 0.5)
             row(f"  {label}: frame AP", part["ap"], part["ap_chance"])
-    lines.append(
-        f"{len(lines) - 1} rows; retrieval over {retrieval['num_clips']} clips, {retrieval['num_regions']} regions"
-    )
     return "\n".join(lines)
+
+
+def _retrieval_rows(retrieval: dict, row) -> None:
+    for level in ("clip", "region"):
+        for direction, arrow in (("text_to_image", "text->video"), ("image_to_text", "video->text")):
+            for k in (1, 5, 10):
+                key = f"{direction}_R@{k}"
+                name = f"{level} retrieval R@{k} ({arrow}, {retrieval['num_' + level + 's']})"
+                row(name, retrieval[level][key], retrieval[level][f"{key}_chance"])
+    row(
+        f"hard-negative accuracy ({retrieval['hard_negative_regions']} regions)",
+        retrieval["hard_negative_accuracy"],
+    )
 
 
 def write_evaluation(evaluation: Evaluation, out_dir: str | Path, *, timelines: int = 6) -> dict[str, Path]:

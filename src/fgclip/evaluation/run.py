@@ -64,55 +64,72 @@ class Evaluation:
 
 
 def evaluate(config: ExperimentConfig, model, tokenizer, options: EvalOptions = EvalOptions()) -> Evaluation:
+    """Every figure the config allows: retrieval needs eval manifests, region classification also a prompt
+    set, frame-level AUC/AP a prompt set and temporal annotations. Missing parts are reported as null."""
     model.eval()
-    sampling = sampling_options(config.data, model)
-    dataset = build_dataset(config.data, config.data.eval_manifests, tokenizer, model, train=False)
-    pad_id = CaptionTokenizer(tokenizer).pad_token_id
-    embedded = embed_dataset(model, dataset, pad_id, config.eval.batch_size, options.progress)
-    retrieval = retrieval_metrics(embedded)
+    image_size = sampling_options(config.data, model).image_size
     prompts = load_prompt_set(config.eval.prompts) if config.eval.prompts else None
-    annotations = (
-        read_temporal_annotations(config.eval.temporal_annotations)
-        if config.eval.temporal_annotations
-        else None
-    )
-    clip_videos = [clip.video.stem for clip in dataset.clips]
+    annotations = None
+    if config.eval.temporal_annotations:
+        annotations = read_temporal_annotations(config.eval.temporal_annotations)
     report = {
-        "retrieval": retrieval,
+        "retrieval": None,
         "region_classification": None,
         "frame_level": None,
-        "settings": _settings(config, sampling.image_size, options),
+        "settings": _settings(config, image_size, options),
     }
-    scores: dict[str, VideoScores] = {}
-    if prompts is not None:
-        max_length = config.data.caption_max_length
-        region_bank = encode_prompts(model, tokenizer, prompts, head="region", max_length=max_length)
-        report["region_classification"] = region_classification(
-            embedded, region_bank, clip_videos, annotations, options.scoring
-        )
-        if annotations is not None:
-            clip_bank = encode_prompts(model, tokenizer, prompts, head="clip", max_length=max_length)
-            videos = anomaly_test_videos(config, dataset, annotations, options)
-            frames = SnippetFrames(
-                sampling.image_size,
-                FrameCache(options.frame_cache) if options.frame_cache else None,
-                options.write_frame_cache,
+    dataset = None
+    if config.data.eval_manifests:
+        dataset = build_dataset(config.data, config.data.eval_manifests, tokenizer, model, train=False)
+        pad_id = CaptionTokenizer(tokenizer).pad_token_id
+        embedded = embed_dataset(model, dataset, pad_id, config.eval.batch_size, options.progress)
+        report["retrieval"] = retrieval_metrics(embedded)
+        if prompts is not None:
+            bank = encode_prompts(
+                model, tokenizer, prompts, head="region", max_length=config.data.caption_max_length
             )
-            scores = score_videos(
-                model, videos, clip_bank, frames, snippet_frames=config.eval.snippet_frames,
-                frames_per_snippet=config.eval.frames_per_snippet, batch_frames=options.batch_frames,
-                rule=options.scoring, progress=options.progress,
-            )  # fmt: skip
-            frame_scores, frame_counts = stack_scores(scores)
-            report["frame_level"] = frame_level_metrics(frame_scores, annotations, frame_counts)
-            report["frame_level"]["annotated_but_not_scored"] = sorted(set(annotations) - set(videos))
-            report["frame_source"] = {k: len(v) for k, v in frames.used.items()}
+            videos = [clip.video.stem for clip in dataset.clips]
+            report["region_classification"] = region_classification(
+                embedded, bank, videos, annotations, options.scoring
+            )
+    scores: dict[str, VideoScores] = {}
+    if prompts is not None and annotations is not None:
+        scores, report["frame_level"], report["frame_source"] = _frame_level(
+            config, model, tokenizer, prompts, annotations, dataset, image_size, options
+        )
+    if report["retrieval"] is None and report["frame_level"] is None:
+        raise ConfigError(
+            "nothing to evaluate: give eval manifests (data.eval_manifests / --data) for retrieval, and/or a "
+            "prompt set (eval.prompts / --prompts) with temporal annotations for frame-level AUC"
+        )
     return Evaluation(_with_summary(report), scores, annotations)
+
+
+def _frame_level(
+    config, model, tokenizer, prompts, annotations, dataset, image_size: int, options: EvalOptions
+):
+    bank = encode_prompts(model, tokenizer, prompts, head="clip", max_length=config.data.caption_max_length)
+    videos = anomaly_test_videos(config, dataset, annotations, options)
+    cache = FrameCache(options.frame_cache) if options.frame_cache else None
+    frames = SnippetFrames(image_size, cache, options.write_frame_cache)
+    scores = score_videos(
+        model, videos, bank, frames, snippet_frames=config.eval.snippet_frames,
+        frames_per_snippet=config.eval.frames_per_snippet, batch_frames=options.batch_frames,
+        rule=options.scoring, progress=options.progress,
+    )  # fmt: skip
+    frame_scores, frame_counts = stack_scores(scores)
+    metrics = frame_level_metrics(frame_scores, annotations, frame_counts)
+    metrics["annotated_but_not_scored"] = sorted(set(annotations) - set(videos))
+    return scores, metrics, {k: len(v) for k, v in frames.used.items()}
 
 
 def anomaly_test_videos(config, dataset, annotations, options: EvalOptions) -> dict[str, Path]:
     """Video name -> path of the videos scored for frame-level AUC (see EvalOptions.anomaly_videos)."""
     if options.anomaly_videos is None:
+        if dataset is None:
+            raise ConfigError(
+                "frame-level AUC without eval manifests: name the test videos with --anomaly-videos"
+            )
         paths = [clip.video for clip in dataset.clips if clip.video.stem in annotations]
         source = f"eval manifests {config.data.eval_manifests}"
     else:
@@ -156,11 +173,11 @@ def _settings(config: ExperimentConfig, image_size: int, options: EvalOptions) -
 
 def _with_summary(report: dict) -> dict:
     """The headline figures first (the demo's report.json keys), then the sections."""
-    clip, region = report["retrieval"]["clip"], report["retrieval"]["region"]
+    retrieval = report["retrieval"]
     overall = (report["frame_level"] or {}).get("overall", {})
     summary = {
-        "clip_retrieval_R@1": _with_chance(clip, "text_to_image_R@1"),
-        "region_retrieval_R@1": _with_chance(region, "text_to_image_R@1"),
+        "clip_retrieval_R@1": _with_chance(retrieval["clip"], "text_to_image_R@1") if retrieval else None,
+        "region_retrieval_R@1": _with_chance(retrieval["region"], "text_to_image_R@1") if retrieval else None,
         "frame_auc": {"value": overall.get("auc"), "chance": 0.5},
         "frame_ap": overall.get("ap"),
     }
