@@ -63,11 +63,11 @@ def test_eval_reports_the_demo_numbers(run, evaluated):
 def test_eval_of_a_checkpoint_reads_the_run_config_and_accepts_overrides(run, tmp_path, capsys):
     checkpoint = run["outcome"].output_dir / "checkpoint-2"
     out = tmp_path / "eval"
-    argv = ["eval", str(checkpoint), "--out", str(out), "--no-progress", "--scoring", "softmax_sum",
+    argv = ["eval", str(checkpoint), "--out", str(out), "--no-progress", "--scoring", "ensemble",
             "--eval.frames_per_snippet", "4"]  # fmt: skip
     assert main(argv) == 0
     report = json.loads((out / "eval.json").read_text())
-    assert report["settings"]["frames_per_snippet"] == 4 and report["settings"]["scoring"] == "softmax_sum"
+    assert report["settings"]["frames_per_snippet"] == 4 and report["settings"]["scoring"] == "ensemble"
     assert (
         report["retrieval"] == run["demo_report"]["retrieval"]
     )  # same weights: checkpoint-2 is the final step

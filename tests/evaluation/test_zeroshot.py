@@ -88,3 +88,10 @@ def test_prompt_set_from_dict_keeps_class_order():
     prompts = PromptSet.from_dict({"normal": ["n"], "anomaly": {"Z": ["z"], "A": ["a"]}}, "test")
     assert prompts.classes == ("Normal", "Z", "A")
     assert prompts.texts() == (["n", "z", "a"], [0, 1, 2])
+
+
+def test_cli_choices_match_the_scoring_rules():
+    from fgclip.evaluation import commands, zeroshot
+
+    assert commands.SCORING_CHOICES == zeroshot.SCORING_RULES
+    assert commands.DEFAULT_SCORING == zeroshot.DEFAULT_SCORING

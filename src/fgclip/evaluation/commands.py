@@ -10,10 +10,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-SCORING_CHOICES = (
-    "ensemble",
-    "softmax_sum",
-)  # fgclip.evaluation.zeroshot.SCORING_RULES (not imported: light CLI)
+# fgclip.evaluation.zeroshot.SCORING_RULES / DEFAULT_SCORING, repeated so that building the parser imports no torch
+SCORING_CHOICES = ("softmax_sum", "ensemble")
+DEFAULT_SCORING = "softmax_sum"
 
 
 def add_eval_parsers(commands) -> None:
@@ -72,8 +71,9 @@ def _common(parser, scoring: bool = True) -> None:
         "--config", help="run config (default: fgclip_config.yaml of the checkpoint or its run)"
     )
     if scoring:
-        parser.add_argument("--scoring", choices=SCORING_CHOICES, default="ensemble",
-                            help="zero-shot rule: prompt ensembling (default) or softmax over all prompts")  # fmt: skip
+        parser.add_argument("--scoring", choices=SCORING_CHOICES, default=DEFAULT_SCORING,
+                            help="zero-shot rule: softmax over all prompts, class mass summed (default), "
+                                 "or prompt ensembling (class = mean prompt embedding)")  # fmt: skip
     parser.add_argument("--batch-frames", type=int, default=256, help="frames decoded+embedded at a time")
     parser.add_argument(
         "--frame-cache", help="read snippet frames from this frame-cache folder where it covers a video"
