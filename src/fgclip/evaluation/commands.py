@@ -141,7 +141,8 @@ def run_eval(args, rest) -> int:
 
 def run_infer(args, rest) -> int:
     from fgclip.evaluation.anomaly import read_temporal_annotations
-    from fgclip.evaluation.zeroshot import encode_prompts, load_prompt_set
+    from fgclip.evaluation.run import prompt_bank
+    from fgclip.evaluation.zeroshot import load_prompt_set
     from fgclip.inference import RegionQuery, infer_video, write_inference
     from fgclip.training.run import sampling_options
 
@@ -149,12 +150,9 @@ def run_infer(args, rest) -> int:
     if not run.config.eval.prompts:
         raise SystemExit("no prompt set: pass --prompts ucf-crime|msad|FILE (the run config names none)")
     prompts = load_prompt_set(run.config.eval.prompts)
-    max_length = run.config.data.caption_max_length
-    clip_bank = encode_prompts(run.model, run.tokenizer, prompts, head="clip", max_length=max_length)
+    clip_bank = prompt_bank(run.config, run.model, run.tokenizer, prompts, head="clip")
     region_bank = (
-        encode_prompts(run.model, run.tokenizer, prompts, head="region", max_length=max_length)
-        if args.box
-        else None
+        prompt_bank(run.config, run.model, run.tokenizer, prompts, head="region") if args.box else None
     )
     regions = [RegionQuery(b[0], b[1], (b[2], b[3], b[4], b[5])) for b in args.box]
     config = run.config

@@ -51,12 +51,15 @@ def plot_timeline(
     plt = _pyplot()
     times = np.arange(len(frame_scores)) / fps
     fig, ax = plt.subplots(figsize=(10, 3))
-    if truth is not None:
-        ax.fill_between(times, 0, 1, where=truth.astype(bool), step="post", color="tab:red", alpha=0.18,
-                        linewidth=0, label="annotated anomaly")  # fmt: skip
+    for i, (first, last) in enumerate(_runs(truth) if truth is not None else []):
+        # frames first..last (inclusive) span [first / fps, (last + 1) / fps)
+        ax.axvspan(first / fps, (last + 1) / fps, color="tab:red", alpha=0.18, linewidth=0,
+                   label="annotated anomaly" if i == 0 else None)  # fmt: skip
     ax.step(times, frame_scores, where="post", color="tab:blue", linewidth=1.2, label="anomaly score")
-    for start, end, score, label in regions or []:
-        ax.hlines(score, start, end, color="tab:orange", linewidth=3)
+    for i, (start, end, score, label) in enumerate(regions or []):
+        ax.hlines(
+            score, start, end, color="tab:orange", linewidth=3, label="region score" if i == 0 else None
+        )
         ax.annotate(label, (start, score), xytext=(0, 3), textcoords="offset points", fontsize=7)
     ax.set_ylim(0, 1.02)
     ax.set_xlim(0, max(times[-1] + 1 / fps, 1e-6))
@@ -69,3 +72,9 @@ def plot_timeline(
     fig.savefig(out_path, dpi=110)
     plt.close(fig)
     return Path(out_path)
+
+
+def _runs(truth: np.ndarray) -> list[tuple[int, int]]:
+    """(first, last) frame of each run of 1s."""
+    edges = np.diff(np.concatenate([[0], truth.astype(np.int8), [0]]))
+    return list(zip(np.nonzero(edges == 1)[0], np.nonzero(edges == -1)[0] - 1, strict=True))

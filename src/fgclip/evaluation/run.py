@@ -85,9 +85,7 @@ def evaluate(config: ExperimentConfig, model, tokenizer, options: EvalOptions = 
         embedded = embed_dataset(model, dataset, pad_id, config.eval.batch_size, options.progress)
         report["retrieval"] = retrieval_metrics(embedded)
         if prompts is not None:
-            bank = encode_prompts(
-                model, tokenizer, prompts, head="region", max_length=config.data.caption_max_length
-            )
+            bank = prompt_bank(config, model, tokenizer, prompts, head="region")
             videos = [clip.video.stem for clip in dataset.clips]
             report["region_classification"] = region_classification(
                 embedded, bank, videos, annotations, options.scoring
@@ -108,7 +106,7 @@ def evaluate(config: ExperimentConfig, model, tokenizer, options: EvalOptions = 
 def _frame_level(
     config, model, tokenizer, prompts, annotations, dataset, image_size: int, options: EvalOptions
 ):
-    bank = encode_prompts(model, tokenizer, prompts, head="clip", max_length=config.data.caption_max_length)
+    bank = prompt_bank(config, model, tokenizer, prompts, head="clip")
     videos = anomaly_test_videos(config, dataset, annotations, options)
     cache = FrameCache(options.frame_cache) if options.frame_cache else None
     frames = SnippetFrames(image_size, cache, options.write_frame_cache)
@@ -121,6 +119,13 @@ def _frame_level(
     metrics = frame_level_metrics(frame_scores, annotations, frame_counts)
     metrics["annotated_but_not_scored"] = sorted(set(annotations) - set(videos))
     return scores, metrics, {k: len(v) for k, v in frames.used.items()}
+
+
+def prompt_bank(config: ExperimentConfig, model, tokenizer, prompts, *, head: str):
+    """Prompts encoded like the captions of that head: clip prompts as global captions (long position
+    table, `data.global_caption_max_length`), region prompts as region captions (`data.caption_max_length`)."""
+    length = config.data.global_caption_max_length if head == "clip" else config.data.caption_max_length
+    return encode_prompts(model, tokenizer, prompts, head=head, max_length=length)
 
 
 def anomaly_test_videos(config, dataset, annotations, options: EvalOptions) -> dict[str, Path]:
@@ -162,6 +167,7 @@ def _settings(config: ExperimentConfig, image_size: int, options: EvalOptions) -
         "num_frames": config.data.num_frames,
         "image_size": image_size,
         "caption_max_length": config.data.caption_max_length,
+        "global_caption_max_length": config.data.global_caption_max_length,
         "prompts": config.eval.prompts,
         "temporal_annotations": config.eval.temporal_annotations,
         "snippet_frames": config.eval.snippet_frames,
