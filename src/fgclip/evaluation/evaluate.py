@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 
 from fgclip.data.collate import ClipCollator
 from fgclip.data.dataset import ClipDataset
-from fgclip.evaluation.anomaly import NORMAL_CLASS, TemporalAnnotation
+from fgclip.evaluation.anomaly import TemporalAnnotation
 from fgclip.evaluation.retrieval import retrieval_report
 from fgclip.evaluation.snippets import SnippetFrames, VideoScores, embed_video_snippets, score_snippets
 from fgclip.evaluation.zeroshot import DEFAULT_SCORING, PromptBank
@@ -192,7 +192,3 @@ def score_videos(
 def stack_scores(scores: dict[str, VideoScores]) -> tuple[dict[str, np.ndarray], dict[str, int]]:
     """Per-frame scores and native frame counts of scored videos."""
     return {n: s.frame_scores for n, s in scores.items()}, {n: s.layout.num_frames for n, s in scores.items()}
-
-
-def class_of(annotation: TemporalAnnotation | None) -> str:
-    return NORMAL_CLASS if annotation is None or not annotation.is_abnormal else annotation.label
