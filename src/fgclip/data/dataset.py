@@ -191,4 +191,4 @@ def _load_image(path: Path, size: tuple[int, int]) -> np.ndarray:
             rgb = image.convert("RGB").resize(size, Image.Resampling.BILINEAR)
     except (OSError, UnidentifiedImageError) as exc:
         raise VideoError(f"{path}: cannot be read as an image ({exc})") from exc
-    return np.asarray(rgb)[None]
+    return np.array(rgb)[None]
