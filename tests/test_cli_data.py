@@ -208,3 +208,24 @@ def test_cache_command_extracts_every_clip_span(videos, tmp_path, capsys):
     # The track (1-2 s) plus 0.5 s of context, which holds the normal clip's 0.5-1 s: one merged span.
     assert cache.spans(videos / "clips" / "ok.mp4") == ((0.5, 2.5),)
     assert len(cache.frame_times(videos / "clips" / "ok.mp4")) == 21  # 10 fps over 2 s, both ends
+
+
+def test_cache_refuses_a_manifest_with_errors_unless_skipping(videos, tmp_path, capsys):
+    manifest = _write(
+        tmp_path / "m.json", [_entry("clips/ok.mp4"), _entry("clips/ok.mp4", region_captions=[])]
+    )
+    command = [
+        "data",
+        "cache",
+        str(manifest),
+        "--video-root",
+        str(videos),
+        "--out",
+        str(tmp_path / "c"),
+        "--size",
+        "32",
+    ]
+    assert main(command) == 1
+    assert "entry 1" in capsys.readouterr().err and not (tmp_path / "c").exists()
+    assert main(command + ["--skip-invalid"]) == 0
+    assert "1 bad entries left out" in capsys.readouterr().err

@@ -138,9 +138,15 @@ def _data_cache_parser(data) -> None:
 
 
 def _data_command(name: str, args, *extra) -> int:
+    """Run a data command; bad input (a refused manifest, a missing file) is printed and exits 1."""
     from fgclip.data import commands
+    from fgclip.data.errors import ManifestError
 
-    return getattr(commands, name)(args, *extra)
+    try:
+        return getattr(commands, name)(args, *extra)
+    except (ManifestError, FileNotFoundError) as error:
+        print(f"fgclip data: {error}", file=sys.stderr)
+        return 1
 
 
 def _train(args, overrides) -> int:

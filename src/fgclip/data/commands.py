@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from fgclip.data.errors import EntryProblem, ManifestError
+from fgclip.data.errors import EntryProblem
 
 
 def parse_remaps(pairs: list[str] | None) -> dict[str, str]:
@@ -81,13 +81,7 @@ def run_convert(args, fmt: str) -> int:
     from fgclip.data.formats.cliplist import load_json, read_clip_entries
 
     source = str(args.input)
-    try:
-        conversion = convert_document(
-            load_json(source), source, fmt, args.annotation_fps, _convert_options(args)
-        )
-    except ManifestError as error:
-        print(f"{source}: refused\n{error}", file=sys.stderr)
-        return 1
+    conversion = convert_document(load_json(source), source, fmt, args.annotation_fps, _convert_options(args))
     read = read_clip_entries(
         conversion.entries, source, options=_read_options(args), annotation_fps=conversion.annotation_fps,
         origins=conversion.origins, format=fmt,
