@@ -37,6 +37,19 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--num-videos", type=int, default=200)
     demo.set_defaults(run=_demo, accepts_overrides=True)
 
+    inspect = commands.add_parser(
+        "inspect",
+        help="projection heads, temperatures and key accounting of a checkpoint (HF dir or OpenAI .pt)",
+    )
+    inspect.add_argument("model", metavar="MODEL_OR_CHECKPOINT")
+    inspect.add_argument("--json", action="store_true", help="machine-readable output")
+    inspect.add_argument(
+        "--allow-partial-load",
+        action="store_true",
+        help="show a checkpoint with missing backbone weights instead of refusing it",
+    )
+    inspect.set_defaults(run=_inspect)
+
     data = commands.add_parser("data", help="data tools").add_subparsers(title="data commands")
     synth = data.add_parser("synth", help="write the synthetic video benchmark")
     synth.add_argument("--out", required=True)
@@ -162,6 +175,18 @@ def _demo(args, overrides) -> int:
     from fgclip.demo import run_demo
 
     run_demo(args.out, seed=args.seed, num_videos=args.num_videos, overrides=overrides)
+    return 0
+
+
+def _inspect(args, _) -> int:
+    from fgclip.inspect import run_inspect
+    from fgclip.model.errors import CheckpointError
+
+    try:
+        print(run_inspect(args.model, args.json, allow_partial_load=args.allow_partial_load))
+    except (CheckpointError, FileNotFoundError) as error:
+        print(f"fgclip inspect: {error}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -74,7 +74,8 @@ class DataSection:
     max_hard_negatives: int = 10
     context_s: float = 2.0
     single_keyframe_hold_s: float = 0.5
-    caption_max_length: int = 77
+    caption_max_length: int = 77  # region and hard-negative captions (CLIP's 77-position table)
+    global_caption_max_length: int = 248  # global captions (FG-CLIP's long position table)
     num_workers: int = 0
     batch_by_group: bool = False  # keep clips of one manifest `group` (scene) in the same batch
     balance: bool = False  # every batch half normal, half abnormal clips (the smaller class oversampled)
@@ -342,6 +343,11 @@ def check_config(config: ExperimentConfig) -> None:
     if data.num_frames < 1 or data.max_regions < 1:
         raise ConfigError(
             f"data.num_frames ({data.num_frames}) and data.max_regions ({data.max_regions}) must be >= 1"
+        )
+    if data.caption_max_length < 2 or data.global_caption_max_length < 2:
+        raise ConfigError(
+            f"data.caption_max_length ({data.caption_max_length}) and data.global_caption_max_length "
+            f"({data.global_caption_max_length}) must be >= 2 (BOS and EOS)"
         )
     if data.max_hard_negatives < 0:
         raise ConfigError(f"data.max_hard_negatives must be >= 0, got {data.max_hard_negatives}")

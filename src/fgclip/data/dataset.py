@@ -37,7 +37,8 @@ class SamplingOptions:
     max_hard_negatives: int = 10
     context_s: float = 2.0  # abnormal clips: seconds of context on each side of the region tracks
     single_keyframe_hold_s: float = 0.5
-    caption_max_length: int = 77
+    caption_max_length: int = 77  # region and hard-negative captions: CLIP's 77-position table
+    global_caption_max_length: int = 248  # global captions: FG-CLIP's long position table
 
 
 def to_pixel_values(frames: np.ndarray) -> torch.Tensor:
@@ -116,7 +117,7 @@ class ClipDataset(Dataset):
         return {
             "sample_id": clip.sample_id,
             "pixel_values": to_pixel_values(frames),  # (T, 3, H, W)
-            "caption_ids": self.tokenizer([clip.global_caption])[0],
+            "caption_ids": self.tokenizer([clip.global_caption], self.options.global_caption_max_length)[0],
             "caption_key": caption_key(clip.global_caption),
             "clip_label": clip.label,
             **regions,
@@ -154,6 +155,7 @@ class ClipDataset(Dataset):
                 boxes.append(region_boxes)
                 visible.append(region_visible)
         negatives = [r.hard_negatives[: self.options.max_hard_negatives] for r in kept]
+        length = self.options.caption_max_length
         return {
             "region_boxes": torch.tensor(
                 np.stack(boxes, 1) if kept else np.zeros((len(times), 0, 4)), dtype=torch.float32
@@ -161,10 +163,10 @@ class ClipDataset(Dataset):
             "region_box_mask": torch.tensor(
                 np.stack(visible, 1) if kept else np.zeros((len(times), 0), bool)
             ),
-            "region_caption_ids": self.tokenizer([r.caption for r in kept]),
+            "region_caption_ids": self.tokenizer([r.caption for r in kept], length),
             "region_caption_keys": [caption_key(r.caption) for r in kept],
             "region_labels": [r.label for r in kept],
-            "hard_negative_ids": [self.tokenizer(list(n)) for n in negatives],
+            "hard_negative_ids": [self.tokenizer(list(n), length) for n in negatives],
             "dropped_regions": len(clip.regions) - len(kept),
         }
 

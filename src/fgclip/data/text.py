@@ -24,7 +24,12 @@ def caption_key(text: str) -> int:
 
 
 class CaptionTokenizer:
-    """Tokenises captions to id lists with BOS/EOS, truncated to a maximum length (EOS kept)."""
+    """Tokenises captions to id lists with BOS/EOS, truncated to a maximum length (EOS kept).
+
+    Each caption kind has its own length (the dataset passes it per call): global captions use FG-CLIP's
+    long position table (`data.global_caption_max_length`, 248), region and hard-negative captions
+    CLIP's 77 (`data.caption_max_length`).
+    """
 
     def __init__(self, tokenizer: PreTrainedTokenizerBase, max_length: int = 77):
         if tokenizer.eos_token_id is None:

@@ -11,6 +11,8 @@ import math
 from huggingface_hub.dataclasses import strict
 from transformers import CLIPConfig
 
+from fgclip.model.long_text import KEEP_POSITIONS, long_table_length
+
 LN_100 = math.log(100.0)  # 4.6052: CLIP's temperature ceiling, and FG-CLIP's initial value
 
 
@@ -25,7 +27,8 @@ class FGCLIPConfig(CLIPConfig):
     region_pooling: how a region's per-frame RoI features are pooled over the frames where it is visible
         ("mean" or "max").
     long_text_max_positions / long_text_keep_positions: FG-CLIP's long-caption position table (global
-        captions): the first `keep` positions are copied, later ones interpolated 4x.
+        captions): the first `keep` positions are copied, later ones interpolated 4x, so its length is
+        4 * max_position_embeddings - 3 * keep (248 for CLIP's 77 and FG-CLIP's 20).
     memory_bank_*: the cross-batch region memory bank; warm-up is counted in optimizer steps.
     """
 
@@ -38,7 +41,7 @@ class FGCLIPConfig(CLIPConfig):
     max_frames: int = 64
     region_pooling: str = "mean"
     long_text_max_positions: int = 248
-    long_text_keep_positions: int = 20
+    long_text_keep_positions: int = KEEP_POSITIONS
     memory_bank_size: int = 128
     memory_bank_warmup_steps: int = 50
     memory_bank_per_label: bool = False
@@ -52,6 +55,19 @@ class FGCLIPConfig(CLIPConfig):
             raise ValueError(
                 f"projection_dim ({self.projection_dim}) must be divisible by temporal_num_heads "
                 f"({self.temporal_num_heads})"
+            )
+        short = self.text_config.max_position_embeddings
+        if not 1 <= self.long_text_keep_positions <= short - 2:
+            raise ValueError(
+                f"long_text_keep_positions must be in [1, max_position_embeddings - 2 = {short - 2}], "
+                f"got {self.long_text_keep_positions}"
+            )
+        expected = long_table_length(short, self.long_text_keep_positions)
+        if self.long_text_max_positions != expected:
+            raise ValueError(
+                f"long_text_max_positions ({self.long_text_max_positions}) must be 4 * max_position_embeddings "
+                f"- 3 * long_text_keep_positions = 4 * {short} - 3 * {self.long_text_keep_positions} = {expected} "
+                "(FG-CLIP's long-caption table)"
             )
         if self.memory_bank_size < 0 or self.memory_bank_warmup_steps < 0:
             raise ValueError(
@@ -82,6 +98,8 @@ def tiny_config(
     **fgclip_options,
 ) -> FGCLIPConfig:
     """A small CLIP for the synthetic benchmark and tests (trains from scratch on a CPU in minutes)."""
+    keep = fgclip_options.setdefault("long_text_keep_positions", KEEP_POSITIONS)
+    fgclip_options.setdefault("long_text_max_positions", long_table_length(max_positions, keep))
     return FGCLIPConfig(
         vision_config=dict(
             image_size=image_size,

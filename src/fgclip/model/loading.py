@@ -1,110 +1,224 @@
 """Build or load an `FGCLIPModel`. A load is exact, or it is refused with the keys that are wrong.
 
-Every load produces a `LoadReport` (loaded / missing / unexpected / initialised keys). A missing backbone
-weight is an error unless the caller opts out explicitly (`allow_partial_load`). Heads the checkpoint does
-not carry are initialised from the pretrained ones (`roi_projection <- visual_projection`,
-`text_filip_projection <- text_projection`), temperatures from `logit_scale_init_value`.
+Three sources, one accounting (`apply_state_dict` -> `LoadReport`: loaded / missing / unexpected /
+initialised keys, dtype casts, conversion notes):
+
+- a local HF CLIP directory (config.json + *.safetensors or pytorch_model*.bin), including fgclip's own
+  checkpoints and FG-CLIP v1 checkpoints (same layout plus `text_filip_projection`, the long position
+  tables and two more temperatures);
+- an OpenAI CLIP `.pt` (TorchScript archive or plain state dict), converted by `openai_checkpoint`.
+
+A missing backbone weight is an error unless the caller opts out explicitly (`allow_partial_load`).
+What a checkpoint does not carry is initialised and reported: `roi_projection <- visual_projection`,
+`text_filip_projection <- text_projection`, the long position tables from the 77-position table,
+temperatures from `logit_scale_init_value`. Parameters are always fp32, whatever the checkpoint stores.
 """
 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
 
+from fgclip.model import openai_checkpoint
 from fgclip.model.configuration import FGCLIPConfig
+from fgclip.model.errors import CheckpointError
 from fgclip.model.modeling import FGCLIPModel
+
+__all__ = ["CheckpointError", "LoadReport", "apply_state_dict", "load_pretrained"]
 
 BACKBONE_PREFIXES = ("text_model.", "vision_model.", "visual_projection.", "text_projection.")
 HEAD_SOURCES = {
     "roi_projection.weight": "visual_projection.weight",
     "text_filip_projection.weight": "text_projection.weight",
 }
+LONG_POSITION_KEYS = (
+    "text_model.embeddings.position_embedding_ori.weight",
+    "text_model.embeddings.position_embedding_res.weight",
+)
 TEMPERATURES = ("logit_scale", "logit_scale_finegraind", "logit_scale_hardneg")
 # Modules new to FG-CLIP video training: a checkpoint of a plain CLIP legitimately lacks them.
 NEW_MODULE_PREFIXES = ("temporal.", "memory_bank.")
-
-
-class CheckpointError(RuntimeError):
-    pass
+FGCLIP_V1_KEYS = ("text_filip_projection.weight", "logit_scale_finegraind", *LONG_POSITION_KEYS)
+# config.json entries that must not travel into our config: remote code pointers, the stored dtype
+# (parameters are fp32 here; bf16 is autocast only), bookkeeping.
+_DROPPED_CONFIG_KEYS = (
+    "model_type",
+    "architectures",
+    "transformers_version",
+    "auto_map",
+    "dtype",
+    "torch_dtype",
+)
 
 
 @dataclass
 class LoadReport:
     source: str
+    source_format: str = ""
     loaded: list[str] = field(default_factory=list)
     missing_backbone: list[str] = field(default_factory=list)
     initialised: dict[str, str] = field(default_factory=dict)  # key -> how it was initialised
     unexpected: list[str] = field(default_factory=list)
+    cast_to_fp32: dict[str, int] = field(default_factory=dict)  # checkpoint dtype -> number of tensors
+    notes: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         lines = [
-            f"load {self.source}: {len(self.loaded)} loaded, {len(self.missing_backbone)} missing backbone, "
-            f"{len(self.initialised)} initialised, {len(self.unexpected)} unexpected"
+            f"load {self.source} ({self.source_format}): {len(self.loaded)} loaded, {len(self.missing_backbone)} "
+            f"missing backbone, {len(self.initialised)} initialised, {len(self.unexpected)} unexpected"
         ]
-        lines += [f"  initialised {key}: {how}" for key, how in sorted(self.initialised.items())]
+        lines += [f"  note: {note}" for note in self.notes]
+        lines += [
+            f"  precision: {count} tensor(s) stored as {dtype} loaded into float32 parameters"
+            for dtype, count in sorted(self.cast_to_fp32.items())
+        ]
+        lines += self._initialised_lines()
         lines += [f"  MISSING {key}" for key in self.missing_backbone]
         lines += [f"  unexpected {key}" for key in self.unexpected]
         return "\n".join(lines)
 
+    def _initialised_lines(self) -> list[str]:
+        """One line per key, except a new module's keys, which share one line (they all start fresh)."""
+        lines, modules = [], Counter()
+        for key, how in sorted(self.initialised.items()):
+            prefix = next((p for p in NEW_MODULE_PREFIXES if key.startswith(p)), None)
+            if prefix is None:
+                lines.append(f"  initialised {key}: {how}")
+            else:
+                modules[prefix] += 1
+        lines += [
+            f"  initialised {prefix}* ({count} keys): new module, fresh initialisation"
+            for prefix, count in modules.items()
+        ]
+        return lines
+
     def to_dict(self) -> dict:
         return {
             "source": self.source,
-            "loaded": len(self.loaded),
+            "source_format": self.source_format,
+            "counts": {
+                "loaded": len(self.loaded),
+                "missing_backbone": len(self.missing_backbone),
+                "initialised": len(self.initialised),
+                "unexpected": len(self.unexpected),
+            },
+            "loaded": self.loaded,
             "missing_backbone": self.missing_backbone,
             "initialised": self.initialised,
             "unexpected": self.unexpected,
+            "cast_to_fp32": self.cast_to_fp32,
+            "notes": self.notes,
         }
 
 
 def load_pretrained(
     path: str | Path, *, allow_partial_load: bool = False, **options
 ) -> tuple[FGCLIPModel, LoadReport]:
-    """Load a local HF CLIP or fgclip checkpoint directory. `options` override FGCLIPConfig fields."""
+    """Load a local HF CLIP / fgclip / FG-CLIP v1 directory or an OpenAI CLIP `.pt` file.
+
+    `options` override FGCLIPConfig fields (memory bank, temperatures init, ...). Nothing is downloaded
+    and no checkpoint code runs.
+    """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"checkpoint not found: {path} (nothing is downloaded; give a local path)")
-    if not path.is_dir():
-        raise CheckpointError(f"{path}: expected a directory with config.json and weights")
-    config = _read_config(path, options)
+    if path.is_dir():
+        return _load_directory(path, allow_partial_load, options)
+    return _load_openai_file(path, allow_partial_load, options)
+
+
+def _load_directory(path: Path, allow_partial_load: bool, options: dict) -> tuple[FGCLIPModel, LoadReport]:
+    config, raw = _read_config(path, options)
     state = _read_state_dict(path)
+    report = LoadReport(str(path), _directory_format(raw, state))
+    declared = raw.get("dtype") or raw.get("torch_dtype")
+    if declared not in (None, "float32"):
+        report.notes.append(
+            f"config.json declares dtype {declared}; parameters are float32 (bf16 is autocast only)"
+        )
     model = FGCLIPModel(config)
-    report = apply_state_dict(model, state, source=str(path), allow_partial_load=allow_partial_load)
+    apply_state_dict(model, state, report=report, allow_partial_load=allow_partial_load)
+    return model, report
+
+
+def _load_openai_file(path: Path, allow_partial_load: bool, options: dict) -> tuple[FGCLIPModel, LoadReport]:
+    state, file_format = openai_checkpoint.read_checkpoint_file(path)
+    if not openai_checkpoint.is_openai_layout(state):
+        hf_like = any(k.startswith(("vision_model.", "text_model.")) for k in state)
+        raise CheckpointError(
+            f"{path}: not an OpenAI CLIP state dict (no visual.conv1.weight / token_embedding.weight)"
+            + (
+                "; its keys are HF-layout: put it in a directory with its config.json and load the directory"
+                if hf_like
+                else ""
+            )
+        )
+    arch = openai_checkpoint.infer_architecture(state, str(path))
+    converted, unexpected, notes = openai_checkpoint.convert_state_dict(state)
+    report = LoadReport(
+        str(path), f"OpenAI CLIP {file_format}", unexpected=unexpected, notes=[arch.describe(), *notes]
+    )
+    model = FGCLIPModel(arch.to_config(**options))
+    apply_state_dict(model, converted, report=report, allow_partial_load=allow_partial_load)
     return model, report
 
 
 def apply_state_dict(
-    model: FGCLIPModel, state: dict[str, torch.Tensor], *, source: str, allow_partial_load: bool
+    model: FGCLIPModel,
+    state: dict[str, torch.Tensor],
+    *,
+    allow_partial_load: bool,
+    report: LoadReport | None = None,
+    source: str = "<state dict>",
 ) -> LoadReport:
     """Copy `state` into `model` and account for every key; refuse a partial backbone."""
+    report = report if report is not None else LoadReport(source, "state dict")
     expected = model.state_dict()
-    report = LoadReport(source)
-    report.unexpected = sorted(k for k in state if k not in expected and not k.endswith("position_ids"))
-    shape_errors = [
+    report.unexpected = sorted(
+        {*report.unexpected, *(k for k in state if k not in expected and not k.endswith("position_ids"))}
+    )
+    _check_shapes(state, expected, report.source)
+    model.load_state_dict({k: v for k, v in state.items() if k in expected}, strict=False)
+    report.loaded = sorted(k for k in expected if k in state)
+    report.cast_to_fp32 = dict(
+        Counter(str(state[k].dtype) for k in report.loaded if state[k].dtype != torch.float32)
+    )
+    missing = [k for k in expected if k not in state]
+    report.missing_backbone = [
+        k for k in missing if k.startswith(BACKBONE_PREFIXES) and k not in LONG_POSITION_KEYS
+    ]
+    _initialise_missing(model, missing, report)
+    if report.missing_backbone and not allow_partial_load:
+        raise CheckpointError(_missing_message(report))
+    _check_fp32(model, report.source)
+    return report
+
+
+def _check_shapes(state: dict, expected: dict, source: str) -> None:
+    errors = [
         f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(v.shape)}"
         for k, v in expected.items()
         if k in state and state[k].shape != v.shape
     ]
-    if shape_errors:
-        raise CheckpointError(
-            f"{source}: shape mismatch for {len(shape_errors)} key(s):\n  " + "\n  ".join(shape_errors)
+    if errors:
+        raise CheckpointError(f"{source}: shape mismatch for {len(errors)} key(s):\n  " + "\n  ".join(errors))
+
+
+def _missing_message(report: LoadReport) -> str:
+    message = (
+        f"{report.source}: {len(report.missing_backbone)} backbone weight(s) missing — training would continue on "
+        "a partly random model. Missing:\n  " + "\n  ".join(report.missing_backbone[:50])
+    )
+    if report.unexpected:
+        message += "\nUnexpected keys in the checkpoint (a different layout?):\n  " + "\n  ".join(
+            report.unexpected[:20]
         )
-    model.load_state_dict({k: v for k, v in state.items() if k in expected}, strict=False)
-    report.loaded = sorted(k for k in expected if k in state)
-    missing = [k for k in expected if k not in state]
-    report.missing_backbone = [k for k in missing if k.startswith(BACKBONE_PREFIXES)]
-    _initialise_missing(model, missing, report)
-    if report.missing_backbone and not allow_partial_load:
-        raise CheckpointError(
-            f"{source}: {len(report.missing_backbone)} backbone weight(s) missing — training would continue on a "
-            f"partly random model. Missing:\n  "
-            + "\n  ".join(report.missing_backbone[:50])
-            + "\nPass allow_partial_load (model.allow_partial_load: true) only if this is deliberate."
-        )
-    return report
+    return message + "\nPass allow_partial_load (model.allow_partial_load: true) only if this is deliberate."
 
 
 def _initialise_missing(model: FGCLIPModel, missing: list[str], report: LoadReport) -> None:
@@ -120,11 +234,43 @@ def _initialise_missing(model: FGCLIPModel, missing: list[str], report: LoadRepo
                 report.initialised[key] = f"{value:.4f} (logit_scale_init_value)"
             elif key.startswith(NEW_MODULE_PREFIXES):
                 report.initialised[key] = "new module, fresh initialisation"
-            elif key not in report.missing_backbone:
+            elif key not in report.missing_backbone and key not in LONG_POSITION_KEYS:
                 report.initialised[key] = "fresh initialisation"
+        if any(key in LONG_POSITION_KEYS for key in missing):
+            _build_long_tables(model, missing, report)
 
 
-def _read_config(path: Path, options: dict) -> FGCLIPConfig:
+def _build_long_tables(model: FGCLIPModel, missing: list[str], report: LoadReport) -> None:
+    """A checkpoint without FG-CLIP's long tables (plain CLIP) gets both built from its 77-position table."""
+    if not all(key in missing for key in LONG_POSITION_KEYS):
+        present = [key for key in LONG_POSITION_KEYS if key not in missing]
+        raise CheckpointError(
+            f"{report.source}: has {present} but not both long position tables {list(LONG_POSITION_KEYS)}"
+        )
+    model.build_long_position_tables()
+    how = (
+        "built from text_model.embeddings.position_embedding.weight (FG-CLIP: first "
+        f"{model.config.long_text_keep_positions} copied, gaps interpolated 4x, tail extrapolated)"
+    )
+    for key in LONG_POSITION_KEYS:
+        report.initialised[key] = how
+
+
+def _check_fp32(model: FGCLIPModel, source: str) -> None:
+    wrong = sorted({str(p.dtype) for p in model.parameters() if p.dtype != torch.float32})
+    if wrong:
+        raise CheckpointError(f"{source}: parameters in {wrong} after loading; they must be float32")
+
+
+def _directory_format(raw: dict, state: dict) -> str:
+    if raw.get("model_type") == "fgclip":
+        return "fgclip checkpoint"
+    if any(key in state for key in FGCLIP_V1_KEYS):
+        return "FG-CLIP v1 checkpoint"
+    return "HF CLIP directory"
+
+
+def _read_config(path: Path, options: dict) -> tuple[FGCLIPConfig, dict]:
     config_file = path / "config.json"
     if not config_file.is_file():
         raise CheckpointError(f"{path}: no config.json")
@@ -133,10 +279,10 @@ def _read_config(path: Path, options: dict) -> FGCLIPConfig:
         raise CheckpointError(
             f"{config_file}: model_type {raw.get('model_type')!r} is not a CLIP ('clip' or 'fgclip')"
         )
-    keep = {k: v for k, v in raw.items() if k not in ("model_type", "architectures", "transformers_version")}
+    keep = {k: v for k, v in raw.items() if k not in _DROPPED_CONFIG_KEYS}
     if raw.get("model_type") == "clip":
         keep.pop("logit_scale_init_value", None)  # CLIP's 2.6592; the checkpoint's own logit_scale is loaded
-    return FGCLIPConfig(**{**keep, **options})
+    return FGCLIPConfig(**{**keep, **options}), raw
 
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:

@@ -2,7 +2,8 @@
 
 Key layout matches HF `CLIPModel` and FG-CLIP checkpoints (`text_model.*`, `vision_model.*`,
 `visual_projection`, `text_projection`, `text_filip_projection`, `roi_projection`, `logit_scale`,
-`logit_scale_finegraind`, `logit_scale_hardneg`), so both load without renaming.
+`logit_scale_finegraind`, `logit_scale_hardneg`, and FG-CLIP's long-caption position tables
+`text_model.embeddings.position_embedding_ori` / `_res`), so both load without renaming.
 """
 
 from __future__ import annotations
@@ -11,9 +12,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import initialization as init
+from transformers.masking_utils import create_causal_mask
 from transformers.models.clip.modeling_clip import CLIPPreTrainedModel, CLIPTextModel, CLIPVisionModel
 
+from fgclip.losses.memory_bank import EMPTY, RegionMemoryBank
 from fgclip.model.configuration import FGCLIPConfig
+from fgclip.model.long_text import interpolate_positions, long_position_embeds
 from fgclip.model.regions import pool_region_features
 from fgclip.model.temporal import TemporalPooler
 
@@ -31,6 +35,10 @@ class FGCLIPModel(CLIPPreTrainedModel):
         dim = config.projection_dim
 
         self.text_model = CLIPTextModel._from_config(config.text_config)
+        # FG-CLIP's long-caption tables live beside the 77-position one, under FG-CLIP's key names.
+        long_positions = config.long_text_max_positions
+        self.text_model.embeddings.position_embedding_ori = nn.Embedding(long_positions, text_width)
+        self.text_model.embeddings.position_embedding_res = nn.Embedding(long_positions, text_width)
         self.vision_model = CLIPVisionModel._from_config(config.vision_config)
         self.visual_projection = nn.Linear(vision_width, dim, bias=False)
         self.text_projection = nn.Linear(text_width, dim, bias=False)
@@ -45,6 +53,17 @@ class FGCLIPModel(CLIPPreTrainedModel):
         self.logit_scale = nn.Parameter(init_value.clone())
         self.logit_scale_finegraind = nn.Parameter(init_value.clone())
         self.logit_scale_hardneg = nn.Parameter(init_value.clone())
+        # Buffers only (no parameters): saved with every checkpoint, restored on resume.
+        self.memory_bank = (
+            RegionMemoryBank(
+                dim,
+                config.memory_bank_size,
+                per_label=config.memory_bank_per_label,
+                max_age=config.memory_bank_max_age,
+            )
+            if config.memory_bank_size > 0
+            else None
+        )
         self.post_init()
 
     def _init_weights(self, module):
@@ -55,12 +74,17 @@ class FGCLIPModel(CLIPPreTrainedModel):
             init.zeros_(module.position_embedding)
             init.zeros_(module.score.weight)
             init.zeros_(module.score.bias)
+        elif isinstance(module, RegionMemoryBank):
+            for name in ("image_embeds", "text_embeds", "caption_keys", "labels", "pointers", "enabled"):
+                init.zeros_(getattr(module, name))
+            init.constant_(module.steps, EMPTY)
         elif isinstance(module, FGCLIPModel):
             init.normal_(
                 module.visual_projection.weight, std=module.visual_projection.in_features**-0.5 * factor
             )
             init.normal_(module.text_projection.weight, std=module.text_projection.in_features**-0.5 * factor)
             module.copy_heads_from_pretrained()
+            module.build_long_position_tables()
             for scale in module.logit_scales().values():
                 init.constant_(scale, float(self.config.logit_scale_init_value))
 
@@ -68,6 +92,18 @@ class FGCLIPModel(CLIPPreTrainedModel):
         """`roi_projection <- visual_projection`, `text_filip_projection <- text_projection` (DESIGN §4)."""
         init.copy_(self.roi_projection.weight, self.visual_projection.weight)
         init.copy_(self.text_filip_projection.weight, self.text_projection.weight)
+
+    @property
+    def memory_bank_enabled(self) -> bool:
+        return self.memory_bank is not None and self.memory_bank.is_enabled
+
+    def build_long_position_tables(self) -> None:
+        """Both long tables <- FG-CLIP's 77 -> 248 interpolation of the 77-position table (DESIGN §4)."""
+        embeddings = self.text_model.embeddings
+        short_table = embeddings.position_embedding.weight.detach()  # (77, C)
+        long_table = interpolate_positions(short_table, self.config.long_text_keep_positions)  # (248, C)
+        init.copy_(embeddings.position_embedding_ori.weight, long_table)
+        init.copy_(embeddings.position_embedding_res.weight, long_table)
 
     def logit_scales(self) -> dict[str, nn.Parameter]:
         return {
@@ -116,17 +152,38 @@ class FGCLIPModel(CLIPPreTrainedModel):
     def get_text_features(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **_
     ) -> torch.Tensor:
-        """Projected text embeddings (N, D) through `text_projection`, unnormalised."""
-        return self.text_projection(self._pooled_text(input_ids, attention_mask))
+        """Region / hard-negative / short text embeddings (N, D): 77-position table, `text_projection`."""
+        pooled = self.text_model(input_ids=input_ids, attention_mask=attention_mask).pooler_output  # (N, C)
+        return self.text_projection(pooled)
 
     def get_caption_features(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """Global-caption embeddings (N, D) through `text_filip_projection`, unnormalised."""
-        return self.text_filip_projection(self._pooled_text(input_ids, attention_mask))
+        """Global-caption embeddings (N, D): long position table, `text_filip_projection`, unnormalised."""
+        return self.text_filip_projection(self._pooled_long_text(input_ids, attention_mask))
 
-    def _pooled_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
-        return self.text_model(input_ids=input_ids, attention_mask=attention_mask).pooler_output
+    def _pooled_long_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+        """HF `CLIPTextModel.forward` with the long position table in place of the 77 one (FG-CLIP's long path).
+
+        Every caption on this path uses the long table, whatever its length, as FG-CLIP does; the rest
+        (causal mask, encoder, final LayerNorm, pooling at EOS) is HF's, step for step.
+        """
+        text = self.text_model
+        embeddings = text.embeddings
+        positions = long_position_embeds(
+            embeddings.position_embedding_ori.weight,
+            embeddings.position_embedding_res.weight,
+            self.config.long_text_keep_positions,
+            input_ids.shape[-1],
+        )  # (L, C)
+        hidden = embeddings.token_embedding(input_ids) + positions  # (N, L, C)
+        mask = create_causal_mask(
+            config=text.config, inputs_embeds=hidden, attention_mask=attention_mask, cache=None
+        )
+        hidden = text.encoder(inputs_embeds=hidden, attention_mask=mask, is_causal=True).last_hidden_state
+        hidden = text.final_layer_norm(hidden)  # (N, L, C)
+        rows = torch.arange(hidden.shape[0], device=hidden.device)
+        return hidden[rows, _eos_index(input_ids, text.eos_token_id)]  # (N, C)
 
     # ---------------------------------------------------------------------------------------------- forward
     def forward(
@@ -221,6 +278,13 @@ def _value_path(layer, hidden: torch.Tensor) -> torch.Tensor:
     attention = layer.self_attn
     hidden = hidden + attention.out_proj(attention.v_proj(layer.layer_norm1(hidden)))
     return hidden + layer.mlp(layer.layer_norm2(hidden))
+
+
+def _eos_index(input_ids: torch.Tensor, eos_token_id: int) -> torch.Tensor:
+    """(N, L) -> (N,) index of the pooled token, as HF CLIP chooses it."""
+    if eos_token_id == 2:  # HF's legacy CLIP configs: the largest id, OpenAI's EOT (last vocabulary entry)
+        return input_ids.argmax(dim=-1)
+    return (input_ids == eos_token_id).int().argmax(dim=-1)
 
 
 def _patch_grid(vision_config, image_hw) -> tuple[int, int]:

@@ -96,6 +96,27 @@ class SaveRunConfig(TrainerCallback):
             shutil.copyfile(self.config_file, checkpoint / self.config_file.name)
 
 
+class MemoryBankSwitch(TrainerCallback):
+    """Switch the region memory bank on when `global_step` (optimizer steps) reaches the warm-up.
+
+    Checked before every optimizer step's first micro-batch, so with warm-up W the first W updates never
+    see the bank and update W+1 is the first one trained with it, whatever the accumulation count.
+    """
+
+    def __init__(self, bank, warmup_steps: int):
+        self.bank, self.warmup_steps = bank, warmup_steps
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        if not self.bank.is_enabled and state.global_step >= self.warmup_steps:
+            self.bank.enable()
+            if is_rank_zero():
+                print(
+                    f"[memory bank] enabled at optimizer step {state.global_step}: capacity {self.bank.capacity}, "
+                    f"filled {self.bank.filled()}",
+                    flush=True,
+                )
+
+
 class TemperatureClamp(TrainerCallback):
     """Clamp the log-temperatures to <= logit_scale_max after every optimizer step."""
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, TrainingArguments
 
-from fgclip.config import ConfigError, DataSection, ExperimentConfig, ModelSection, TrainSection
+from fgclip.config import ConfigError, DataSection, ExperimentConfig, LossSection, ModelSection, TrainSection
 from fgclip.data.collate import ClipCollator
 from fgclip.data.dataset import ClipDataset, SamplingOptions
 from fgclip.data.formats import ConvertOptions, ManifestRead, read_manifest
@@ -24,11 +24,18 @@ from fgclip.data.records import Clip
 from fgclip.data.sampler import BalancedBatchSampler, GroupedShuffleSampler, SamplerEpochCallback
 from fgclip.data.text import CaptionTokenizer, build_word_tokenizer
 from fgclip.distributed import is_rank_zero
+from fgclip.inspect import format_heads, frozen_for_losses, head_rows
 from fgclip.losses.objective import FGCLIPObjective, LossWeights
 from fgclip.model.configuration import FGCLIPConfig, tiny_config
 from fgclip.model.loading import LoadReport, load_pretrained
 from fgclip.model.modeling import FGCLIPModel
-from fgclip.training.callbacks import LossCurvePlot, MetricsLogger, SaveRunConfig, TemperatureClamp
+from fgclip.training.callbacks import (
+    LossCurvePlot,
+    MemoryBankSwitch,
+    MetricsLogger,
+    SaveRunConfig,
+    TemperatureClamp,
+)
 from fgclip.training.report import StepReport
 from fgclip.training.trainer import FGCLIPTrainer, GroupRates
 
@@ -52,6 +59,12 @@ def build_tokenizer(section: ModelSection) -> PreTrainedTokenizerBase:
 
         return build_word_tokenizer(synth_vocabulary())
     source = section.tokenizer or (section.init if Path(section.init).is_dir() else None)
+    if source is None and Path(section.init).is_file():
+        raise ConfigError(
+            f"model.init={section.init!r} is a single checkpoint file (an OpenAI CLIP .pt carries no tokenizer); "
+            "set model.tokenizer to a local CLIP tokenizer directory (vocab.json + merges.txt, e.g. saved by "
+            "CLIPTokenizer.save_pretrained)"
+        )
     if source is None:
         raise ConfigError(
             f"model.init={section.init!r} has no tokenizer of its own; set model.tokenizer to a local tokenizer "
@@ -89,6 +102,7 @@ def sampling_options(data: DataSection, model: FGCLIPModel) -> SamplingOptions:
         context_s=data.context_s,
         single_keyframe_hold_s=data.single_keyframe_hold_s,
         caption_max_length=data.caption_max_length,
+        global_caption_max_length=data.global_caption_max_length,
     )
 
 
@@ -162,9 +176,44 @@ def check_leakage(data: DataSection, clips: list[Clip]) -> None:
         print(f"[data] WARNING {report.summary()}", flush=True)
 
 
+def check_tokenizer(model: FGCLIPModel, tokenizer: PreTrainedTokenizerBase) -> None:
+    """The text tower pools at EOS: a tokenizer with another EOS id or more tokens than the model silently breaks it."""
+    text = model.config.text_config
+    if len(tokenizer) > text.vocab_size:
+        raise ConfigError(
+            f"the tokenizer has {len(tokenizer)} tokens but the model's text tower embeds {text.vocab_size}: "
+            "model.tokenizer does not belong to this checkpoint"
+        )
+    if text.eos_token_id == 2:  # HF's legacy CLIP configs pool at the largest token id
+        if tokenizer.eos_token_id != len(tokenizer) - 1:
+            raise ConfigError(
+                f"the model pools text at the largest token id (eos_token_id 2, HF's legacy CLIP config) but the "
+                f"tokenizer's EOS id {tokenizer.eos_token_id} is not its largest ({len(tokenizer) - 1})"
+            )
+    elif tokenizer.eos_token_id != text.eos_token_id:
+        raise ConfigError(
+            f"the model pools text at EOS id {text.eos_token_id} but the tokenizer's EOS id is "
+            f"{tokenizer.eos_token_id}: model.tokenizer does not belong to this checkpoint"
+        )
+
+
+def check_caption_lengths(data: DataSection, model: FGCLIPModel) -> None:
+    short, long = model.config.text_config.max_position_embeddings, model.config.long_text_max_positions
+    if data.caption_max_length > short:
+        raise ConfigError(
+            f"data.caption_max_length ({data.caption_max_length}) exceeds the model's {short} text positions"
+        )
+    if data.global_caption_max_length > long:
+        raise ConfigError(
+            f"data.global_caption_max_length ({data.global_caption_max_length}) exceeds the model's long position "
+            f"table ({long}, long_text_max_positions)"
+        )
+
+
 def build_dataset(
     data: DataSection, manifests: list[str], tokenizer, model: FGCLIPModel, train: bool
 ) -> ClipDataset:
+    check_caption_lengths(data, model)
     if not manifests:
         raise ConfigError(
             "data: no manifests given" + (" (data.train_manifests)" if train else " (data.eval_manifests)")
@@ -201,10 +250,11 @@ def training_arguments(train: TrainSection, data: DataSection) -> TrainingArgume
         save_total_limit=train.save_total_limit,
         seed=train.seed,
         bf16=train.bf16,
-        gradient_checkpointing=train.gradient_checkpointing,
+        activation_checkpointing=train.gradient_checkpointing,
         deepspeed=train.deepspeed,
         report_to=[],
         remove_unused_columns=False,
+        ddp_broadcast_buffers=False,  # the memory bank is kept identical by all-gathered writes; never overwritten
         dataloader_num_workers=data.num_workers,
         dataloader_persistent_workers=data.num_workers > 0,
         disable_tqdm=not train.progress_bar,
@@ -233,13 +283,44 @@ def check_precision(model: FGCLIPModel) -> None:
         )
 
 
+def enabled_losses(loss: LossSection) -> list[str]:
+    weights = {
+        "global": loss.global_weight,
+        "region": loss.region_weight,
+        "hard_negative": loss.hard_negative_weight,
+    }
+    return [name for name, weight in weights.items() if weight]
+
+
+def check_heads_trainable(model: FGCLIPModel, loss: LossSection) -> None:
+    """Refuse to train when a head or temperature an enabled loss needs is frozen (an accident, or say so)."""
+    frozen = frozen_for_losses(model, enabled_losses(loss))
+    if frozen:
+        lines = [f"{name} (used by the {' and '.join(losses)} loss)" for name, losses in frozen.items()]
+        raise ConfigError(
+            "frozen parameters that enabled losses train:\n  "
+            + "\n  ".join(lines)
+            + "\nUnfreeze them, or set that loss's weight to 0 (loss.*_weight) if the loss is not wanted."
+        )
+
+
+def describe_model(section: ModelSection, model: FGCLIPModel, load_report: LoadReport | None) -> str:
+    if load_report is not None:
+        loading = load_report.summary()
+    else:
+        loading = f"model.init={section.init}: fresh initialisation"
+    return f"{loading}\nheads and temperatures:\n{format_heads(head_rows(model))}"
+
+
 def train(config: ExperimentConfig) -> TrainOutcome:
     output_dir = Path(config.train.output_dir)
     tokenizer = build_tokenizer(config.model)
     model, load_report = build_model(config.model, tokenizer)
-    if load_report is not None and is_rank_zero():
-        print(load_report.summary(), flush=True)
+    check_tokenizer(model, tokenizer)
+    if is_rank_zero():
+        print(describe_model(config.model, model, load_report), flush=True)
     check_precision(model)
+    check_heads_trainable(model, config.loss)
     train_dataset = build_dataset(config.data, config.data.train_manifests, tokenizer, model, train=True)
     args = training_arguments(config.train, config.data)
     sampler = train_sampler(config, train_dataset, args.world_size)
@@ -263,6 +344,8 @@ def train(config: ExperimentConfig) -> TrainOutcome:
     trainer.add_callback(MetricsLogger(report, output_dir, samples_per_step))
     trainer.add_callback(LossCurvePlot(output_dir, model.config.memory_bank_warmup_steps))
     trainer.add_callback(TemperatureClamp(model))
+    if model.memory_bank is not None:
+        trainer.add_callback(MemoryBankSwitch(model.memory_bank, model.config.memory_bank_warmup_steps))
     trainer.add_callback(SaveRunConfig(output_dir / RUN_CONFIG_FILE))
     if is_rank_zero():
         output_dir.mkdir(parents=True, exist_ok=True)

@@ -12,6 +12,7 @@ import torch
 from torch.utils.data import Sampler
 from transformers import Trainer
 
+from fgclip.distributed import gather_rows
 from fgclip.losses.objective import FGCLIPObjective
 from fgclip.model.modeling import FGCLIPModel
 from fgclip.training.report import StepReport
@@ -54,9 +55,19 @@ class FGCLIPTrainer(Trainer):
         )
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        bank = _unwrap(model).memory_bank
+        step = self.state.global_step  # optimizer steps done so far
+        negatives = bank.read(step) if bank is not None and bank.is_enabled else None
         features = model(**inputs)
-        losses, report = self.objective(features, inputs, region_negatives=None)
+        losses, report = self.objective(features, inputs, region_negatives=negatives)
         loss = self.objective.total(losses)
+        region_keys = inputs["region_caption_keys"][inputs["region_valid"]]  # (M,)
+        if bank is not None:
+            report.update(bank.report(region_keys, step))
+            if bank.is_enabled or _unwrap(model).config.memory_bank_fill_during_warmup:
+                self._write_bank(
+                    bank, features, region_keys, inputs["region_labels"][inputs["region_valid"]], step
+                )
         self.step_report.add(
             {
                 "loss": loss,
@@ -67,6 +78,17 @@ class FGCLIPTrainer(Trainer):
             }
         )
         return (loss, features) if return_outputs else loss
+
+    @staticmethod
+    def _write_bank(bank, features, region_keys, region_labels, step: int) -> None:
+        """After the loss, detached, gathered from every rank: all ranks append the same rows."""
+        if "region_embeds" not in features:
+            return
+        rows = [
+            gather_rows(t.detach(), grad=False)[0]
+            for t in (features["region_embeds"], features["region_text_embeds"], region_keys, region_labels)
+        ]
+        bank.write(*rows, step=step)
 
     def floating_point_ops(self, inputs) -> int:
         return 0  # HF's estimate counts text tokens only; it would be wrong for video clips

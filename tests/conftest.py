@@ -1,0 +1,61 @@
+"""Shared fixtures: a tiny synthetic benchmark on disk and a tiny training run through the real CLI."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from fgclip.cli import main
+from fgclip.demo import demo_config_path
+
+TINY_MODEL = (
+    "{image_size: 32, patch_size: 8, vision_width: 32, vision_layers: 2, text_width: 32, text_layers: 1, "
+    "heads: 2, projection_dim: 32}"
+)
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
+
+
+@pytest.fixture(scope="session")
+def tiny_synth(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("tiny_synth")
+    assert main(["data", "synth", "--out", str(out), "--num-videos", "12", "--seed", "1"]) == 0
+    return out
+
+
+@pytest.fixture
+def train_args():
+    return _train_args
+
+
+@pytest.fixture
+def read_rows():
+    return _read_rows
+
+
+def _train_args(synth: Path, output_dir: Path, *overrides: str) -> list[str]:
+    """`fgclip train` on the demo config with a tiny model and the tiny synthetic set."""
+    return [
+        "train",
+        str(demo_config_path()),
+        "--data.train_manifests",
+        json.dumps([str(synth / "train.json")]),
+        "--data.hard_negatives",
+        json.dumps([str(synth / "hard_negatives.json")]),
+        "--data.video_root",
+        str(synth),
+        "--data.num_workers",
+        "0",
+        "--model.tiny",
+        TINY_MODEL,
+        "--output_dir",
+        str(output_dir),
+        "--progress_bar",
+        "false",
+        "--logging_steps",
+        "1",
+        *overrides,
+    ]
+
+
+def _read_rows(output_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (output_dir / "metrics.jsonl").read_text().splitlines()]
