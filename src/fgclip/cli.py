@@ -60,8 +60,107 @@ def _parser() -> argparse.ArgumentParser:
     synth.add_argument("--duration", type=float, default=4.0, help="seconds per video")
     synth.add_argument("--test-fraction", type=float, default=0.25)
     synth.set_defaults(run=_synth)
+    _data_check_parser(data)
+    _data_convert_parsers(data)
+    _data_cache_parser(data)
     _add_eval_commands(commands)
     return parser
+
+
+def _reading_arguments(parser: argparse.ArgumentParser, *, videos: bool = True) -> None:
+    """Flags shared by the data commands that read manifests."""
+    if videos:
+        parser.add_argument(
+            "--video-root", default=".", help="folder the manifests' video paths are relative to"
+        )
+        parser.add_argument(
+            "--path-remap",
+            action="append",
+            metavar="OLD=NEW",
+            help="replace a video path prefix (repeatable)",
+        )
+    parser.add_argument(
+        "--annotation-fps", type=float, default=25.0,
+        help="grid of keyframe frame numbers for manifests that do not declare one (default 25)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--video-prefix", default="", help="normal-clip dicts: prefix of their bare video names"
+    )
+    parser.add_argument(
+        "--open-track-end", choices=("video_end", "last_keyframe"), default="video_end",
+        help="Label Studio tracks ending on an enabled keyframe: visible to the video end (as in Label Studio)",
+    )  # fmt: skip
+    parser.add_argument("--caption-field", help="Label Studio: task data field with the global caption")
+
+
+def _sampling_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--context-s", type=float, default=2.0, help="abnormal clips: context per side (s)")
+    parser.add_argument(
+        "--single-keyframe-hold-s", type=float, default=0.5, help="single-keyframe visibility (s)"
+    )
+
+
+def _data_check_parser(data) -> None:
+    check = data.add_parser(
+        "check",
+        help="validate manifests and videos, summarise them, report test-set leakage (exit 1 on errors)",
+    )
+    check.add_argument("manifests", nargs="+", metavar="MANIFEST")
+    _reading_arguments(check)
+    _sampling_arguments(check)
+    check.add_argument("--no-video", action="store_true", help="check annotations only (no video is opened)")
+    check.add_argument(
+        "--hard-negatives", action="append", metavar="FILE", help="hard-negative file (repeatable)"
+    )
+    check.add_argument(
+        "--test-list", metavar="FILE", help="test videos (e.g. Anomaly_Test.txt): leakage report"
+    )
+    check.add_argument("--max-regions", type=int, default=4)
+    check.add_argument("--num-frames", type=int, default=8)
+    check.add_argument("--tokenizer", metavar="DIR", help="count caption lengths in this tokenizer's tokens")
+    check.add_argument("--json", action="store_true", help="print the full report as JSON")
+    check.set_defaults(run=lambda args, _: _data_command("run_check", args))
+
+
+def _data_convert_parsers(data) -> None:
+    for name, fmt, what in (
+        ("convert-labelstudio", "labelstudio", "a Label Studio videorectangle export"),
+        ("convert-normal-dict", "normal_dict", "a legacy normal-clip dict"),
+    ):
+        convert = data.add_parser(name, help=f"convert {what} to a clip list (format 1)")
+        convert.add_argument("input", metavar="EXPORT.json" if fmt == "labelstudio" else "DICT.json")
+        convert.add_argument("-o", "--output", required=True, metavar="OUT.json")
+        convert.add_argument(
+            "--skip-invalid", action="store_true", help="write the valid entries despite errors"
+        )
+        _reading_arguments(convert, videos=False)
+        if fmt == "labelstudio":
+            convert.set_defaults(annotation_fps=None)  # taken from the export's own frame/time
+        convert.set_defaults(run=lambda args, _, fmt=fmt: _data_command("run_convert", args, fmt))
+
+
+def _data_cache_parser(data) -> None:
+    cache = data.add_parser("cache", help="pre-extract every clip's frames so training skips decoding")
+    cache.add_argument("manifests", nargs="+", metavar="MANIFEST")
+    cache.add_argument("--out", required=True, help="cache folder (data.frame_cache)")
+    cache.add_argument("--cache-fps", type=float, default=8.0, help="frames per second kept (0: every frame)")
+    cache.add_argument("--size", type=int, default=224, help="frame side in pixels (the model's image size)")
+    cache.add_argument("--skip-invalid", action="store_true", help="leave out bad manifest entries")
+    _reading_arguments(cache)
+    _sampling_arguments(cache)
+    cache.set_defaults(run=lambda args, _: _data_command("run_cache", args))
+
+
+def _data_command(name: str, args, *extra) -> int:
+    """Run a data command; bad input (a refused manifest, a missing file) is printed and exits 1."""
+    from fgclip.data import commands
+    from fgclip.data.errors import ManifestError
+
+    try:
+        return getattr(commands, name)(args, *extra)
+    except (ManifestError, FileNotFoundError) as error:
+        print(f"fgclip data: {error}", file=sys.stderr)
+        return 1
 
 
 def _train(args, overrides) -> int:

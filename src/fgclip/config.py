@@ -58,8 +58,16 @@ class DataSection:
     hard_negatives: list[str] = field(default_factory=list)
     video_root: str = "."
     path_remaps: dict[str, str] = field(default_factory=dict)  # manifest prefix -> local prefix
-    test_list: str | None = None
-    annotation_fps: float = 25.0
+    test_list: str | None = None  # videos that must not be trained on (e.g. UCF-Crime Anomaly_Test.txt)
+    test_leakage: str = "error"  # "error": refuse to train on test-list videos; "warn": report them loudly
+    annotation_fps: float = 25.0  # grid of keyframe `frame` numbers, for manifests that do not declare one
+    manifest_annotation_fps: dict[str, float] = field(default_factory=dict)  # manifest path -> its grid
+    invalid_entries: str = "error"  # "error": a bad manifest entry stops training; "skip": left out, listed
+    box_tolerance: float = 0.02  # box coordinates outside [0, 1] by less than this are clipped
+    open_track_end: str = "video_end"  # Label Studio tracks ending on an enabled keyframe: or "last_keyframe"
+    # Label Studio: the task `data` field holding the global caption (default: caption, else category)
+    labelstudio_caption_field: str | None = None
+    image_caption_field: str = "caption"  # image records (format 6): "caption" or "short_caption"
     num_frames: int = 8
     image_size: int | None = None  # default: the model's
     max_regions: int = 4
@@ -70,6 +78,8 @@ class DataSection:
     global_caption_max_length: int = 248  # global captions (FG-CLIP's long position table)
     num_workers: int = 0
     batch_by_group: bool = False  # keep clips of one manifest `group` (scene) in the same batch
+    balance: bool = False  # every batch half normal, half abnormal clips (the smaller class oversampled)
+    frame_cache: str | None = None  # a `fgclip data cache` folder: frames come from it, never decoded
 
 
 @dataclass
@@ -286,6 +296,38 @@ def _type_name(hint: Any) -> str:
     return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
 
 
+_DATA_CHOICES = {
+    "invalid_entries": ("error", "skip"),
+    "test_leakage": ("error", "warn"),
+    "open_track_end": ("video_end", "last_keyframe"),
+    "image_caption_field": ("caption", "short_caption"),
+}
+
+
+def _check_data_choices(data: DataSection) -> None:
+    for name, choices in _DATA_CHOICES.items():
+        if getattr(data, name) not in choices:
+            raise ConfigError(f"data.{name} must be one of {choices}, got {getattr(data, name)!r}")
+    rates = {
+        "data.annotation_fps": data.annotation_fps,
+        **{
+            f"data.manifest_annotation_fps[{path!r}]": fps
+            for path, fps in data.manifest_annotation_fps.items()
+        },
+    }
+    for name, fps in rates.items():
+        if not fps > 0:
+            raise ConfigError(f"{name} must be > 0, got {fps}")
+    if data.box_tolerance < 0:
+        raise ConfigError(f"data.box_tolerance must be >= 0, got {data.box_tolerance}")
+    unknown = set(data.manifest_annotation_fps) - set(data.train_manifests) - set(data.eval_manifests)
+    if unknown:
+        raise ConfigError(
+            f"data.manifest_annotation_fps names {sorted(unknown)}, which are not in data.train_manifests or "
+            "data.eval_manifests (the keys are manifest paths exactly as given there)"
+        )
+
+
 def check_config(config: ExperimentConfig) -> None:
     """Cross-field checks, run once at start, naming the fields and values."""
     train, data = config.train, config.data
@@ -309,6 +351,7 @@ def check_config(config: ExperimentConfig) -> None:
         )
     if data.max_hard_negatives < 0:
         raise ConfigError(f"data.max_hard_negatives must be >= 0, got {data.max_hard_negatives}")
+    _check_data_choices(data)
     weights = dataclasses.asdict(config.loss)
     if any(w < 0 for w in weights.values()) or not any(weights.values()):
         raise ConfigError(f"loss weights must be >= 0 and not all zero, got {weights}")

@@ -4,7 +4,9 @@ import json
 
 import pytest
 
+from fgclip.data.dataset import SamplingOptions, clip_span
 from fgclip.data.errors import ManifestError
+from fgclip.data.formats import load_manifest
 from fgclip.data.formats.cliplist import ReadOptions, read_clip_list, read_hard_negatives
 
 GOOD = {
@@ -55,17 +57,80 @@ def test_every_problem_is_reported_with_its_location(tmp_path):
     bad_box["box_infos"][0][0]["bbox"] = [0.6, 0.2, 0.5, 0.9]
     mismatch = dict(GOOD, region_captions=["a", "b"])
     empty_caption = dict(NORMAL, region_captions=[""])
-    no_span = dict(NORMAL, timestamps=None)
-    path = _write(tmp_path, [GOOD, bad_box, mismatch, empty_caption, no_span])
+    inverted_span = dict(NORMAL, timestamps=[5.0, 1.0])
+    far_out = json.loads(json.dumps(GOOD))
+    far_out["box_infos"][0][1]["bbox"] = [0.1, 0.2, 1.2, 0.9]
+    path = _write(tmp_path, [GOOD, bad_box, mismatch, empty_caption, inverted_span, far_out])
     with pytest.raises(ManifestError) as error:
         read_clip_list(path)
     text = str(error.value)
-    assert "5 problem" not in text  # entry 0 is fine
     assert f"{path}, entry 1, video 'a/Abuse001.mp4', field 'box_infos[0][0].bbox'" in text
-    assert "entry 2" in text and "1 tracks for 2 region captions" in text
+    assert "empty or inverted box" in text
+    assert "entry 2" in text and "1 tracks (1 with keyframes) for 2 region captions" in text
     assert "entry 3" in text and "region_captions[0]" in text
-    assert "entry 4" in text and "timestamps" in text
-    assert len(error.value.problems) == 4
+    assert "entry 4" in text and "needs 0 <= start < end" in text
+    assert "entry 5" in text and "box_infos[0][1].bbox" in text and "outside [0, 1]" in text
+    assert "entry 0," not in text  # entry 0 is fine
+    assert len(error.value.problems) == 5
+    assert "data.invalid_entries: skip" in text  # the way out is named
+
+
+def test_skip_policy_leaves_bad_entries_out_and_lists_them(tmp_path):
+    mismatch = dict(GOOD, region_captions=["a", "b"])
+    path = _write(tmp_path, [GOOD, mismatch, NORMAL])
+    result = load_manifest(path, options=ReadOptions(invalid_entries="skip")).check("skip")
+    assert [c.sample_id for c in result.clips] == ["m.json:0", "m.json:2"]
+    assert result.skipped_entries == [1]
+    assert len(read_clip_list(path, options=ReadOptions(invalid_entries="skip"))) == 2
+
+
+def test_normal_clip_without_span_is_the_whole_video_with_a_warning(tmp_path):
+    inferred = dict(NORMAL, timestamps=None)
+    explicit = dict(NORMAL, timestamps=None, label="normal")
+    result = load_manifest(_write(tmp_path, [inferred, explicit]))
+    assert [c.timestamps for c in result.clips] == [None, None]
+    assert [(p.index, p.field) for p in result.warnings] == [(0, "timestamps")]  # explicit label: no warning
+    options = SamplingOptions(context_s=2.0)
+    assert clip_span(result.clips[0], duration_s=37.5, options=options) == (0.0, 37.5)
+
+
+def test_empty_tracks_are_removed_when_the_counts_then_agree(tmp_path):
+    track = GOOD["box_infos"][0]
+    extra_empty = dict(GOOD, region_captions=["a", "b"], box_infos=[[], track, track])
+    caption_without_track = dict(GOOD, region_captions=["a", "b"], box_infos=[track, []])
+    ambiguous = dict(GOOD, region_captions=["a"], box_infos=[track, track])
+    result = load_manifest(_write(tmp_path, [extra_empty, caption_without_track, ambiguous]))
+    first, second = result.clips
+    assert [r.caption for r in first.regions] == ["a", "b"] and all(r.track for r in first.regions)
+    assert [r.caption for r in second.regions] == ["a"]  # region "b" has no box: left out, with a warning
+    assert {(p.index, p.field) for p in result.warnings} == {(0, "box_infos"), (1, "box_infos[1]")}
+    assert [(p.index, p.field) for p in result.errors] == [(2, "box_infos")]
+    assert "which track belongs to which caption is unknown" in result.errors[0].message
+
+
+def test_annotation_grid_from_the_file_a_manifest_setting_or_the_default(tmp_path):
+    declared = _write(tmp_path, {"annotation_fps": 30, "clips": [GOOD]}, "declared.json")
+    plain = _write(tmp_path, [GOOD], "plain.json")
+    keyframe_times = lambda clips: [k.time_s for k in clips[0].regions[0].track.keyframes]  # noqa: E731
+    assert keyframe_times(read_clip_list(declared)) == pytest.approx([50 / 30, 75 / 30])
+    assert keyframe_times(read_clip_list(plain, annotation_fps=10)) == [5.0, 7.5]
+    assert keyframe_times(read_clip_list(plain, options=ReadOptions(annotation_fps=50))) == [1.0, 1.5]
+    assert read_clip_list(declared, annotation_fps=30)  # agreeing settings are fine
+    with pytest.raises(ManifestError, match="declares 30 fps but the manifest's setting says 25"):
+        read_clip_list(declared, annotation_fps=25)
+
+
+def test_hard_negatives_written_for_another_caption_are_refused(tmp_path):
+    items = [
+        {"video": GOOD["video"], "region_index": 0, "region_caption": "A man hits.", "hard_negative": ["x"]},
+        {"video": NORMAL["video"], "region_index": 0, "region_caption": "cars drive", "hard_negative": ["y"]},
+    ]
+    negatives = read_hard_negatives(_write(tmp_path, {"items": items}, "hn.json"))
+    result = load_manifest(_write(tmp_path, [GOOD, NORMAL]), hard_negatives=negatives)
+    assert result.clips[0].regions[0].hard_negatives == ("x",)  # normalised captions compare equal
+    assert result.hard_negatives_used == {(GOOD["video"], 0)}
+    (error,) = result.errors
+    assert error.index == 1 and "written for the caption 'cars drive'" in error.message
 
 
 def test_hard_negative_duplicates_are_refused(tmp_path):

@@ -4,36 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from stand_ins import index_frame, read_index  # the index as 8 gray blocks, as in test_video.py
 
 from fgclip.data import frame_cache as frame_cache_module
 from fgclip.data.frame_cache import FrameCache, FrameCacheError, FrameCacheMiss
 from fgclip.data.video import VideoError, decode_frames, write_video
-
-LEVELS = np.array([24, 88, 152, 216])  # same stand-in frames as test_video.py: the index as 8 gray blocks
-
-
-def index_frame(i: int, width: int = 64, height: int = 48) -> np.ndarray:
-    image = np.empty((height, width, 3), np.uint8)
-    bw, bh = width // 4, height // 2
-    for k in range(8):
-        r, c = divmod(k, 4)
-        image[r * bh : (r + 1) * bh, c * bw : (c + 1) * bw] = LEVELS[(i >> (2 * k)) & 3]
-    return image
-
-
-def read_index(image: np.ndarray) -> int:
-    height, width = image.shape[:2]
-    bw, bh = width / 4, height / 2
-    value = 0
-    for k in range(8):
-        r, c = divmod(k, 4)
-        block = image[
-            int(r * bh + bh / 4) : int((r + 1) * bh - bh / 4),
-            int(c * bw + bw / 4) : int((c + 1) * bw - bw / 4),
-        ]
-        value |= int(np.abs(LEVELS - block.mean()).argmin()) << (2 * k)
-    return value
-
 
 FPS = 25
 N = 100  # 4 s

@@ -8,6 +8,7 @@ from fractions import Fraction
 import av
 import numpy as np
 import pytest
+from stand_ins import index_frame, read_index
 
 from fgclip.data import video as video_module
 from fgclip.data.video import (
@@ -19,34 +20,6 @@ from fgclip.data.video import (
     video_frame_times,
     write_video,
 )
-
-LEVELS = np.array([24, 88, 152, 216])  # 4 gray levels, far apart: robust to x264 at crf 18
-COLS, ROWS = 4, 2  # 8 flat blocks, 2 bits each: indices up to 65535
-
-
-def index_frame(i: int, width: int = 64, height: int = 48) -> np.ndarray:
-    """A frame showing the number i as 8 large flat gray blocks (base 4, least significant first)."""
-    image = np.empty((height, width, 3), np.uint8)
-    bw, bh = width // COLS, height // ROWS
-    for k in range(COLS * ROWS):
-        r, c = divmod(k, COLS)
-        image[r * bh : (r + 1) * bh, c * bw : (c + 1) * bw] = LEVELS[(i >> (2 * k)) & 3]
-    return image
-
-
-def read_index(image: np.ndarray) -> int:
-    """Inverse of `index_frame`, from the centre half of each block (works on resized frames too)."""
-    height, width = image.shape[:2]
-    bw, bh = width / COLS, height / ROWS
-    value = 0
-    for k in range(COLS * ROWS):
-        r, c = divmod(k, COLS)
-        block = image[
-            int(r * bh + bh / 4) : int((r + 1) * bh - bh / 4),
-            int(c * bw + bw / 4) : int((c + 1) * bw - bw / 4),
-        ]
-        value |= int(np.abs(LEVELS - block.mean()).argmin()) << (2 * k)
-    return value
 
 
 def indices(frames: np.ndarray) -> list[int]:

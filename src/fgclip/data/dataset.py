@@ -1,4 +1,10 @@
-"""Clip dataset: span -> T sample times -> sparse decode of only those frames -> boxes per frame -> tokens."""
+"""Clip dataset: span -> T sample times -> sparse decode of only those frames -> boxes per frame -> tokens.
+
+Frames come from the video (sparse PyAV decoding), from a pre-extracted frame cache when one is given (a time
+it does not hold is a `FrameCacheMiss` naming the video and time, never a fallback to decoding), or, for image
+records, from the image (T = 1). Boxes are computed at the presentation time of the frame actually shown (the
+last native or cached frame at or before the sampled time), not at the sampled time.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +16,12 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from fgclip.data.frame_cache import FrameCache, FrameCacheMiss
 from fgclip.data.records import FULL_FRAME, Clip, Region
+from fgclip.data.sampling import reserve_region_times, snap_to_frames
 from fgclip.data.text import CaptionTokenizer, caption_key
 from fgclip.data.tracks import box_at, track_extent
-from fgclip.data.video import decode_frames, probe_video
+from fgclip.data.video import VideoError, decode_frames, probe_video, video_frame_times
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -40,17 +48,14 @@ def to_pixel_values(frames: np.ndarray) -> torch.Tensor:
 
 
 def clip_span(clip: Clip, duration_s: float, options: SamplingOptions) -> tuple[float, float]:
-    """Normal: its timestamps. Abnormal: the union of its tracks plus context, clamped to the video."""
+    """Normal: its timestamps, else the whole video. Abnormal: the union of its tracks plus context (its
+    timestamps, else the whole video, when it has no track), clamped to the video."""
     if clip.timestamps is not None and not clip.is_abnormal:
         start, end = clip.timestamps
     else:
         extents = [track_extent(r.track, options.single_keyframe_hold_s) for r in clip.regions if r.track]
         if not extents:
-            if clip.timestamps is None:
-                raise ValueError(
-                    f"{clip.sample_id} ({clip.video_key}): no tracks and no timestamps to place the clip"
-                )
-            start, end = clip.timestamps
+            start, end = clip.timestamps if clip.timestamps is not None else (0.0, duration_s)
         else:
             start = min(e[0] for e in extents) - options.context_s
             end = max(e[1] for e in extents) + options.context_s
@@ -75,12 +80,29 @@ def sample_times(
 class ClipDataset(Dataset):
     """Map-style dataset of clips; each item is one clip's tensors, padded later by `collate_clips`."""
 
-    def __init__(self, clips: list[Clip], tokenizer: CaptionTokenizer, options: SamplingOptions, train: bool):
+    def __init__(
+        self,
+        clips: list[Clip],
+        tokenizer: CaptionTokenizer,
+        options: SamplingOptions,
+        train: bool,
+        frame_cache: FrameCache | None = None,
+    ):
         self.clips, self.tokenizer, self.options, self.train = clips, tokenizer, options, train
-        missing = [c for c in clips if not c.video.is_file()]
+        self.frame_cache = frame_cache
+        cached = frame_cache is not None
+        missing = [c for c in clips if not (cached and not c.is_image) and not c.video.is_file()]
         if missing:
             shown = "\n  ".join(f"{c.sample_id}: {c.video}" for c in missing[:10])
-            raise FileNotFoundError(f"{len(missing)} video(s) not found, e.g.:\n  {shown}")
+            raise FileNotFoundError(f"{len(missing)} video(s)/image(s) not found, e.g.:\n  {shown}")
+        if cached:
+            uncached = [c for c in clips if not c.is_image and not frame_cache.spans(c.video)]
+            if uncached:
+                shown = "\n  ".join(f"{c.sample_id}: {c.video}" for c in uncached[:10])
+                raise FrameCacheMiss(
+                    f"data.frame_cache {frame_cache.root}: {len(uncached)} video(s) have no cached frames "
+                    f"(run `fgclip data cache` on the same manifests), e.g.:\n  {shown}"
+                )
 
     def __len__(self) -> int:
         return len(self.clips)
@@ -90,11 +112,7 @@ class ClipDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         clip = self.clips[index]
-        span = clip_span(clip, _duration(clip.video), self.options)
-        jitter = torch.rand(self.options.num_frames) if self.train else None
-        times = sample_times(span, self.options.num_frames, jitter)
-        size = self.options.image_size
-        frames = decode_frames(clip.video, times, size=(size, size))  # (T, H, W, 3) uint8
+        times, frames = self._frames(clip)  # (T,) seconds of the frames shown, (T, H, W, 3) uint8
         regions = self._regions(clip, times)
         return {
             "sample_id": clip.sample_id,
@@ -104,6 +122,29 @@ class ClipDataset(Dataset):
             "clip_label": clip.label,
             **regions,
         }
+
+    def _frames(self, clip: Clip) -> tuple[np.ndarray, np.ndarray]:
+        size = (self.options.image_size, self.options.image_size)
+        if clip.is_image:
+            return np.zeros(1), _load_image(clip.video, size)
+        span = clip_span(clip, self._duration(clip), self.options)
+        jitter = torch.rand(self.options.num_frames) if self.train else None
+        times = sample_times(span, self.options.num_frames, jitter)
+        tracks = [r.track for r in clip.regions[: self.options.max_regions] if r.track is not None]
+        draw = (lambda: float(torch.rand(()))) if self.train else None
+        times = reserve_region_times(times, tracks, span, self.options.single_keyframe_hold_s, draw)
+        if self.frame_cache is not None:
+            frames = self.frame_cache.read(clip.video, times, size=size)
+            return snap_to_frames(self.frame_cache.frame_times(clip.video), times), frames
+        frames = decode_frames(clip.video, times, size=size)
+        return snap_to_frames(video_frame_times(clip.video), times), frames
+
+    def _duration(self, clip: Clip) -> float:
+        if self.frame_cache is not None:
+            # Cached spans were cut with the real duration: their end is the video's end wherever a clip
+            # reached it, and beyond every clip's span otherwise — so clamping to it gives the same spans.
+            return max(end for _, end in self.frame_cache.spans(clip.video))
+        return _duration(clip.video)
 
     def _regions(self, clip: Clip, times: np.ndarray) -> dict:
         kept, boxes, visible = [], [], []
@@ -141,3 +182,15 @@ class ClipDataset(Dataset):
 @lru_cache(maxsize=65536)
 def _duration(path: Path) -> float:
     return probe_video(path).duration_s
+
+
+def _load_image(path: Path, size: tuple[int, int]) -> np.ndarray:
+    """(1, H, W, 3) uint8 RGB, squashed to `size` like `decode_frames(size=...)`."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            rgb = image.convert("RGB").resize(size, Image.Resampling.BILINEAR)
+    except (OSError, UnidentifiedImageError) as exc:
+        raise VideoError(f"{path}: cannot be read as an image ({exc})") from exc
+    return np.array(rgb)[None]

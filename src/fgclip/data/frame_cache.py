@@ -363,6 +363,11 @@ class FrameCache:
         except FileNotFoundError:
             return ()
 
+    def frame_times(self, video_path: str | Path, *, size: tuple[int, int] | None = None) -> np.ndarray:
+        """Presentation times (s, ascending) of a video's cached frames; `read(t)` returns the last one <= t."""
+        _, _, header = self._header_for(video_path, size)
+        return header.times.copy()
+
     def read(
         self,
         video_path: str | Path,

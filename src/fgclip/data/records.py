@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 NORMAL, ABNORMAL = 0, 1
+VIDEO, IMAGE = "video", "image"
 
 Box = tuple[float, float, float, float]
 FULL_FRAME: Box = (0.0, 0.0, 1.0, 1.0)
@@ -43,10 +44,17 @@ class Clip:
     global_caption: str
     regions: tuple[Region, ...]
     label: int
-    timestamps: tuple[float, float] | None = None  # explicit clip span in seconds, if the manifest gives one
+    # Explicit clip span in seconds. None: an abnormal clip spans its tracks plus context; a normal clip the
+    # whole video.
+    timestamps: tuple[float, float] | None = None
     group: str | None = None  # clips of one group (scene, camera) are batched together when asked to
+    media: str = VIDEO  # IMAGE: a still image (format 6), loaded as a one-frame clip (T = 1)
     extra: dict = field(default_factory=dict, compare=False)
 
     @property
     def is_abnormal(self) -> bool:
         return self.label == ABNORMAL
+
+    @property
+    def is_image(self) -> bool:
+        return self.media == IMAGE

@@ -35,9 +35,14 @@ def segment_extent(segment: Sequence[Keyframe], hold_s: float) -> tuple[float, f
     return segment[0].time_s, segment[-1].time_s
 
 
+def visible_windows(track: Track, hold_s: float) -> list[tuple[float, float]]:
+    """The [start, end] intervals (seconds) in which the track is visible, one per segment."""
+    return [segment_extent(s, hold_s) for s in segments(track)]
+
+
 def track_extent(track: Track, hold_s: float) -> tuple[float, float]:
     """First and last instant at which the track is visible."""
-    extents = [segment_extent(s, hold_s) for s in segments(track)]
+    extents = visible_windows(track, hold_s)
     return min(e[0] for e in extents), max(e[1] for e in extents)
 
 

@@ -15,9 +15,13 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase, TrainingArgumen
 from fgclip.config import ConfigError, DataSection, ExperimentConfig, LossSection, ModelSection, TrainSection
 from fgclip.data.collate import ClipCollator
 from fgclip.data.dataset import ClipDataset, SamplingOptions
-from fgclip.data.formats.cliplist import ReadOptions, read_clip_list, read_hard_negatives
+from fgclip.data.formats import ConvertOptions, ManifestRead, read_manifest
+from fgclip.data.formats.cliplist import ReadOptions, read_hard_negatives
+from fgclip.data.frame_cache import FrameCache
+from fgclip.data.leakage import find_leakage
 from fgclip.data.paths import VideoResolver
-from fgclip.data.sampler import GroupedShuffleSampler
+from fgclip.data.records import Clip
+from fgclip.data.sampler import BalancedBatchSampler, GroupedShuffleSampler, SamplerEpochCallback
 from fgclip.data.text import CaptionTokenizer, build_word_tokenizer
 from fgclip.distributed import is_rank_zero
 from fgclip.inspect import format_heads, frozen_for_losses, head_rows
@@ -102,16 +106,74 @@ def sampling_options(data: DataSection, model: FGCLIPModel) -> SamplingOptions:
     )
 
 
-def read_clips(data: DataSection, manifests: list[str]):
+def read_options(data: DataSection) -> ReadOptions:
+    return ReadOptions(
+        annotation_fps=data.annotation_fps,
+        box_tolerance=data.box_tolerance,
+        invalid_entries=data.invalid_entries,
+        image_caption_field=data.image_caption_field,
+    )
+
+
+def convert_options(data: DataSection) -> ConvertOptions:
+    return ConvertOptions(open_track_end=data.open_track_end, caption_field=data.labelstudio_caption_field)
+
+
+def read_clips(data: DataSection, manifests: list[str]) -> list[Clip]:
+    """Every manifest, in any supported format, with the hard negatives joined; problems reported on rank 0."""
     negatives: dict = {}
     for path in data.hard_negatives:
         negatives.update(read_hard_negatives(path))
     resolver = VideoResolver(data.video_root, data.path_remaps)
-    options = ReadOptions(annotation_fps=data.annotation_fps)
     clips = []
     for manifest in manifests:
-        clips.extend(read_clip_list(manifest, resolver, options, negatives))
+        result = read_manifest(
+            manifest,
+            resolver,
+            read_options(data),
+            negatives,
+            data.manifest_annotation_fps.get(manifest),
+            convert_options(data),
+        )
+        if is_rank_zero():
+            print(_read_summary(result), flush=True)
+        clips.extend(result.clips)
     return clips
+
+
+def _read_summary(result: ManifestRead, shown: int = 5) -> str:
+    line = (
+        f"[data] {result.path} ({result.format}): {len(result.clips)} clips from {result.num_entries} entries; "
+        f"{len(result.warnings)} warning(s)"
+        + (
+            f", {len(result.errors)} error(s): bad entries LEFT OUT (data.invalid_entries=skip)"
+            if result.errors
+            else ""
+        )
+    )
+    problems = result.errors + result.warnings
+    lines = [line] + [f"  {p}" for p in problems[:shown]]
+    if len(problems) > shown:
+        lines.append(f"  ... {len(problems) - shown} more: `fgclip data check {result.path}` lists them all")
+    return "\n".join(lines)
+
+
+def check_leakage(data: DataSection, clips: list[Clip]) -> None:
+    """Refuse (data.test_leakage=error) or loudly report (warn) training clips whose video is on the test list."""
+    if data.test_list is None:
+        return
+    report = find_leakage(clips, data.test_list)
+    if not report.leaked:
+        if is_rank_zero():
+            print(f"[data] {report.summary()}", flush=True)
+        return
+    if data.test_leakage == "error":
+        raise ConfigError(
+            f"{report.summary()}\nRefusing to train on test videos: remove those entries, or set "
+            "data.test_leakage: warn to train anyway."
+        )
+    if is_rank_zero():
+        print(f"[data] WARNING {report.summary()}", flush=True)
 
 
 def check_tokenizer(model: FGCLIPModel, tokenizer: PreTrainedTokenizerBase) -> None:
@@ -157,9 +219,14 @@ def build_dataset(
             "data: no manifests given" + (" (data.train_manifests)" if train else " (data.eval_manifests)")
         )
     caption_tokenizer = CaptionTokenizer(tokenizer, data.caption_max_length)
-    return ClipDataset(
-        read_clips(data, manifests), caption_tokenizer, sampling_options(data, model), train=train
-    )
+    clips = read_clips(data, manifests)
+    if train:
+        check_leakage(data, clips)
+    options = sampling_options(data, model)
+    cache = None
+    if data.frame_cache is not None:
+        cache = FrameCache(data.frame_cache, size=(options.image_size, options.image_size))
+    return ClipDataset(clips, caption_tokenizer, options, train=train, frame_cache=cache)
 
 
 def training_arguments(train: TrainSection, data: DataSection) -> TrainingArguments:
@@ -256,6 +323,7 @@ def train(config: ExperimentConfig) -> TrainOutcome:
     check_heads_trainable(model, config.loss)
     train_dataset = build_dataset(config.data, config.data.train_manifests, tokenizer, model, train=True)
     args = training_arguments(config.train, config.data)
+    sampler = train_sampler(config, train_dataset, args.world_size)
     report = StepReport()
     trainer = FGCLIPTrainer(
         model=model,
@@ -266,8 +334,10 @@ def train(config: ExperimentConfig) -> TrainOutcome:
         objective=FGCLIPObjective(LossWeights(**dataclasses.asdict(config.loss))),
         step_report=report,
         group_rates=group_rates(config.train),
-        train_sampler=_train_sampler(config, train_dataset),
+        train_sampler=sampler,
     )
+    if sampler is not None:
+        trainer.add_callback(SamplerEpochCallback(sampler))
     samples_per_step = (
         config.train.per_device_batch_size * config.train.gradient_accumulation_steps * args.world_size
     )
@@ -288,10 +358,15 @@ def train(config: ExperimentConfig) -> TrainOutcome:
     return TrainOutcome(output_dir, model_dir, model, tokenizer, trainer.state.global_step)
 
 
-def _train_sampler(config: ExperimentConfig, dataset: ClipDataset):
-    if not config.data.batch_by_group:
-        return None
-    return GroupedShuffleSampler([clip.group for clip in dataset.clips], seed=config.train.seed)
+def train_sampler(config: ExperimentConfig, dataset: ClipDataset, world_size: int):
+    """None (the Trainer's random sampler), grouping, balancing, or both; see data/sampler.py for DDP."""
+    data, seed = config.data, config.train.seed
+    groups = [clip.group for clip in dataset.clips] if data.batch_by_group else None
+    if data.balance:
+        return BalancedBatchSampler(
+            dataset.labels(), config.train.per_device_batch_size, seed, groups, world_size=world_size
+        )
+    return GroupedShuffleSampler(groups, seed=seed) if groups is not None else None
 
 
 def _resume_path(train: TrainSection) -> str | None:
