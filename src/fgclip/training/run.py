@@ -6,11 +6,13 @@ Small builders turn the config into plain arguments; modules never receive the c
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from transformers import AutoTokenizer, PreTrainedTokenizerBase, TrainingArguments
+from transformers import AutoTokenizer, PreTrainedTokenizerBase, TrainerCallback, TrainingArguments, set_seed
+from transformers.utils.logging import disable_progress_bar
 
 from fgclip.config import ConfigError, DataSection, ExperimentConfig, LossSection, ModelSection, TrainSection
 from fgclip.data.collate import ClipCollator
@@ -25,17 +27,24 @@ from fgclip.losses.objective import FGCLIPObjective, LossWeights
 from fgclip.model.configuration import FGCLIPConfig, tiny_config
 from fgclip.model.loading import LoadReport, load_pretrained
 from fgclip.model.modeling import FGCLIPModel
-from fgclip.training.callbacks import (
-    LossCurvePlot,
-    MemoryBankSwitch,
-    MetricsLogger,
-    SaveRunConfig,
-    TemperatureClamp,
+from fgclip.training.callbacks import LossCurvePlot, MemoryBankSwitch, MetricsLogger, TemperatureClamp
+from fgclip.training.checkpoints import (
+    RUN_CONFIG_FILE,
+    TRAINER_STATE_FILE,
+    check_output_dir,
+    check_resume_config,
+    clear_output_dir,
+    latest_checkpoint,
+    promote,
+    remove_stale_staging,
+    staging_path,
 )
+from fgclip.training.data import EpochSeededDataset, EpochTaggedSampler
+from fgclip.training.lora import apply_lora, unwrap_model
+from fgclip.training.nonfinite import NonFiniteGuard
 from fgclip.training.report import StepReport
 from fgclip.training.trainer import FGCLIPTrainer, GroupRates
 
-RUN_CONFIG_FILE = "fgclip_config.yaml"
 FINAL_MODEL_DIR = "model"
 
 
@@ -162,7 +171,10 @@ def build_dataset(
     )
 
 
-def training_arguments(train: TrainSection, data: DataSection) -> TrainingArguments:
+def training_arguments(
+    train: TrainSection, data: DataSection, loss: LossSection | None = None
+) -> TrainingArguments:
+    loss = loss if loss is not None else LossSection()
     return TrainingArguments(
         output_dir=train.output_dir,
         max_steps=train.max_steps,
@@ -188,6 +200,8 @@ def training_arguments(train: TrainSection, data: DataSection) -> TrainingArgume
         report_to=[],
         remove_unused_columns=False,
         ddp_broadcast_buffers=False,  # the memory bank is kept identical by all-gathered writes; never overwritten
+        # A loss with weight 0 leaves its heads without gradients; DDP must then look for unused parameters.
+        ddp_find_unused_parameters=not all(dataclasses.astuple(loss)),
         dataloader_num_workers=data.num_workers,
         dataloader_persistent_workers=data.num_workers > 0,
         disable_tqdm=not train.progress_bar,
@@ -245,64 +259,105 @@ def describe_model(section: ModelSection, model: FGCLIPModel, load_report: LoadR
     return f"{loading}\nheads and temperatures:\n{format_heads(head_rows(model))}"
 
 
-def train(config: ExperimentConfig) -> TrainOutcome:
+def train(config: ExperimentConfig, callbacks: list[TrainerCallback] | None = None) -> TrainOutcome:
     output_dir = Path(config.train.output_dir)
+    resume = resolve_resume(config)
+    if not config.train.progress_bar:
+        disable_progress_bar()  # HF's "Writing model shards" bars on every save
+    set_seed(config.train.seed)  # the same initial model on every rank and in every run of this config
     tokenizer = build_tokenizer(config.model)
     model, load_report = build_model(config.model, tokenizer)
     check_tokenizer(model, tokenizer)
+    if config.train.lora is not None:
+        model = apply_lora(model, config.train.lora)
+    core = unwrap_model(model)
     if is_rank_zero():
-        print(describe_model(config.model, model, load_report), flush=True)
-    check_precision(model)
-    check_heads_trainable(model, config.loss)
-    train_dataset = build_dataset(config.data, config.data.train_manifests, tokenizer, model, train=True)
-    args = training_arguments(config.train, config.data)
+        print(describe_model(config.model, core, load_report), flush=True)
+    check_precision(core)
+    check_heads_trainable(core, config.loss)
+    train_dataset = build_dataset(config.data, config.data.train_manifests, tokenizer, core, train=True)
+    args = training_arguments(config.train, config.data, config.loss)
+    with args.main_process_first(local=False, desc="prepare the output dir"):
+        if is_rank_zero():
+            prepare_output_dir(config, output_dir / RUN_CONFIG_FILE, resume)
     report = StepReport()
     trainer = FGCLIPTrainer(
         model=model,
         args=args,
-        train_dataset=train_dataset,
+        train_dataset=EpochSeededDataset(train_dataset, config.train.seed),
         data_collator=ClipCollator(CaptionTokenizer(tokenizer).pad_token_id),
         processing_class=tokenizer,
         objective=FGCLIPObjective(LossWeights(**dataclasses.asdict(config.loss))),
         step_report=report,
         group_rates=group_rates(config.train),
-        train_sampler=_train_sampler(config, train_dataset),
+        nonfinite_guard=NonFiniteGuard(output_dir, config.train.max_consecutive_nonfinite),
+        train_sampler=EpochTaggedSampler(train_sampler(config, train_dataset)),
+        run_config_file=output_dir / RUN_CONFIG_FILE,
     )
     samples_per_step = (
         config.train.per_device_batch_size * config.train.gradient_accumulation_steps * args.world_size
     )
-    trainer.add_callback(MetricsLogger(report, output_dir, samples_per_step))
-    trainer.add_callback(LossCurvePlot(output_dir, model.config.memory_bank_warmup_steps))
-    trainer.add_callback(TemperatureClamp(model))
-    if model.memory_bank is not None:
-        trainer.add_callback(MemoryBankSwitch(model.memory_bank, model.config.memory_bank_warmup_steps))
-    trainer.add_callback(SaveRunConfig(output_dir / RUN_CONFIG_FILE))
-    if is_rank_zero():
-        output_dir.mkdir(parents=True, exist_ok=True)
-        config.save(output_dir / RUN_CONFIG_FILE)
-    trainer.train(resume_from_checkpoint=_resume_path(config.train))
-    model_dir = output_dir / FINAL_MODEL_DIR
-    trainer.save_model(str(model_dir))
-    if is_rank_zero():
-        config.save(model_dir / RUN_CONFIG_FILE)
-    return TrainOutcome(output_dir, model_dir, model, tokenizer, trainer.state.global_step)
+    bank = core.memory_bank
+    trainer.add_callback(MetricsLogger(report, output_dir, samples_per_step, bank.capacity if bank else None))
+    trainer.add_callback(LossCurvePlot(output_dir, core.config.memory_bank_warmup_steps))
+    trainer.add_callback(TemperatureClamp(core))
+    if bank is not None:
+        trainer.add_callback(MemoryBankSwitch(bank, core.config.memory_bank_warmup_steps))
+    for callback in callbacks or []:
+        trainer.add_callback(callback)
+    trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
+    model_dir = save_final_model(trainer, output_dir / FINAL_MODEL_DIR)
+    return TrainOutcome(output_dir, model_dir, core, tokenizer, trainer.state.global_step)
 
 
-def _train_sampler(config: ExperimentConfig, dataset: ClipDataset):
-    if not config.data.batch_by_group:
-        return None
-    return GroupedShuffleSampler([clip.group for clip in dataset.clips], seed=config.train.seed)
-
-
-def _resume_path(train: TrainSection) -> str | None:
+def resolve_resume(config: ExperimentConfig) -> Path | None:
+    """The checkpoint to resume (numerically latest for "latest"), after the output-dir and settings checks."""
+    train = config.train
+    check_output_dir(train.output_dir, train.resume, train.overwrite_output_dir)
     if train.resume is None:
         return None
-    if train.resume == "latest":
-        checkpoints = sorted(
-            Path(train.output_dir).glob("checkpoint-*"),
-            key=lambda p: int(p.name.split("-")[-1]) if p.name.split("-")[-1].isdigit() else -1,
+    checkpoint = latest_checkpoint(train.output_dir) if train.resume == "latest" else Path(train.resume)
+    if not (checkpoint / TRAINER_STATE_FILE).is_file():
+        raise ConfigError(
+            f"train.resume: {checkpoint} is not a complete checkpoint (no {TRAINER_STATE_FILE})"
         )
-        if not checkpoints:
-            raise ConfigError(f"train.resume=latest but {train.output_dir} holds no checkpoint-N directory")
-        return str(checkpoints[-1])
-    return train.resume
+    check_resume_config(checkpoint, config)
+    return checkpoint
+
+
+def prepare_output_dir(config: ExperimentConfig, config_file: Path, resume: Path | None) -> None:
+    """Rank 0, before training: overwrite if asked, drop partial saves of a killed run, save the run's config."""
+    output_dir = config_file.parent
+    if config.train.overwrite_output_dir:
+        removed = clear_output_dir(output_dir)
+        if removed:
+            print(
+                f"[output] overwrite_output_dir: removed {', '.join(removed)} from {output_dir}", flush=True
+            )
+    partial = remove_stale_staging(output_dir)
+    if partial:
+        print(f"[output] removed partial saves of an interrupted run: {', '.join(partial)}", flush=True)
+    if resume is not None:
+        print(f"[resume] continuing from {resume}", flush=True)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    config.save(config_file)
+
+
+def save_final_model(trainer: FGCLIPTrainer, model_dir: Path) -> Path:
+    """`OUTPUT_DIR/model`, written through the staging folder like every checkpoint."""
+    staged = staging_path(model_dir)
+    if is_rank_zero() and staged.exists():
+        shutil.rmtree(staged)
+    trainer.accelerator.wait_for_everyone()
+    trainer.save_model(str(staged))  # every rank: DeepSpeed gathers the weights collectively
+    trainer.accelerator.wait_for_everyone()
+    if is_rank_zero():
+        promote(staged, model_dir)
+    trainer.accelerator.wait_for_everyone()
+    return model_dir
+
+
+def train_sampler(config: ExperimentConfig, dataset: ClipDataset) -> GroupedShuffleSampler:
+    """Order = f(seed, epoch): group-aware when asked, else a plain shuffle (every clip its own group)."""
+    groups = [clip.group if config.data.batch_by_group else None for clip in dataset.clips]
+    return GroupedShuffleSampler(groups, seed=config.train.seed)
