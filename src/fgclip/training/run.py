@@ -14,7 +14,15 @@ import torch
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, TrainerCallback, TrainingArguments, set_seed
 from transformers.utils.logging import disable_progress_bar
 
-from fgclip.config import ConfigError, DataSection, ExperimentConfig, LossSection, ModelSection, TrainSection
+from fgclip.config import (
+    ConfigError,
+    DataSection,
+    ExperimentConfig,
+    LoraSection,
+    LossSection,
+    ModelSection,
+    TrainSection,
+)
 from fgclip.data.collate import ClipCollator
 from fgclip.data.dataset import ClipDataset, SamplingOptions
 from fgclip.data.formats.cliplist import ReadOptions, read_clip_list, read_hard_negatives
@@ -221,6 +229,7 @@ def group_rates(train: TrainSection) -> GroupRates:
 
 def check_precision(model: FGCLIPModel) -> None:
     """Parameters train in fp32; bf16 is autocast only (DESIGN §4)."""
+    model = unwrap_model(model)
     wrong = sorted({str(p.dtype) for p in model.parameters() if p.requires_grad and p.dtype != torch.float32})
     if wrong:
         raise ConfigError(
@@ -240,8 +249,9 @@ def enabled_losses(loss: LossSection) -> list[str]:
 
 
 def check_heads_trainable(model: FGCLIPModel, loss: LossSection) -> None:
-    """Refuse to train when a head or temperature an enabled loss needs is frozen (an accident, or say so)."""
-    frozen = frozen_for_losses(model, enabled_losses(loss))
+    """Refuse to train when a head or temperature an enabled loss needs is frozen (an accident, or say so).
+    Works on the bare model and under DDP / peft wrappers."""
+    frozen = frozen_for_losses(unwrap_model(model), enabled_losses(loss))
     if frozen:
         lines = [f"{name} (used by the {' and '.join(losses)} loss)" for name, losses in frozen.items()]
         raise ConfigError(
@@ -251,12 +261,24 @@ def check_heads_trainable(model: FGCLIPModel, loss: LossSection) -> None:
         )
 
 
-def describe_model(section: ModelSection, model: FGCLIPModel, load_report: LoadReport | None) -> str:
+def describe_model(
+    section: ModelSection, model: FGCLIPModel, load_report: LoadReport | None, lora: LoraSection | None = None
+) -> str:
     if load_report is not None:
         loading = load_report.summary()
     else:
         loading = f"model.init={section.init}: fresh initialisation"
-    return f"{loading}\nheads and temperatures:\n{format_heads(head_rows(model))}"
+    lines = [loading, "heads and temperatures:", format_heads(head_rows(model))]
+    if lora is not None:
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        total = sum(p.numel() for p in model.parameters())
+        adapters = sum(p.numel() for n, p in model.named_parameters() if ".lora_" in n)
+        lines.append(
+            f"LoRA: rank {lora.rank}, alpha {lora.alpha}, dropout {lora.dropout} on {'/'.join(lora.target_modules)} "
+            f"of the {' and '.join(lora.towers)} tower(s): {adapters:,} adapter parameters; "
+            f"{trainable:,} of {total:,} parameters trainable"
+        )
+    return "\n".join(lines)
 
 
 def train(config: ExperimentConfig, callbacks: list[TrainerCallback] | None = None) -> TrainOutcome:
@@ -272,7 +294,7 @@ def train(config: ExperimentConfig, callbacks: list[TrainerCallback] | None = No
         model = apply_lora(model, config.train.lora)
     core = unwrap_model(model)
     if is_rank_zero():
-        print(describe_model(config.model, core, load_report), flush=True)
+        print(describe_model(config.model, core, load_report, config.train.lora), flush=True)
     check_precision(core)
     check_heads_trainable(core, config.loss)
     train_dataset = build_dataset(config.data, config.data.train_manifests, tokenizer, core, train=True)
