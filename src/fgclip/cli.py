@@ -48,7 +48,9 @@ def _parser() -> argparse.ArgumentParser:
     doctor.add_argument(
         "--world-size", type=int, default=None, help="GPUs the run will use (default: $WORLD_SIZE or 1)"
     )
-    doctor.add_argument("--no-data", action="store_true", help="skip the checks that read manifests and videos")
+    doctor.add_argument(
+        "--no-data", action="store_true", help="skip the checks that read manifests and videos"
+    )
     doctor.add_argument("--json", action="store_true", help="machine-readable output")
     doctor.set_defaults(run=_doctor, accepts_overrides=True)
 

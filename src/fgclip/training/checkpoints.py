@@ -157,8 +157,8 @@ def check_resume_config(checkpoint: str | Path, config: ExperimentConfig) -> Non
         )
     saved = yaml.safe_load(saved_file.read_text()) or {}
     current = config.to_dict()
-    saved["model"] = _with_model_defaults(saved.get("model") or {})
-    current["model"] = _with_model_defaults(current["model"])
+    saved["model"] = model_options_with_defaults(saved.get("model") or {})
+    current["model"] = model_options_with_defaults(current["model"])
     differences = [
         line
         for section in RESUME_INVARIANT_SECTIONS
@@ -173,10 +173,11 @@ def check_resume_config(checkpoint: str | Path, config: ExperimentConfig) -> Non
         )
 
 
-def _with_model_defaults(model: dict) -> dict:
-    """An option left out and the same option set to its default are the same model."""
+def model_options_with_defaults(options: dict) -> dict:
+    """`options` (or a whole model section) with every model option it leaves out at FGCLIPConfig's default:
+    an option left out and the same option set to its default are the same model."""
     defaults = {f.name: f.default for f in dataclasses.fields(FGCLIPConfig) if f.name in MODEL_OPTIONS}
-    return {**defaults, **model}
+    return {**defaults, **options}
 
 
 def _differences(saved: dict, current: dict, prefix: str) -> list[str]:
