@@ -7,6 +7,7 @@ needs the restored weights, optimizer moments, LR schedule, bank buffers and the
 
 from __future__ import annotations
 
+import os
 import shutil
 
 import pytest
@@ -16,7 +17,14 @@ from safetensors.torch import load_file
 from fgclip.cli import main
 from fgclip.config import ConfigError, load_config
 from fgclip.training import run
-from fgclip.training.checkpoints import latest_checkpoint, list_checkpoints
+from fgclip.training.checkpoints import (
+    STAGING_DIR,
+    latest_checkpoint,
+    list_checkpoints,
+    promote,
+    rotate_checkpoints,
+    staging_path,
+)
 
 RUN = (
     "--max_steps",
@@ -142,3 +150,25 @@ def test_resume_accepts_a_default_written_out(tmp_path):
         None, ["--train.output_dir", str(tmp_path), "--resume", "latest", "--memory_bank_size", "128"]
     )
     assert run.resolve_resume(config).name == "checkpoint-5"
+
+
+def test_rotation_is_by_step_number_not_modification_time(tmp_path):
+    """HF 5.x rotates with `use_mtime=True`; a checkpoint touched later (copied back, restored from a backup)
+    would then outlive a newer step. fgclip rotates by step number."""
+    old_big, new_small = _fake_checkpoint(tmp_path, 1000), _fake_checkpoint(tmp_path, 200)
+    os.utime(old_big, (1_000_000, 1_000_000))
+    os.utime(new_small, (2_000_000, 2_000_000))
+    assert [p.name for p in rotate_checkpoints(tmp_path, keep=1)] == ["checkpoint-200"]
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["checkpoint-1000"]
+
+
+def test_promote_replaces_a_checkpoint_of_the_same_step(tmp_path):
+    """Resuming from an older checkpoint re-saves later steps: the new folder takes the old one's place."""
+    final = _fake_checkpoint(tmp_path, 10)
+    (final / "old.txt").write_text("old")
+    staged = staging_path(final)
+    staged.mkdir(parents=True)
+    (staged / "new.txt").write_text("new")
+    promote(staged, final)
+    assert sorted(p.name for p in final.iterdir()) == ["new.txt"]
+    assert not (tmp_path / STAGING_DIR).exists()
