@@ -25,7 +25,13 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fgclip", description="Fine-grained video-text alignment for CLIP.")
     commands = parser.add_subparsers(title="commands")
 
-    train = commands.add_parser("train", help="train from a YAML config; extra --key value pairs override it")
+    train = commands.add_parser(
+        "train",
+        help="train from a YAML config; extra --key value pairs override it",
+        epilog="Extra --key value pairs override the config (e.g. --max_steps 200 --train.lora '{rank: 8}'). "
+        "Multi-GPU: torchrun --nproc_per_node N -m fgclip.cli train CONFIG",
+        allow_abbrev=False,  # an override key must never be taken for an abbreviation of --resume
+    )
     train.add_argument("config")
     train.add_argument(
         "--resume",
@@ -43,6 +49,8 @@ def _parser() -> argparse.ArgumentParser:
     doctor = commands.add_parser(
         "doctor",
         help="check a config (and its data) before training: bank warm-up, negatives, precision, heads, leakage",
+        epilog="Extra --key value pairs override the config, as for train. Exit code 1 when an error is found.",
+        allow_abbrev=False,
     )
     doctor.add_argument("config")
     doctor.add_argument(

@@ -38,6 +38,7 @@ def test_two_process_ddp_training_through_torchrun(tiny_synth, tmp_path, train_a
     assert [r["step"] for r in read_rows(run)] == [1, 2, 3, 4]  # rank 0 only, once per step
     assert done.stdout.count("step 4/4 |") == 1
     assert done.stdout.count("trained 4 optimizer steps") == 1
+    assert (run / "model" / "model.safetensors").is_file() and not (run / ".staging").exists()
     # the region loss contrasts the gathered batch: 2 clips x 1 region on each of the 2 ranks
     assert read_rows(run)[0]["region/queries"] == 4.0
 
