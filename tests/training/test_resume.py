@@ -120,7 +120,9 @@ def test_latest_checkpoint_is_numeric_and_skips_incomplete_folders(tmp_path):
 
 
 def test_resume_with_other_model_or_loss_settings_is_refused(tmp_path):
-    _fake_checkpoint(tmp_path, 5, ["--memory_bank_size", "32", "--loss.region_weight", "1.0"])
+    _fake_checkpoint(
+        tmp_path, 5, ["--memory_bank_size", "32", "--loss.region_weight", "1.0", "--train.lora", "{rank: 4}"]
+    )
     config = load_config(
         None,
         [
@@ -134,6 +136,8 @@ def test_resume_with_other_model_or_loss_settings_is_refused(tmp_path):
             "0.5",
             "--learning_rate",
             "3e-4",  # train settings may change on resume
+            "--train.lora",
+            "{rank: 8}",  # but not the LoRA adapters the checkpoint holds
         ],
     )
     with pytest.raises(ConfigError) as error:
@@ -141,6 +145,7 @@ def test_resume_with_other_model_or_loss_settings_is_refused(tmp_path):
     message = str(error.value)
     assert "model.memory_bank_size: checkpoint 32, now 64" in message
     assert "loss.region_weight: checkpoint 1.0, now 0.5" in message
+    assert "train.lora.rank: checkpoint 4, now 8" in message
     assert "learning_rate" not in message
 
 

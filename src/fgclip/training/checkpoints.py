@@ -31,9 +31,9 @@ RUN_ARTIFACTS = (
     "nonfinite_batches.jsonl",
     STAGING_DIR,
 )
-# Config sections a resumed run must share with its checkpoint: they define what the checkpoint's weights,
-# optimizer state and memory-bank contents mean. (train.* may change: more steps, another learning rate.)
-RESUME_INVARIANT_SECTIONS = ("model", "loss")
+# Config parts a resumed run must share with its checkpoint: they define what the checkpoint's weights,
+# optimizer state and memory-bank contents mean. (Other train.* may change: more steps, another rate.)
+RESUME_INVARIANT = ("model", "loss", "train.lora")
 
 
 def checkpoint_step(path: Path) -> int | None:
@@ -159,11 +159,11 @@ def check_resume_config(checkpoint: str | Path, config: ExperimentConfig) -> Non
     current = config.to_dict()
     saved["model"] = model_options_with_defaults(saved.get("model") or {})
     current["model"] = model_options_with_defaults(current["model"])
-    differences = [
-        line
-        for section in RESUME_INVARIANT_SECTIONS
-        for line in _differences(saved.get(section) or {}, current[section], section)
-    ]
+    differences = _differences(
+        {key: _part(saved, key) for key in RESUME_INVARIANT},
+        {key: _part(current, key) for key in RESUME_INVARIANT},
+        prefix="",
+    )
     if differences:
         raise ConfigError(
             f"cannot resume {checkpoint}: settings differ from the checkpoint's ({RUN_CONFIG_FILE}):\n  "
@@ -180,12 +180,19 @@ def model_options_with_defaults(options: dict) -> dict:
     return {**defaults, **options}
 
 
+def _part(config: dict, dotted: str):
+    for key in dotted.split("."):
+        config = (config or {}).get(key)
+    return config
+
+
 def _differences(saved: dict, current: dict, prefix: str) -> list[str]:
     lines = []
     for key in sorted(set(saved) | set(current)):
         before, now = saved.get(key, "<absent>"), current.get(key, "<absent>")
+        name = f"{prefix}.{key}" if prefix else key
         if isinstance(before, dict) and isinstance(now, dict):
-            lines.extend(_differences(before, now, f"{prefix}.{key}"))
+            lines.extend(_differences(before, now, name))
         elif before != now:
-            lines.append(f"{prefix}.{key}: checkpoint {before!r}, now {now!r}")
+            lines.append(f"{name}: checkpoint {before!r}, now {now!r}")
     return lines
