@@ -25,9 +25,42 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fgclip", description="Fine-grained video-text alignment for CLIP.")
     commands = parser.add_subparsers(title="commands")
 
-    train = commands.add_parser("train", help="train from a YAML config; extra --key value pairs override it")
+    train = commands.add_parser(
+        "train",
+        help="train from a YAML config; extra --key value pairs override it",
+        epilog="Extra --key value pairs override the config (e.g. --max_steps 200 --train.lora '{rank: 8}'). "
+        "Multi-GPU: torchrun --nproc_per_node N -m fgclip.cli train CONFIG",
+        allow_abbrev=False,  # an override key must never be taken for an abbreviation of --resume
+    )
     train.add_argument("config")
+    train.add_argument(
+        "--resume",
+        metavar="latest|CHECKPOINT",
+        help="continue a run: 'latest' = the numerically latest checkpoint in output_dir, or a checkpoint folder",
+    )
+    train.add_argument(
+        "--overwrite_output_dir",
+        "--overwrite-output-dir",
+        action="store_true",
+        help="delete an earlier run's checkpoints, metrics and model in output_dir first",
+    )
     train.set_defaults(run=_train, accepts_overrides=True)
+
+    doctor = commands.add_parser(
+        "doctor",
+        help="check a config (and its data) before training: bank warm-up, negatives, precision, heads, leakage",
+        epilog="Extra --key value pairs override the config, as for train. Exit code 1 when an error is found.",
+        allow_abbrev=False,
+    )
+    doctor.add_argument("config")
+    doctor.add_argument(
+        "--world-size", type=int, default=None, help="GPUs the run will use (default: $WORLD_SIZE or 1)"
+    )
+    doctor.add_argument(
+        "--no-data", action="store_true", help="skip the checks that read manifests and videos"
+    )
+    doctor.add_argument("--json", action="store_true", help="machine-readable output")
+    doctor.set_defaults(run=_doctor, accepts_overrides=True)
 
     demo = commands.add_parser(
         "demo", help="synthetic data -> tiny CLIP -> train -> evaluate (a few minutes on CPU)"
@@ -164,12 +197,38 @@ def _data_command(name: str, args, *extra) -> int:
 
 
 def _train(args, overrides) -> int:
-    from fgclip.config import load_config
+    from fgclip.config import ConfigError, load_config
+    from fgclip.distributed import is_rank_zero
+    from fgclip.training.nonfinite import NonFiniteLossError
     from fgclip.training.run import train
 
-    outcome = train(load_config(args.config, overrides))
-    print(f"trained {outcome.global_step} optimizer steps; final model: {outcome.model_dir}")
+    if args.resume is not None:
+        overrides = [*overrides, "--train.resume", args.resume]
+    if args.overwrite_output_dir:
+        overrides = [*overrides, "--train.overwrite_output_dir", "true"]
+    try:
+        outcome = train(load_config(args.config, overrides))
+    except (ConfigError, NonFiniteLossError) as error:
+        print(f"fgclip train: {error}", file=sys.stderr)
+        return 1
+    if is_rank_zero():
+        print(f"trained {outcome.global_step} optimizer steps; final model: {outcome.model_dir}")
     return 0
+
+
+def _doctor(args, overrides) -> int:
+    from fgclip.config import ConfigError, load_config
+    from fgclip.doctor import format_findings, run_doctor
+
+    try:
+        config = load_config(args.config, overrides)
+    except ConfigError as error:
+        print(f"fgclip doctor: {error}", file=sys.stderr)
+        return 1
+    world_size = args.world_size if args.world_size is not None else int(os.environ.get("WORLD_SIZE", "1"))
+    findings = run_doctor(config, world_size=world_size, read_data=not args.no_data)
+    print(format_findings(findings, as_json=args.json))
+    return 1 if any(f.severity == "error" for f in findings) else 0
 
 
 def _demo(args, overrides) -> int:

@@ -89,6 +89,21 @@ class LossSection:
     hard_negative_weight: float = 1.0
 
 
+# CLIP encoder-layer submodules LoRA can adapt: attention (q/k/v/out) and MLP (fc1/fc2).
+LORA_MODULES = ("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2")
+
+
+@dataclass
+class LoraSection:
+    """LoRA adapters (peft) on the towers' encoder layers; heads, temporal module and temperatures train fully."""
+
+    rank: int = 8
+    alpha: float = 16.0
+    dropout: float = 0.0
+    target_modules: list[str] = field(default_factory=lambda: list(LORA_MODULES))
+    towers: list[str] = field(default_factory=lambda: ["text", "vision"])
+
+
 @dataclass
 class TrainSection:
     output_dir: str = "runs/fgclip"
@@ -112,8 +127,12 @@ class TrainSection:
     gradient_checkpointing: bool = False
     deepspeed: str | None = None
     resume: str | None = None  # "latest" or a checkpoint directory
-    overwrite_output_dir: bool = False
+    overwrite_output_dir: bool = False  # remove an earlier run's checkpoints, metrics and model first
     progress_bar: bool = True
+    max_consecutive_nonfinite: int = (
+        5  # stop after this many optimizer steps in a row skipped for a NaN/inf loss
+    )
+    lora: LoraSection | None = None  # `lora: {}` turns LoRA on with the defaults
 
 
 @dataclass
@@ -250,12 +269,28 @@ def _build(raw: dict, source: str) -> ExperimentConfig:
 def _typed(cls, values: dict, where: str):
     hints = typing.get_type_hints(cls)
     for key, value in values.items():
+        nested = _dataclass_of(hints[key])
+        if nested is not None and isinstance(value, dict):
+            unknown = set(value) - {f.name for f in dataclasses.fields(nested)}
+            if unknown:
+                raise ConfigError(f"{where}.{key}: unknown key(s) {sorted(unknown)}")
+            values[key] = _typed(nested, dict(value), f"{where}.{key}")
+            continue
         value = values[key] = _yaml11_float(value, hints[key])
         if not _matches(value, hints[key]):
             raise ConfigError(f"{where}.{key} = {value!r} is not of type {_type_name(hints[key])}")
         if hints[key] is float and isinstance(value, int):
             values[key] = float(value)
     return cls(**values)
+
+
+def _dataclass_of(hint: Any) -> type | None:
+    """The dataclass a field holds (`LoraSection | None` -> LoraSection), or None."""
+    candidates = (
+        typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    )
+    found = [c for c in candidates if dataclasses.is_dataclass(c)]
+    return found[0] if found else None
 
 
 def _yaml11_float(value: Any, hint: Any) -> Any:
@@ -277,6 +312,8 @@ def _matches(value: Any, hint: Any) -> bool:
         return value is None
     if hint is Any:
         return True
+    if dataclasses.is_dataclass(hint):
+        return isinstance(value, hint)
     if hint is float:
         return isinstance(value, (int, float)) and not isinstance(value, bool)
     if hint is int:
@@ -357,6 +394,53 @@ def check_config(config: ExperimentConfig) -> None:
         raise ConfigError(f"loss weights must be >= 0 and not all zero, got {weights}")
     if train.resume not in (None, "latest") and not Path(train.resume).is_dir():
         raise ConfigError(f"train.resume must be 'latest' or a checkpoint directory, got {train.resume!r}")
+    if train.resume is not None and train.overwrite_output_dir:
+        raise ConfigError(
+            f"train.resume={train.resume!r} and train.overwrite_output_dir=true contradict each other: "
+            "resume continues the run in output_dir, overwrite deletes it"
+        )
+    if train.max_consecutive_nonfinite < 1:
+        raise ConfigError(
+            f"train.max_consecutive_nonfinite must be >= 1, got {train.max_consecutive_nonfinite}"
+        )
+    if train.max_grad_norm < 0 or train.warmup_steps < 0:
+        raise ConfigError(
+            f"train.max_grad_norm ({train.max_grad_norm}) and train.warmup_steps ({train.warmup_steps}) must be >= 0"
+        )
+    if train.lora is not None:
+        check_lora(train.lora)
+    if train.deepspeed is not None:
+        check_deepspeed_file(train.deepspeed)
     fields = {f.name for f in dataclasses.fields(FGCLIPConfig)}
     missing = set(MODEL_OPTIONS) - fields
     assert not missing, f"MODEL_OPTIONS out of sync with FGCLIPConfig: {missing}"
+
+
+def check_lora(lora: LoraSection) -> None:
+    if lora.rank < 1 or lora.alpha <= 0 or not 0 <= lora.dropout < 1:
+        raise ConfigError(
+            f"train.lora: rank must be >= 1, alpha > 0 and dropout in [0, 1); got rank={lora.rank}, "
+            f"alpha={lora.alpha}, dropout={lora.dropout}"
+        )
+    unknown = sorted(set(lora.target_modules) - set(LORA_MODULES))
+    if unknown or not lora.target_modules:
+        raise ConfigError(
+            f"train.lora.target_modules={lora.target_modules}: choose from {list(LORA_MODULES)} (attention and MLP "
+            "projections of the CLIP encoder layers)"
+        )
+    towers = sorted(set(lora.towers) - {"text", "vision"})
+    if towers or not lora.towers:
+        raise ConfigError(f"train.lora.towers={lora.towers}: choose from ['text', 'vision']")
+
+
+def check_deepspeed_file(path: str) -> None:
+    """The DeepSpeed config must exist and be JSON; the Trainer fills its "auto" values from train.*."""
+    import json
+
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"train.deepspeed: {path} is not a file")
+    try:
+        json.loads(file.read_text())
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"train.deepspeed: {path} is not valid JSON ({error})") from error

@@ -58,6 +58,8 @@ def _demo_overrides(out_dir: Path, seed: int) -> list[str]:
         str(data / "test_annotation.txt"),
         "--train.output_dir",
         str(out_dir / "run"),
+        "--train.overwrite_output_dir",  # the demo regenerates everything; a second run replaces the first
+        "true",
         "--train.seed",
         str(seed),
     ]

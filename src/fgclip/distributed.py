@@ -47,6 +47,16 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
+def gather_objects(obj) -> list:
+    """One picklable object from every rank, in rank order (small things only: ids, names, digests)."""
+    world_size, _ = get_world_size_and_rank()
+    if world_size == 1:
+        return [obj]
+    gathered: list = [None] * world_size
+    dist.all_gather_object(gathered, obj)
+    return gathered
+
+
 def _row_counts(tensor: torch.Tensor) -> list[int]:
     world_size, _ = get_world_size_and_rank()
     count = torch.tensor([tensor.shape[0]], device=tensor.device)

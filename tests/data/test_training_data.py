@@ -78,9 +78,10 @@ def test_training_refuses_test_videos_unless_told_to_warn(tmp_path, capsys):
 def test_sampler_choice_follows_the_config():
     dataset = SimpleNamespace(clips=[_clip(i, i % 2, group=f"g{i // 2}") for i in range(8)])
     dataset.labels = lambda: [c.label for c in dataset.clips]
-    assert train_sampler(_config(), dataset, world_size=1) is None
+    plain = train_sampler(_config(), dataset, world_size=1)
+    assert isinstance(plain, GroupedShuffleSampler) and len(plain.groups) == 8  # every clip its own group
     grouped = train_sampler(_config("--data.batch_by_group", "true"), dataset, world_size=1)
-    assert isinstance(grouped, GroupedShuffleSampler)
+    assert isinstance(grouped, GroupedShuffleSampler) and len(grouped.groups) == 4
     balanced = train_sampler(
         _config("--data.balance", "true", "--train.per_device_batch_size", "2"),
         dataset,

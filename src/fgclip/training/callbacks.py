@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from pathlib import Path
 
@@ -18,14 +17,28 @@ PLOT_FILE = "loss_curves.png"
 
 
 class MetricsLogger(TrainerCallback):
-    """One JSON object per optimizer step in `metrics.jsonl` (appended, never truncated) and TensorBoard."""
+    """One JSON object per optimizer step in `metrics.jsonl` (appended across restarts, never truncated) and
+    TensorBoard, on rank 0; a one-line console summary every `logging_steps`.
 
-    def __init__(self, report: StepReport, output_dir: str | Path, samples_per_step: int):
+    Values are the StepReport's: averaged over the step's micro-batches and over ranks with sums and counts.
+    Learning rates are read at `on_optimizer_step`, i.e. the rates this step's update used (the scheduler
+    steps right after).
+    """
+
+    def __init__(
+        self,
+        report: StepReport,
+        output_dir: str | Path,
+        samples_per_step: int,
+        bank_capacity: int | None = None,
+    ):
         self.report = report
         self.path = Path(output_dir) / METRICS_FILE
         self.samples_per_step = samples_per_step
+        self.bank_capacity = bank_capacity
         self._writer = None
         self._last_time = None
+        self._rates: dict[str, float] = {}
 
     def on_train_begin(self, args, state, control, **kwargs):
         self._last_time = time.perf_counter()
@@ -35,24 +48,25 @@ class MetricsLogger(TrainerCallback):
 
             self._writer = SummaryWriter(log_dir=str(Path(args.output_dir) / "tensorboard"))
 
-    def on_step_end(self, args, state, control, lr_scheduler=None, **kwargs):
-        values = self.report.flush(args.device)
+    def on_optimizer_step(self, args, state, control, optimizer=None, **kwargs):
+        self._rates = group_rates_of(optimizer) if optimizer is not None else {}
+
+    def on_step_end(self, args, state, control, **kwargs):
+        values = self.report.flush(args.device)  # a collective: every rank calls it
         now = time.perf_counter()
         row = {"step": state.global_step, "epoch": round(state.epoch or 0.0, 4)}
         row.update({name: values[name] for name in sorted(values)})
-        if lr_scheduler is not None:
-            rates = lr_scheduler.get_last_lr()
-            row["lr"] = rates[0]
-            groups = getattr(lr_scheduler.optimizer, "param_groups", [])
-            row.update(
-                {f"lr/{g.get('name', i)}": r for i, (g, r) in enumerate(zip(groups, rates, strict=False))}
-            )
+        row.update(self._rates)
         row["samples_per_s"] = self.samples_per_step / max(now - self._last_time, 1e-9)
         self._last_time = now
         if is_rank_zero():
             self._write(row)
-            if state.global_step % args.logging_steps == 0 or state.global_step == state.max_steps:
-                print(_console_line(row, state.max_steps), flush=True)
+            if (
+                state.global_step % args.logging_steps == 0
+                or state.global_step == state.max_steps
+                or row.get("train/skipped_step", 0) > 0
+            ):
+                print(console_line(row, state.max_steps, self.bank_capacity), flush=True)
 
     def _write(self, row: dict) -> None:
         with self.path.open("a") as f:
@@ -64,6 +78,16 @@ class MetricsLogger(TrainerCallback):
     def on_train_end(self, args, state, control, **kwargs):
         if self._writer is not None:
             self._writer.close()
+
+
+def group_rates_of(optimizer) -> dict[str, float]:
+    """{"lr": heads' rate, "lr/<kind>": each group kind's rate} from the optimizer's named param groups."""
+    rates = {}
+    for i, group in enumerate(optimizer.param_groups):
+        kind = str(group.get("name", i)).split("/")[0]
+        rates[f"lr/{kind}"] = float(group["lr"])
+    main = rates.get("lr/heads", next(iter(rates.values()), None))
+    return {"lr": main, **rates} if main is not None else rates
 
 
 class LossCurvePlot(TrainerCallback):
@@ -82,18 +106,6 @@ class LossCurvePlot(TrainerCallback):
 
     def on_train_end(self, args, state, control, **kwargs):
         self._plot()
-
-
-class SaveRunConfig(TrainerCallback):
-    """Put the run's config next to every checkpoint, so `fgclip eval CHECKPOINT` knows how it was trained."""
-
-    def __init__(self, config_file: str | Path):
-        self.config_file = Path(config_file)
-
-    def on_save(self, args, state, control, **kwargs):
-        checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-        if is_rank_zero() and checkpoint.is_dir():
-            shutil.copyfile(self.config_file, checkpoint / self.config_file.name)
 
 
 class MemoryBankSwitch(TrainerCallback):
@@ -127,14 +139,20 @@ class TemperatureClamp(TrainerCallback):
         self.model.clamp_logit_scales()
 
 
-def _console_line(row: dict, max_steps: int) -> str:
-    parts = [f"step {row['step']}/{max_steps}", f"loss {row.get('loss', float('nan')):.4f}"]
+def console_line(row: dict, max_steps: int, bank_capacity: int | None = None) -> str:
+    """`step 40/300 | loss 9.1 | global 2.3 | region 4.1 | hard_negative 2.7 | bank 32/32 | lr 1.0e-03 | 51.2 samples/s`"""
+    parts = [f"step {row['step']}/{max_steps}"]
+    if row.get("train/skipped_step", 0) > 0:
+        parts.append("SKIPPED (non-finite loss)")
+    if "loss" in row:
+        parts.append(f"loss {row['loss']:.4f}")
     for name in ("loss/global", "loss/region", "loss/hard_negative"):
         if name in row:
             parts.append(f"{name.split('/')[1]} {row[name]:.4f}")
     if "memory_bank/size" in row:
-        parts.append(f"bank {int(row['memory_bank/size'])}")
-    if "lr" in row:
+        fill = f"{int(row['memory_bank/size'])}" + (f"/{bank_capacity}" if bank_capacity else "")
+        parts.append(f"bank {fill}" + ("" if row.get("memory_bank/enabled", 0) >= 1 else " (warm-up)"))
+    if row.get("lr") is not None:
         parts.append(f"lr {row['lr']:.2e}")
     parts.append(f"{row['samples_per_s']:.1f} samples/s")
     return " | ".join(parts)

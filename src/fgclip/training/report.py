@@ -6,7 +6,7 @@ from collections import defaultdict
 
 import torch
 
-from fgclip.distributed import all_reduce_sum, get_world_size_and_rank
+from fgclip.distributed import all_reduce_sum, gather_objects, get_world_size_and_rank
 
 
 class StepReport:
@@ -50,9 +50,4 @@ class StepReport:
 
 def _union_of_names(names: list[str], device) -> list[str]:
     """Ranks may report different keys (e.g. no hard negatives on one rank); agree on the union."""
-    import torch.distributed as dist
-
-    world_size, _ = get_world_size_and_rank()
-    gathered: list[list[str] | None] = [None] * world_size
-    dist.all_gather_object(gathered, names)
-    return sorted(set().union(*gathered))
+    return sorted(set().union(*gather_objects(names)))

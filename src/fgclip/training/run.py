@@ -6,13 +6,23 @@ Small builders turn the config into plain arguments; modules never receive the c
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from transformers import AutoTokenizer, PreTrainedTokenizerBase, TrainingArguments
+from transformers import AutoTokenizer, PreTrainedTokenizerBase, TrainerCallback, TrainingArguments, set_seed
+from transformers.utils.logging import disable_progress_bar
 
-from fgclip.config import ConfigError, DataSection, ExperimentConfig, LossSection, ModelSection, TrainSection
+from fgclip.config import (
+    ConfigError,
+    DataSection,
+    ExperimentConfig,
+    LoraSection,
+    LossSection,
+    ModelSection,
+    TrainSection,
+)
 from fgclip.data.collate import ClipCollator
 from fgclip.data.dataset import ClipDataset, SamplingOptions
 from fgclip.data.formats import ConvertOptions, ManifestRead, read_manifest
@@ -29,17 +39,24 @@ from fgclip.losses.objective import FGCLIPObjective, LossWeights
 from fgclip.model.configuration import FGCLIPConfig, tiny_config
 from fgclip.model.loading import LoadReport, load_pretrained
 from fgclip.model.modeling import FGCLIPModel
-from fgclip.training.callbacks import (
-    LossCurvePlot,
-    MemoryBankSwitch,
-    MetricsLogger,
-    SaveRunConfig,
-    TemperatureClamp,
+from fgclip.training.callbacks import LossCurvePlot, MemoryBankSwitch, MetricsLogger, TemperatureClamp
+from fgclip.training.checkpoints import (
+    RUN_CONFIG_FILE,
+    TRAINER_STATE_FILE,
+    check_output_dir,
+    check_resume_config,
+    clear_output_dir,
+    latest_checkpoint,
+    promote,
+    remove_stale_staging,
+    staging_path,
 )
+from fgclip.training.data import EpochSeededDataset, EpochTaggedSampler
+from fgclip.training.lora import apply_lora, unwrap_model
+from fgclip.training.nonfinite import NonFiniteGuard
 from fgclip.training.report import StepReport
 from fgclip.training.trainer import FGCLIPTrainer, GroupRates
 
-RUN_CONFIG_FILE = "fgclip_config.yaml"
 FINAL_MODEL_DIR = "model"
 
 
@@ -229,7 +246,10 @@ def build_dataset(
     return ClipDataset(clips, caption_tokenizer, options, train=train, frame_cache=cache)
 
 
-def training_arguments(train: TrainSection, data: DataSection) -> TrainingArguments:
+def training_arguments(
+    train: TrainSection, data: DataSection, loss: LossSection | None = None
+) -> TrainingArguments:
+    loss = loss if loss is not None else LossSection()
     return TrainingArguments(
         output_dir=train.output_dir,
         max_steps=train.max_steps,
@@ -255,6 +275,8 @@ def training_arguments(train: TrainSection, data: DataSection) -> TrainingArgume
         report_to=[],
         remove_unused_columns=False,
         ddp_broadcast_buffers=False,  # the memory bank is kept identical by all-gathered writes; never overwritten
+        # A loss with weight 0 leaves its heads without gradients; DDP must then look for unused parameters.
+        ddp_find_unused_parameters=not all(dataclasses.astuple(loss)),
         dataloader_num_workers=data.num_workers,
         dataloader_persistent_workers=data.num_workers > 0,
         disable_tqdm=not train.progress_bar,
@@ -274,6 +296,7 @@ def group_rates(train: TrainSection) -> GroupRates:
 
 def check_precision(model: FGCLIPModel) -> None:
     """Parameters train in fp32; bf16 is autocast only (DESIGN §4)."""
+    model = unwrap_model(model)
     wrong = sorted({str(p.dtype) for p in model.parameters() if p.requires_grad and p.dtype != torch.float32})
     if wrong:
         raise ConfigError(
@@ -293,8 +316,9 @@ def enabled_losses(loss: LossSection) -> list[str]:
 
 
 def check_heads_trainable(model: FGCLIPModel, loss: LossSection) -> None:
-    """Refuse to train when a head or temperature an enabled loss needs is frozen (an accident, or say so)."""
-    frozen = frozen_for_losses(model, enabled_losses(loss))
+    """Refuse to train when a head or temperature an enabled loss needs is frozen (an accident, or say so).
+    Works on the bare model and under DDP / peft wrappers."""
+    frozen = frozen_for_losses(unwrap_model(model), enabled_losses(loss))
     if frozen:
         lines = [f"{name} (used by the {' and '.join(losses)} loss)" for name, losses in frozen.items()]
         raise ConfigError(
@@ -304,80 +328,137 @@ def check_heads_trainable(model: FGCLIPModel, loss: LossSection) -> None:
         )
 
 
-def describe_model(section: ModelSection, model: FGCLIPModel, load_report: LoadReport | None) -> str:
+def describe_model(
+    section: ModelSection, model: FGCLIPModel, load_report: LoadReport | None, lora: LoraSection | None = None
+) -> str:
     if load_report is not None:
         loading = load_report.summary()
     else:
         loading = f"model.init={section.init}: fresh initialisation"
-    return f"{loading}\nheads and temperatures:\n{format_heads(head_rows(model))}"
+    lines = [loading, "heads and temperatures:", format_heads(head_rows(model))]
+    if lora is not None:
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        total = sum(p.numel() for p in model.parameters())
+        adapters = sum(p.numel() for n, p in model.named_parameters() if ".lora_" in n)
+        lines.append(
+            f"LoRA: rank {lora.rank}, alpha {lora.alpha}, dropout {lora.dropout} on {'/'.join(lora.target_modules)} "
+            f"of the {' and '.join(lora.towers)} tower(s): {adapters:,} adapter parameters; "
+            f"{trainable:,} of {total:,} parameters trainable"
+        )
+    return "\n".join(lines)
 
 
-def train(config: ExperimentConfig) -> TrainOutcome:
+def train(config: ExperimentConfig, callbacks: list[TrainerCallback] | None = None) -> TrainOutcome:
     output_dir = Path(config.train.output_dir)
+    resume = resolve_resume(config)
+    if not config.train.progress_bar:
+        disable_progress_bar()  # HF's "Writing model shards" bars on every save
+    set_seed(config.train.seed)  # the same initial model on every rank and in every run of this config
     tokenizer = build_tokenizer(config.model)
     model, load_report = build_model(config.model, tokenizer)
     check_tokenizer(model, tokenizer)
+    if config.train.lora is not None:
+        model = apply_lora(model, config.train.lora)
+    core = unwrap_model(model)
     if is_rank_zero():
-        print(describe_model(config.model, model, load_report), flush=True)
-    check_precision(model)
-    check_heads_trainable(model, config.loss)
-    train_dataset = build_dataset(config.data, config.data.train_manifests, tokenizer, model, train=True)
-    args = training_arguments(config.train, config.data)
-    sampler = train_sampler(config, train_dataset, args.world_size)
+        print(describe_model(config.model, core, load_report, config.train.lora), flush=True)
+    check_precision(core)
+    check_heads_trainable(core, config.loss)
+    train_dataset = build_dataset(config.data, config.data.train_manifests, tokenizer, core, train=True)
+    args = training_arguments(config.train, config.data, config.loss)
+    sampler = EpochTaggedSampler(train_sampler(config, train_dataset, args.world_size))
+    with args.main_process_first(local=False, desc="prepare the output dir"):
+        if is_rank_zero():
+            prepare_output_dir(config, output_dir / RUN_CONFIG_FILE, resume)
     report = StepReport()
     trainer = FGCLIPTrainer(
         model=model,
         args=args,
-        train_dataset=train_dataset,
+        train_dataset=EpochSeededDataset(train_dataset, config.train.seed),
         data_collator=ClipCollator(CaptionTokenizer(tokenizer).pad_token_id),
         processing_class=tokenizer,
         objective=FGCLIPObjective(LossWeights(**dataclasses.asdict(config.loss))),
         step_report=report,
         group_rates=group_rates(config.train),
+        nonfinite_guard=NonFiniteGuard(output_dir, config.train.max_consecutive_nonfinite),
         train_sampler=sampler,
+        run_config_file=output_dir / RUN_CONFIG_FILE,
     )
-    if sampler is not None:
-        trainer.add_callback(SamplerEpochCallback(sampler))
+    trainer.add_callback(SamplerEpochCallback(sampler))  # a resume inside epoch e replays epoch e's order
     samples_per_step = (
         config.train.per_device_batch_size * config.train.gradient_accumulation_steps * args.world_size
     )
-    trainer.add_callback(MetricsLogger(report, output_dir, samples_per_step))
-    trainer.add_callback(LossCurvePlot(output_dir, model.config.memory_bank_warmup_steps))
-    trainer.add_callback(TemperatureClamp(model))
-    if model.memory_bank is not None:
-        trainer.add_callback(MemoryBankSwitch(model.memory_bank, model.config.memory_bank_warmup_steps))
-    trainer.add_callback(SaveRunConfig(output_dir / RUN_CONFIG_FILE))
-    if is_rank_zero():
-        output_dir.mkdir(parents=True, exist_ok=True)
-        config.save(output_dir / RUN_CONFIG_FILE)
-    trainer.train(resume_from_checkpoint=_resume_path(config.train))
-    model_dir = output_dir / FINAL_MODEL_DIR
-    trainer.save_model(str(model_dir))
-    if is_rank_zero():
-        config.save(model_dir / RUN_CONFIG_FILE)
-    return TrainOutcome(output_dir, model_dir, model, tokenizer, trainer.state.global_step)
+    bank = core.memory_bank
+    trainer.add_callback(MetricsLogger(report, output_dir, samples_per_step, bank.capacity if bank else None))
+    trainer.add_callback(LossCurvePlot(output_dir, core.config.memory_bank_warmup_steps))
+    trainer.add_callback(TemperatureClamp(core))
+    if bank is not None:
+        trainer.add_callback(MemoryBankSwitch(bank, core.config.memory_bank_warmup_steps))
+    for callback in callbacks or []:
+        trainer.add_callback(callback)
+    trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
+    model_dir = save_final_model(trainer, output_dir / FINAL_MODEL_DIR)
+    return TrainOutcome(output_dir, model_dir, core, tokenizer, trainer.state.global_step)
 
 
-def train_sampler(config: ExperimentConfig, dataset: ClipDataset, world_size: int):
-    """None (the Trainer's random sampler), grouping, balancing, or both; see data/sampler.py for DDP."""
+def resolve_resume(config: ExperimentConfig) -> Path | None:
+    """The checkpoint to resume (numerically latest for "latest"), after the output-dir and settings checks."""
+    train = config.train
+    check_output_dir(train.output_dir, train.resume, train.overwrite_output_dir)
+    if train.resume is None:
+        return None
+    checkpoint = latest_checkpoint(train.output_dir) if train.resume == "latest" else Path(train.resume)
+    if not (checkpoint / TRAINER_STATE_FILE).is_file():
+        raise ConfigError(
+            f"train.resume: {checkpoint} is not a complete checkpoint (no {TRAINER_STATE_FILE})"
+        )
+    check_resume_config(checkpoint, config)
+    return checkpoint
+
+
+def prepare_output_dir(config: ExperimentConfig, config_file: Path, resume: Path | None) -> None:
+    """Rank 0, before training: overwrite if asked, drop partial saves of a killed run, save the run's config."""
+    output_dir = config_file.parent
+    if config.train.overwrite_output_dir:
+        removed = clear_output_dir(output_dir)
+        if removed:
+            print(
+                f"[output] overwrite_output_dir: removed {', '.join(removed)} from {output_dir}", flush=True
+            )
+    partial = remove_stale_staging(output_dir)
+    if partial:
+        print(f"[output] removed partial saves of an interrupted run: {', '.join(partial)}", flush=True)
+    if resume is not None:
+        print(f"[resume] continuing from {resume}", flush=True)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    config.save(config_file)
+
+
+def save_final_model(trainer: FGCLIPTrainer, model_dir: Path) -> Path:
+    """`OUTPUT_DIR/model`, written through the staging folder like every checkpoint."""
+    staged = staging_path(model_dir)
+    if is_rank_zero() and staged.exists():
+        shutil.rmtree(staged)
+    trainer.accelerator.wait_for_everyone()
+    trainer.save_model(str(staged))  # every rank: DeepSpeed gathers the weights collectively
+    trainer.accelerator.wait_for_everyone()
+    if is_rank_zero():
+        promote(staged, model_dir)
+    trainer.accelerator.wait_for_everyone()
+    return model_dir
+
+
+def train_sampler(
+    config: ExperimentConfig, dataset: ClipDataset, world_size: int
+) -> GroupedShuffleSampler | BalancedBatchSampler:
+    """Order = f(seed, epoch): balanced and/or group-aware when asked, else a plain shuffle (groups of one).
+
+    See data/sampler.py for how the order is split across ranks.
+    """
     data, seed = config.data, config.train.seed
-    groups = [clip.group for clip in dataset.clips] if data.batch_by_group else None
+    groups = [clip.group if data.batch_by_group else None for clip in dataset.clips]
     if data.balance:
         return BalancedBatchSampler(
             dataset.labels(), config.train.per_device_batch_size, seed, groups, world_size=world_size
         )
-    return GroupedShuffleSampler(groups, seed=seed) if groups is not None else None
-
-
-def _resume_path(train: TrainSection) -> str | None:
-    if train.resume is None:
-        return None
-    if train.resume == "latest":
-        checkpoints = sorted(
-            Path(train.output_dir).glob("checkpoint-*"),
-            key=lambda p: int(p.name.split("-")[-1]) if p.name.split("-")[-1].isdigit() else -1,
-        )
-        if not checkpoints:
-            raise ConfigError(f"train.resume=latest but {train.output_dir} holds no checkpoint-N directory")
-        return str(checkpoints[-1])
-    return train.resume
+    return GroupedShuffleSampler(groups, seed=seed)

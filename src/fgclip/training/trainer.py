@@ -1,24 +1,53 @@
-"""`FGCLIPTrainer`: the HF Trainer with our loss, our optimizer groups and our per-step report.
+"""`FGCLIPTrainer`: the HF Trainer with our loss, optimizer groups, per-step report, guarded steps and
+crash-safe checkpoints.
 
-Overrides only what it must. `compute_loss` returns the mean loss of one micro-batch; the Trainer divides
-by the accumulation steps exactly once (`loss_is_scaled_for_ga = False`).
+Overrides only what it must:
+- `compute_loss` returns the mean loss of one micro-batch; the Trainer divides it by the number of
+  micro-batches in the step exactly once (`loss_is_scaled_for_ga = False`).
+- `create_optimizer`: param groups (text tower, vision tower, heads, temperatures; decay / no decay).
+- `_save_checkpoint`: HF writes the checkpoint into `.staging/`; it is renamed into place once complete and
+  rotated by step number (HF 5.x writes in place and rotates by modification time).
+- `_save` / `_load_from_checkpoint`: LoRA runs save a merged model plus their unmerged training state;
+  a resumed checkpoint must match the model key for key.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import shutil
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
+from torch import nn
 from torch.utils.data import Sampler
-from transformers import Trainer
+from transformers import Trainer, TrainerCallback
 
-from fgclip.distributed import gather_rows
+from fgclip.distributed import gather_objects, gather_rows, get_world_size_and_rank
 from fgclip.losses.objective import FGCLIPObjective
-from fgclip.model.modeling import FGCLIPModel
+from fgclip.model.errors import CheckpointError
+from fgclip.training.checkpoints import (
+    RUN_CONFIG_FILE,
+    STAGING_DIR,
+    promote,
+    rotate_checkpoints,
+    staging_path,
+)
+from fgclip.training.lora import (
+    is_peft_model,
+    load_lora_training_state,
+    merged_state_dict,
+    save_lora_training_state,
+    unwrap_model,
+)
+from fgclip.training.nonfinite import NonFiniteGuard, NonFiniteLossError
 from fgclip.training.report import StepReport
 
 TEMPERATURE_NAMES = ("logit_scale", "logit_scale_finegraind", "logit_scale_hardneg")
-_NO_DECAY_MARKERS = ("bias", "norm", "embedding", "class_embedding", "position_embedding")
+GROUP_KINDS = ("text", "vision", "heads", "temperatures")
+BANK_DIGEST_FILE = "memory_bank_ranks.json"
 
 
 @dataclass(frozen=True)
@@ -31,6 +60,7 @@ class GroupRates:
 
 class FGCLIPTrainer(Trainer):
     loss_is_scaled_for_ga = False
+    _staging = False  # while True, HF's checkpoint code writes under OUTPUT_DIR/.staging
 
     def __init__(
         self,
@@ -38,14 +68,19 @@ class FGCLIPTrainer(Trainer):
         objective: FGCLIPObjective,
         step_report: StepReport,
         group_rates: GroupRates,
+        nonfinite_guard: NonFiniteGuard,
         train_sampler: Sampler | None = None,
+        run_config_file: str | Path | None = None,
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
         self.objective = objective
         self.step_report = step_report
         self.group_rates = group_rates
+        self.nonfinite = nonfinite_guard
         self.train_sampler = train_sampler
+        self.run_config_file = Path(run_config_file) if run_config_file is not None else None
+        self.add_callback(_GuardedStep(self))
 
     def _get_train_sampler(self, train_dataset=None):
         return (
@@ -54,44 +89,73 @@ class FGCLIPTrainer(Trainer):
             else super()._get_train_sampler(train_dataset)
         )
 
+    # ------------------------------------------------------------------------------------------------ loss
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        bank = _unwrap(model).memory_bank
+        core = unwrap_model(model)
+        bank = core.memory_bank
         step = self.state.global_step  # optimizer steps done so far
         negatives = bank.read(step) if bank is not None and bank.is_enabled else None
         features = model(**inputs)
         losses, report = self.objective(features, inputs, region_negatives=negatives)
         loss = self.objective.total(losses)
-        region_keys = inputs["region_caption_keys"][inputs["region_valid"]]  # (M,)
+        finite = self.nonfinite.record(step + 1, loss, losses, inputs["sample_ids"])
+        valid = inputs["region_valid"]
+        region_keys = inputs["region_caption_keys"][valid]  # (M,)
         if bank is not None:
             report.update(bank.report(region_keys, step))
-            if bank.is_enabled or _unwrap(model).config.memory_bank_fill_during_warmup:
-                self._write_bank(
-                    bank, features, region_keys, inputs["region_labels"][inputs["region_valid"]], step
-                )
-        self.step_report.add(
-            {
-                "loss": loss,
-                **{f"loss/{name.removesuffix('_loss')}": value for name, value in losses.items()},
-                **report,
-                "data/dropped_regions": inputs["dropped_regions"].sum(),
-                "data/regions_per_clip": inputs["region_valid"].sum(1).float().mean(),
-            }
-        )
+            if bank.is_enabled or core.config.memory_bank_fill_during_warmup:
+                self._write_bank(bank, features, region_keys, inputs["region_labels"][valid], step, finite)
+        values = {
+            "train/nonfinite_micro_batches": float(not finite),
+            "data/dropped_regions": inputs["dropped_regions"].sum(),
+            "data/regions_per_clip": valid.sum(1).float().mean(),
+        }
+        if finite:  # a NaN would poison the step's average; the skip is reported instead
+            values.update(
+                {
+                    "loss": loss,
+                    **{f"loss/{name.removesuffix('_loss')}": value for name, value in losses.items()},
+                    **report,
+                }
+            )
+        self.step_report.add(values)
         return (loss, features) if return_outputs else loss
 
     @staticmethod
-    def _write_bank(bank, features, region_keys, region_labels, step: int) -> None:
-        """After the loss, detached, gathered from every rank: all ranks append the same rows."""
+    def _write_bank(bank, features, region_keys, region_labels, step: int, loss_is_finite: bool) -> None:
+        """After the loss, detached, gathered from every rank: all ranks append the same rows.
+
+        A rank whose loss is non-finite contributes no rows, and rows with a non-finite value are dropped
+        before the gather, so the bank never holds a NaN. Every rank still joins the gather.
+        """
         if "region_embeds" not in features:
             return
-        rows = [
-            gather_rows(t.detach(), grad=False)[0]
-            for t in (features["region_embeds"], features["region_text_embeds"], region_keys, region_labels)
-        ]
+        image = features["region_embeds"].detach()  # (M, D)
+        text = features["region_text_embeds"].detach()  # (M, D)
+        keep = torch.isfinite(image).all(-1) & torch.isfinite(text).all(-1)  # (M,)
+        if not loss_is_finite:
+            keep = torch.zeros_like(keep)
+        rows = [gather_rows(t[keep], grad=False)[0] for t in (image, text, region_keys, region_labels)]
         bank.write(*rows, step=step)
 
     def floating_point_ops(self, inputs) -> int:
         return 0  # HF's estimate counts text tokens only; it would be wrong for video clips
+
+    # ----------------------------------------------------------------------------------- optimizer step
+    def guard_step(self, model) -> None:
+        """Before the optimizer step (all ranks, one all-reduce): skip it if any micro-batch was non-finite."""
+        step = self.state.global_step + 1
+        skipped = self.nonfinite.step_is_skipped(self.args.device)
+        if skipped:
+            self.nonfinite.skip(step, model)
+            if self.is_deepspeed_enabled:
+                raise NonFiniteLossError(
+                    f"non-finite loss at step {step} under DeepSpeed, which applies the update inside backward: "
+                    "the step cannot be skipped. Resume from the last checkpoint (e.g. with a lower learning rate)."
+                )
+        else:
+            self.nonfinite.keep()
+        self.step_report.add({"train/skipped_step": float(skipped)})
 
     def create_optimizer(self, model=None):
         if self.optimizer is None:
@@ -99,38 +163,135 @@ class FGCLIPTrainer(Trainer):
             optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, model)
             optimizer_kwargs.pop("lr", None)
             self.optimizer = optimizer_cls(
-                param_groups(_unwrap(model), self.group_rates, self.args.weight_decay), **optimizer_kwargs
+                param_groups(model, self.group_rates, self.args.weight_decay), **optimizer_kwargs
             )
         return self.optimizer
 
+    # -------------------------------------------------------------------------------------- checkpoints
+    def _get_output_dir(self, trial) -> str:
+        run_dir = super()._get_output_dir(trial)
+        return os.path.join(run_dir, STAGING_DIR) if self._staging else run_dir
 
-def param_groups(model: FGCLIPModel, rates: GroupRates, weight_decay: float) -> list[dict]:
-    """Text tower, vision tower, heads, temperatures — each split by weight decay.
+    def _save_checkpoint(self, model, trial) -> None:
+        """HF's checkpoint, written into `.staging/checkpoint-N` by every rank, then renamed into place."""
+        run_dir = Path(self._get_output_dir(trial))
+        final = run_dir / f"checkpoint-{self.state.global_step}"
+        staged = staging_path(final)
+        if self.args.should_save and staged.exists():
+            shutil.rmtree(staged)
+        self.accelerator.wait_for_everyone()
+        self._staging = True
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self._staging = False
+        self._check_bank_identical(staged)
+        self.accelerator.wait_for_everyone()  # every rank's files (RNG states, ZeRO shards) are written
+        if self.args.should_save:
+            promote(staged, final)
+            rotate_checkpoints(run_dir, self.args.save_total_limit)
+        self.accelerator.wait_for_everyone()
 
-    No decay on temperatures, norms, biases and embeddings: decaying them pulls a temperature or a
-    LayerNorm gain towards zero, which is never what contrastive training wants.
+    def _check_bank_identical(self, checkpoint: Path) -> None:
+        """Every rank must hold the same bank (all-gathered writes); record each rank's digest, refuse a split."""
+        bank = unwrap_model(self.model).memory_bank
+        world_size, _ = get_world_size_and_rank()
+        if bank is None or world_size == 1:
+            return
+        digests = gather_objects(bank_digest(bank))
+        if self.args.should_save:
+            (checkpoint / BANK_DIGEST_FILE).write_text(json.dumps({"digests": digests}, indent=1))
+        if len(set(digests)) > 1:
+            raise RuntimeError(
+                f"the memory bank differs between ranks at step {self.state.global_step} (digests {digests}): "
+                "its writes must be all-gathered and DDP must not broadcast buffers"
+            )
+
+    def _save(self, output_dir: str | None = None, state_dict=None) -> None:
+        output_dir = output_dir if output_dir is not None else self.args.output_dir
+        if is_peft_model(self.model):
+            self._save_lora(output_dir)
+        else:
+            super()._save(output_dir, state_dict=state_dict)
+        if self.args.should_save and self.run_config_file is not None:
+            shutil.copyfile(self.run_config_file, Path(output_dir) / RUN_CONFIG_FILE)
+
+    def _save_lora(self, output_dir: str) -> None:
+        """A merged full model (loads with `from_pretrained`) plus the unmerged state resume needs."""
+        if not self.args.should_save:
+            return
+        os.makedirs(output_dir, exist_ok=True)
+        unwrap_model(self.model).save_pretrained(output_dir, state_dict=merged_state_dict(self.model))
+        save_lora_training_state(self.model, output_dir)
+        if self.processing_class is not None:
+            self.processing_class.save_pretrained(output_dir)
+        torch.save(self.args, os.path.join(output_dir, "training_args.bin"))
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
+        model = model if model is not None else self.model
+        if is_peft_model(model):
+            load_lora_training_state(model, resume_from_checkpoint)
+        else:
+            super()._load_from_checkpoint(resume_from_checkpoint, model)
+
+    def _issue_warnings_after_load(self, load_result) -> None:
+        """HF only warns; a resumed run on a partly loaded model would silently train something else."""
+        if load_result.missing_keys or load_result.unexpected_keys:
+            raise CheckpointError(
+                f"the checkpoint does not match the model: missing keys {load_result.missing_keys[:8]} "
+                f"({len(load_result.missing_keys)}), unexpected keys {load_result.unexpected_keys[:8]} "
+                f"({len(load_result.unexpected_keys)})"
+            )
+
+
+class _GuardedStep(TrainerCallback):
+    """Runs the non-finite guard after clipping and before `optimizer.step()` (HF's `on_pre_optimizer_step`)."""
+
+    def __init__(self, trainer: FGCLIPTrainer):
+        self.trainer = trainer
+
+    def on_pre_optimizer_step(self, args, state, control, **kwargs):
+        self.trainer.guard_step(self.trainer.model_wrapped)
+
+
+def bank_digest(bank: nn.Module) -> str:
+    digest = hashlib.sha256()
+    for name, buffer in sorted(bank.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(buffer.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+# ------------------------------------------------------------------------------------------ param groups
+def param_groups(model, rates: GroupRates, weight_decay: float) -> list[dict]:
+    """Text tower, vision tower, heads (projections, temporal, region), temperatures — each split by decay.
+
+    Decayed: the weight matrices of linear and convolution layers (the patch projection and LoRA matrices
+    included). Not decayed: temperatures, norms, biases and embedding tables (token, position, FG-CLIP's
+    long-caption tables, class embedding, temporal position embedding) — decaying them pulls a temperature,
+    a LayerNorm gain or a position towards zero, which is never what contrastive training wants.
+    Works on the bare model and under DDP / peft wrappers (names are taken from the unwrapped model).
     """
-    groups: dict[tuple[str, bool], list[torch.nn.Parameter]] = {}
-    for name, parameter in model.named_parameters():
-        if not parameter.requires_grad:
-            continue
-        kind = _group_of(name)
-        decay = (
-            kind != "temperatures" and parameter.ndim >= 2 and not any(m in name for m in _NO_DECAY_MARKERS)
-        )
-        groups.setdefault((kind, decay), []).append(parameter)
+    core = unwrap_model(model)
+    decayed = decayed_parameter_names(core)
+    groups: dict[tuple[str, bool], list[nn.Parameter]] = {}
+    for name, parameter in core.named_parameters():
+        if parameter.requires_grad:
+            groups.setdefault((group_of(name), name in decayed), []).append(parameter)
     return [
         {
             "name": f"{kind}/{'decay' if decay else 'no_decay'}",
-            "params": params,
+            "params": groups[(kind, decay)],
             "lr": getattr(rates, kind),
             "weight_decay": weight_decay if decay else 0.0,
         }
-        for (kind, decay), params in sorted(groups.items())
+        for kind in GROUP_KINDS
+        for decay in (True, False)
+        if (kind, decay) in groups
     ]
 
 
-def _group_of(name: str) -> str:
+def group_of(name: str) -> str:
     if name.startswith("text_model."):
         return "text"
     if name.startswith("vision_model."):
@@ -140,7 +301,12 @@ def _group_of(name: str) -> str:
     return "heads"
 
 
-def _unwrap(model):
-    while hasattr(model, "module"):
-        model = model.module
-    return model
+def decayed_parameter_names(model: nn.Module) -> set[str]:
+    names = set()
+    for module_name, module in model.named_modules():
+        prefix = f"{module_name}." if module_name else ""
+        if isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+            names.add(f"{prefix}weight")
+        elif isinstance(module, nn.MultiheadAttention) and module.in_proj_weight is not None:
+            names.add(f"{prefix}in_proj_weight")
+    return names - set(TEMPERATURE_NAMES)

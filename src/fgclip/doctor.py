@@ -1,0 +1,452 @@
+"""`fgclip doctor CONFIG`: static checks of a training config (and its data) before hours of training.
+
+Each finding has a severity (error / warning / info) and the numbers behind it. Errors are what would make
+the run meaningless or fail (a bank that never switches on, frozen heads, fp16/bf16 parameters, test videos
+in the training set, an output dir `fgclip train` would refuse); warnings are what usually wastes the run.
+Nothing is trained; the model is built once (as `fgclip train` builds it) to read its heads and dtypes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from fgclip.config import ConfigError, ExperimentConfig
+from fgclip.data.records import Clip
+
+SEVERITIES = ("error", "warning", "info")
+FEW_NEGATIVES = 32  # fewer negatives per region query make the region loss noisy (the failed run had ~7)
+
+
+@dataclass(frozen=True)
+class Finding:
+    severity: str  # "error" | "warning" | "info"
+    check: str
+    message: str
+
+
+@dataclass(frozen=True)
+class DataSummary:
+    """What the data checks read from the training manifests."""
+
+    clips: list[Clip]
+    regions_per_clip: float  # mean regions a clip contributes (capped at data.max_regions)
+
+
+def run_doctor(config: ExperimentConfig, world_size: int = 1, read_data: bool = True) -> list[Finding]:
+    findings: list[Finding] = []
+    findings += check_output_dir(config)
+    findings += check_schedule(config)
+    data = None
+    if read_data:
+        data, data_findings = read_training_data(config)
+        findings += data_findings
+    findings += check_memory_bank(config, world_size, data)
+    findings += check_negatives(config, world_size, data)
+    findings += check_accumulation(config, world_size)
+    findings += check_model(config)
+    if data is not None:
+        findings += check_leakage(config, data.clips)
+        findings += check_frames_per_clip(config, data.clips)
+        findings += check_epochs(config, world_size, len(data.clips))
+    order = {severity: i for i, severity in enumerate(SEVERITIES)}
+    return sorted(findings, key=lambda f: order[f.severity])
+
+
+def format_findings(findings: list[Finding], as_json: bool = False) -> str:
+    if as_json:
+        return json.dumps([asdict(f) for f in findings], indent=2)
+    width = max((len(f.check) for f in findings), default=0)
+    lines = [f"{f.severity.upper():<7}  {f.check:<{width}}  {f.message}" for f in findings]
+    counts = {s: sum(f.severity == s for f in findings) for s in SEVERITIES}
+    lines.append(f"{counts['error']} error(s), {counts['warning']} warning(s), {counts['info']} note(s)")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------------ checks
+def check_output_dir(config: ExperimentConfig) -> list[Finding]:
+    from fgclip.training.checkpoints import check_output_dir as refuse_existing_run
+
+    try:
+        refuse_existing_run(config.train.output_dir, config.train.resume, config.train.overwrite_output_dir)
+    except ConfigError as error:
+        return [Finding("error", "output_dir", str(error))]
+    return []
+
+
+def check_schedule(config: ExperimentConfig) -> list[Finding]:
+    train = config.train
+    findings = []
+    if train.warmup_steps >= train.max_steps:
+        findings.append(
+            Finding(
+                "error",
+                "lr.warmup",
+                f"train.warmup_steps={train.warmup_steps} >= train.max_steps={train.max_steps}: the learning rate "
+                "never reaches train.learning_rate",
+            )
+        )
+    if train.save_steps > train.max_steps:
+        findings.append(
+            Finding(
+                "info",
+                "checkpoints",
+                f"train.save_steps={train.save_steps} > train.max_steps={train.max_steps}: no checkpoint before the "
+                "end, so a crash loses the whole run (only OUTPUT_DIR/model is written at the end)",
+            )
+        )
+    return findings
+
+
+def check_memory_bank(config: ExperimentConfig, world_size: int, data: DataSummary | None) -> list[Finding]:
+    options, train = _model_options(config), config.train
+    size, warmup = options["memory_bank_size"], options["memory_bank_warmup_steps"]
+    if size == 0:
+        return [
+            Finding("info", "memory_bank", "memory_bank_size=0: the region loss uses in-batch negatives only")
+        ]
+    if not config.loss.region_weight:
+        return [
+            Finding(
+                "info",
+                "memory_bank",
+                "loss.region_weight=0: the bank feeds nothing (it serves the region loss)",
+            )
+        ]
+    findings = []
+    if warmup >= train.max_steps:
+        findings.append(
+            Finding(
+                "error",
+                "memory_bank.warmup",
+                f"memory_bank_warmup_steps={warmup} >= train.max_steps={train.max_steps} optimizer steps: the bank "
+                "never switches on",
+            )
+        )
+    elif warmup > train.max_steps / 2:
+        findings.append(
+            Finding(
+                "warning",
+                "memory_bank.warmup",
+                f"memory_bank_warmup_steps={warmup} of train.max_steps={train.max_steps}: the bank serves only the "
+                f"last {train.max_steps - warmup} steps ({(train.max_steps - warmup) / train.max_steps:.0%})",
+            )
+        )
+    rows_per_step = _regions_per_step(config, world_size, data)
+    fill_steps = math.ceil(size / rows_per_step)
+    message = (
+        f"capacity {size}, switches on at optimizer step {warmup} of {train.max_steps}; ~{rows_per_step:.0f} "
+        f"region rows written per step -> full after {fill_steps} step(s) of writing"
+    )
+    if not options["memory_bank_fill_during_warmup"]:
+        message += " (filling starts at switch-on)"
+    findings.append(Finding("info", "memory_bank", message))
+    max_age = options["memory_bank_max_age"]
+    if max_age is not None and max_age * rows_per_step < size:
+        findings.append(
+            Finding(
+                "warning",
+                "memory_bank.max_age",
+                f"memory_bank_max_age={max_age} steps x ~{rows_per_step:.0f} rows/step = {max_age * rows_per_step:.0f} "
+                f"usable entries < capacity {size}: entries expire before the bank fills",
+            )
+        )
+    return findings
+
+
+def check_negatives(config: ExperimentConfig, world_size: int, data: DataSummary | None) -> list[Finding]:
+    findings = []
+    batch = config.train.per_device_batch_size * world_size
+    if config.loss.global_weight:
+        severity = "warning" if batch - 1 < 8 else "info"
+        findings.append(
+            Finding(
+                severity,
+                "negatives.global",
+                f"{batch - 1} negatives per clip query (per_device_batch_size {config.train.per_device_batch_size} "
+                f"x world size {world_size} - 1)",
+            )
+        )
+    if config.loss.region_weight:
+        options = _model_options(config)
+        in_batch = _regions_per_step(config, world_size, data) / config.train.gradient_accumulation_steps - 1
+        bank = options["memory_bank_size"]
+        if options["memory_bank_warmup_steps"] >= config.train.max_steps:
+            bank = 0  # it never switches on
+        elif options["memory_bank_max_age"] is not None:
+            bank = min(bank, options["memory_bank_max_age"] * _regions_per_step(config, world_size, data))
+        total = in_batch + bank
+        source = "mean regions/clip from the data" if data is not None else "data.max_regions (upper bound)"
+        message = (
+            f"~{total:.0f} negatives per region query once the bank is full: batch {config.train.per_device_batch_size} "
+            f"x {_regions_per_clip(config, data):.2f} regions/clip ({source}) x world size {world_size} - 1 = "
+            f"{in_batch:.0f} in-batch + {bank:.0f} bank (before masking same-caption duplicates)"
+        )
+        severity = "warning" if total < FEW_NEGATIVES else "info"
+        if severity == "warning":
+            message += (
+                f"; fewer than {FEW_NEGATIVES} makes the region loss noisy: raise the batch or the bank"
+            )
+        findings.append(Finding(severity, "negatives.region", message))
+    return findings
+
+
+def check_accumulation(config: ExperimentConfig, world_size: int) -> list[Finding]:
+    train = config.train
+    effective = train.per_device_batch_size * train.gradient_accumulation_steps * world_size
+    message = (
+        f"{effective} clips per optimizer step = per_device_batch_size {train.per_device_batch_size} x "
+        f"gradient_accumulation_steps {train.gradient_accumulation_steps} x world size {world_size}"
+    )
+    if train.gradient_accumulation_steps > 1:
+        return [
+            Finding(
+                "warning",
+                "accumulation",
+                message + f"; accumulation averages gradients of separate contrastive batches of "
+                f"{train.per_device_batch_size * world_size} clips: it does not add negatives (the memory bank does)",
+            )
+        ]
+    return [Finding("info", "accumulation", message)]
+
+
+def check_model(config: ExperimentConfig) -> list[Finding]:
+    """Build the model as `fgclip train` does: precision, frozen heads and temperatures, temperature init."""
+    import torch
+
+    from fgclip.inspect import frozen_for_losses
+    from fgclip.model.errors import CheckpointError
+    from fgclip.training.lora import apply_lora, unwrap_model
+    from fgclip.training.run import build_model, build_tokenizer, enabled_losses
+
+    try:
+        model, report = build_model(config.model, build_tokenizer(config.model))
+    except (ConfigError, CheckpointError, FileNotFoundError, OSError) as error:
+        return [Finding("error", "model", f"the model cannot be built: {error}")]
+    if config.train.lora is not None:
+        model = unwrap_model(apply_lora(model, config.train.lora))
+    findings = []
+    if report is not None and report.cast_to_fp32:
+        findings.append(
+            Finding("info", "precision", f"checkpoint weights cast to fp32 on load: {report.cast_to_fp32}")
+        )
+    wrong = {}
+    for name, parameter in model.named_parameters():
+        if parameter.requires_grad and parameter.dtype != torch.float32:
+            wrong.setdefault(str(parameter.dtype), []).append(name)
+    for dtype, names in wrong.items():
+        findings.append(
+            Finding(
+                "error",
+                "precision",
+                f"{len(names)} trainable parameters in {dtype} (e.g. {names[0]}): updates at these learning rates "
+                "round to zero; keep fp32 parameters and use train.bf16 (autocast)",
+            )
+        )
+    frozen = frozen_for_losses(model, enabled_losses(config.loss))
+    for name, losses in frozen.items():
+        findings.append(
+            Finding(
+                "error", "heads.frozen", f"{name} is frozen but the {' and '.join(losses)} loss trains it"
+            )
+        )
+    findings += _temperature_findings(model)
+    return findings
+
+
+def _temperature_findings(model) -> list[Finding]:
+    ceiling = model.config.logit_scale_max
+    values = {name: float(scale.detach()) for name, scale in model.logit_scales().items()}
+    shown = ", ".join(f"{name} {value:.4f} (x{math.exp(value):.1f})" for name, value in values.items())
+    findings = [
+        Finding(
+            "info",
+            "temperatures",
+            f"{shown}; ceiling logit_scale_max {ceiling:.4f} (x{math.exp(ceiling):.1f})",
+        )
+    ]
+    above = [name for name, value in values.items() if value > ceiling + 1e-6]
+    if above:
+        findings.append(
+            Finding(
+                "warning",
+                "temperatures",
+                f"{', '.join(above)} start above logit_scale_max={ceiling:.4f} and are clamped after the first step",
+            )
+        )
+    low = [name for name, value in values.items() if math.exp(value) < 10]
+    if low:
+        findings.append(
+            Finding(
+                "warning",
+                "temperatures",
+                f"{', '.join(low)} start below x10: cosine similarities in [-1, 1] then give near-uniform softmaxes",
+            )
+        )
+    return findings
+
+
+# -------------------------------------------------------------------------------------------- data checks
+def read_training_data(config: ExperimentConfig) -> tuple[DataSummary | None, list[Finding]]:
+    from fgclip.data.errors import ManifestError
+    from fgclip.training.run import read_clips
+
+    if not config.data.train_manifests:
+        return None, [Finding("error", "data", "data.train_manifests is empty")]
+    try:
+        clips = read_clips(config.data, config.data.train_manifests)
+    except (ManifestError, FileNotFoundError, ValueError) as error:
+        return None, [Finding("error", "data", f"the training manifests cannot be read: {error}")]
+    findings = []
+    missing = [clip for clip in clips if not clip.video.is_file()]
+    if missing:
+        shown = ", ".join(f"{c.sample_id} ({c.video})" for c in missing[:3])
+        findings.append(
+            Finding("error", "data.videos", f"{len(missing)} of {len(clips)} videos not found, e.g. {shown}")
+        )
+    regions = [min(len(c.regions), config.data.max_regions) for c in clips]
+    mean_regions = statistics.fmean(regions) if regions else 0.0
+    dropped = sum(max(len(c.regions) - config.data.max_regions, 0) for c in clips)
+    findings.append(
+        Finding(
+            "info",
+            "data",
+            f"{len(clips)} training clips ({sum(c.is_abnormal for c in clips)} abnormal) from "
+            f"{len(config.data.train_manifests)} manifest(s); {mean_regions:.2f} regions/clip"
+            + (
+                f"; {dropped} regions beyond data.max_regions={config.data.max_regions} are dropped"
+                if dropped
+                else ""
+            ),
+        )
+    )
+    present = [c for c in clips if c.video.is_file()]
+    return DataSummary(present, mean_regions), findings
+
+
+def leaked_clips(test_list: str | Path, clips: Iterable[Clip]) -> list[Clip]:
+    """Training clips whose video is on the test list, matched by file name without extension (test lists and
+    manifests lay videos out differently: `Abuse/Abuse028_x264.mp4` vs `videos/Abuse028_x264.mp4`).
+
+    A small stand-in: issue 4's `fgclip data check` brings the project's leakage logic and may replace it.
+    """
+    names = {Path(line.strip()).stem for line in Path(test_list).read_text().splitlines() if line.strip()}
+    return [clip for clip in clips if Path(clip.video_key).stem in names]
+
+
+def check_leakage(config: ExperimentConfig, clips: list[Clip]) -> list[Finding]:
+    test_list = config.data.test_list
+    if test_list is None:
+        return [
+            Finding(
+                "warning",
+                "leakage",
+                "data.test_list is not set: training data is not checked against the test videos",
+            )
+        ]
+    if not Path(test_list).is_file():
+        return [Finding("error", "leakage", f"data.test_list: {test_list} is not a file")]
+    leaked = leaked_clips(test_list, clips)
+    if leaked:
+        videos = sorted({Path(c.video_key).name for c in leaked})
+        return [
+            Finding(
+                "error",
+                "leakage",
+                f"{len(leaked)} training clip(s) from {len(videos)} test video(s) of {test_list}: "
+                f"{', '.join(videos[:5])}" + (", ..." if len(videos) > 5 else ""),
+            )
+        ]
+    return [Finding("info", "leakage", f"no training video is on the test list ({test_list})")]
+
+
+def check_frames_per_clip(config: ExperimentConfig, clips: list[Clip]) -> list[Finding]:
+    """Frames sampled per clip vs the native frames in each clip's span: fewer native frames repeat frames."""
+    from fgclip.data.dataset import SamplingOptions, clip_span
+    from fgclip.data.video import VideoError, probe_video
+
+    options = SamplingOptions(
+        context_s=config.data.context_s, single_keyframe_hold_s=config.data.single_keyframe_hold_s
+    )
+    num_frames = config.data.num_frames
+    spans, short, broken = [], [], []
+    probed: dict[Path, object] = {}
+    for clip in clips:
+        try:
+            info = probed.get(clip.video) or probed.setdefault(clip.video, probe_video(clip.video))
+            start, end = clip_span(clip, info.duration_s, options)
+        except (ValueError, VideoError) as error:
+            broken.append(f"{clip.sample_id}: {error}")
+            continue
+        spans.append(end - start)
+        if (end - start) * info.fps < num_frames:
+            short.append((clip, (end - start) * info.fps))
+    findings = []
+    if broken:
+        findings.append(Finding("error", "frames", f"{len(broken)} clip span(s) unusable, e.g. {broken[0]}"))
+    if spans:
+        findings.append(
+            Finding(
+                "info",
+                "frames",
+                f"{num_frames} frames per clip from spans of {min(spans):.2f} / {statistics.median(spans):.2f} / "
+                f"{max(spans):.2f} s (min / median / max): one frame every {statistics.median(spans) / num_frames:.2f} s "
+                "at the median",
+            )
+        )
+    if short:
+        clip, native = min(short, key=lambda item: item[1])
+        findings.append(
+            Finding(
+                "warning",
+                "frames",
+                f"{len(short)} of {len(spans)} clips have fewer native frames in their span than data.num_frames="
+                f"{num_frames} (frames repeat), e.g. {clip.sample_id} with {native:.0f}",
+            )
+        )
+    return findings
+
+
+def check_epochs(config: ExperimentConfig, world_size: int, num_clips: int) -> list[Finding]:
+    train = config.train
+    per_step = train.per_device_batch_size * train.gradient_accumulation_steps * world_size
+    if num_clips < train.per_device_batch_size * world_size:
+        return [
+            Finding(
+                "warning",
+                "data.size",
+                f"{num_clips} training clips < one batch of per_device_batch_size {train.per_device_batch_size} x "
+                f"world size {world_size}: every step sees the same {num_clips} clips and fewer negatives than "
+                "computed here",
+            )
+        ]
+    steps_per_epoch = math.ceil(num_clips / per_step)  # the last, partial batch is kept (no drop_last)
+    return [
+        Finding(
+            "info",
+            "data.size",
+            f"~{steps_per_epoch} optimizer step(s) per epoch ({num_clips} clips / {per_step} per step); "
+            f"train.max_steps={train.max_steps} is ~{train.max_steps / steps_per_epoch:.1f} epochs",
+        )
+    ]
+
+
+# --------------------------------------------------------------------------------------------- helpers
+def _model_options(config: ExperimentConfig) -> dict:
+    from fgclip.training.checkpoints import model_options_with_defaults
+
+    return model_options_with_defaults(config.model.options)
+
+
+def _regions_per_clip(config: ExperimentConfig, data: DataSummary | None) -> float:
+    return data.regions_per_clip if data is not None else float(config.data.max_regions)
+
+
+def _regions_per_step(config: ExperimentConfig, world_size: int, data: DataSummary | None) -> float:
+    train = config.train
+    clips = train.per_device_batch_size * train.gradient_accumulation_steps * world_size
+    return max(clips * _regions_per_clip(config, data), 1.0)

@@ -1,0 +1,179 @@
+"""Exact resume: 10 optimizer steps straight equal 5 steps, `--resume latest`, 5 more (CPU, deterministic).
+
+The run uses gradient accumulation (2 micro-batches of 2 clips), crosses epoch boundaries (6 clips -> 3 steps
+per epoch; the resume lands inside epoch 1) and switches the memory bank on at step 3, so the resumed half
+needs the restored weights, optimizer moments, LR schedule, bank buffers and the sampler position.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from fgclip.cli import main
+from fgclip.config import ConfigError, load_config
+from fgclip.training import run
+from fgclip.training.checkpoints import (
+    STAGING_DIR,
+    latest_checkpoint,
+    list_checkpoints,
+    promote,
+    rotate_checkpoints,
+    staging_path,
+)
+
+RUN = (
+    "--max_steps",
+    "10",
+    "--per_device_batch_size",
+    "2",
+    "--gradient_accumulation_steps",
+    "2",
+    "--save_steps",
+    "5",
+    "--save_total_limit",
+    "3",
+    "--warmup_steps",
+    "2",
+    "--memory_bank_warmup_steps",
+    "3",
+    "--memory_bank_size",
+    "8",
+)
+
+
+def test_ten_steps_equal_five_resume_five(tiny_synth, tmp_path, train_args, read_rows):
+    straight = tmp_path / "straight"
+    assert main(train_args(tiny_synth, straight, *RUN)) == 0
+
+    # The resumed run's directory holds what the straight run had after step 5: checkpoint-5 and 5 rows.
+    resumed = tmp_path / "resumed"
+    resumed.mkdir()
+    shutil.copytree(straight / "checkpoint-5", resumed / "checkpoint-5")
+    shutil.copy(straight / "fgclip_config.yaml", resumed / "fgclip_config.yaml")
+    rows = (straight / "metrics.jsonl").read_text().splitlines()
+    (resumed / "metrics.jsonl").write_text("\n".join(rows[:5]) + "\n")
+    assert main(train_args(tiny_synth, resumed, *RUN, "--resume", "latest")) == 0
+
+    final_straight = load_file(straight / "checkpoint-10" / "model.safetensors")
+    final_resumed = load_file(resumed / "checkpoint-10" / "model.safetensors")
+    assert final_straight.keys() == final_resumed.keys()
+    bank_keys = [k for k in final_straight if k.startswith("memory_bank.")]
+    assert bank_keys and final_straight["memory_bank.enabled"].item() is True
+    for key in final_straight:
+        assert torch.equal(final_straight[key], final_resumed[key]), f"{key} differs after resume"
+    moments = [torch.load(d / "checkpoint-10" / "optimizer.pt")["state"] for d in (straight, resumed)]
+    for index, state in moments[0].items():
+        assert torch.equal(state["exp_avg_sq"], moments[1][index]["exp_avg_sq"]), f"optimizer state {index}"
+
+    # metrics.jsonl was appended to, not truncated: steps 1..10, the resumed half logging what the straight run did
+    straight_rows, resumed_rows = read_rows(straight), read_rows(resumed)
+    assert [r["step"] for r in resumed_rows] == list(range(1, 11))
+    for a, b in zip(straight_rows[5:], resumed_rows[5:], strict=True):
+        assert a["loss"] == b["loss"] and a["memory_bank/size"] == b["memory_bank/size"], a["step"]
+        assert a["lr"] == b["lr"]
+
+
+def test_new_run_refuses_an_output_dir_with_checkpoints(tmp_path):
+    (tmp_path / "checkpoint-200").mkdir()
+    config = load_config(None, ["--train.output_dir", str(tmp_path)])
+    with pytest.raises(ConfigError, match="already holds a run \\(checkpoint-200\\).*--resume latest"):
+        run.resolve_resume(config)
+
+
+def test_overwrite_output_dir_removes_the_earlier_run(tiny_synth, tmp_path, train_args, read_rows):
+    out = tmp_path / "run"
+    assert main(train_args(tiny_synth, out, "--max_steps", "2", "--per_device_batch_size", "3")) == 0
+    assert main(train_args(tiny_synth, out, "--max_steps", "1", "--per_device_batch_size", "3")) == 1
+    (out / "notes.txt").write_text("mine")
+    args = train_args(tiny_synth, out, "--max_steps", "1", "--per_device_batch_size", "3")
+    assert main([*args, "--overwrite_output_dir"]) == 0
+    assert [r["step"] for r in read_rows(out)] == [1]  # a fresh log, not the old one appended
+    assert [p.name for p in list_checkpoints(out)] == ["checkpoint-1"]
+    assert (out / "notes.txt").read_text() == "mine"  # only what fgclip wrote is removed
+
+
+def _fake_checkpoint(output_dir, step, config_overrides=()):
+    checkpoint = output_dir / f"checkpoint-{step}"
+    checkpoint.mkdir(parents=True)
+    (checkpoint / "trainer_state.json").write_text("{}")
+    load_config(None, list(config_overrides)).save(checkpoint / "fgclip_config.yaml")
+    return checkpoint
+
+
+def test_latest_checkpoint_is_numeric_and_skips_incomplete_folders(tmp_path):
+    for step in (200, 1000, 30):
+        _fake_checkpoint(tmp_path, step)
+    (tmp_path / "checkpoint-1500").mkdir()  # no trainer_state.json: a save from before staging, cut short
+    (tmp_path / ".staging" / "checkpoint-2000").mkdir(parents=True)
+    assert latest_checkpoint(tmp_path).name == "checkpoint-1000"
+    assert [p.name for p in list_checkpoints(tmp_path)] == [
+        "checkpoint-30",
+        "checkpoint-200",
+        "checkpoint-1000",
+        "checkpoint-1500",
+    ]
+
+
+def test_resume_with_other_model_or_loss_settings_is_refused(tmp_path):
+    _fake_checkpoint(
+        tmp_path, 5, ["--memory_bank_size", "32", "--loss.region_weight", "1.0", "--train.lora", "{rank: 4}"]
+    )
+    config = load_config(
+        None,
+        [
+            "--train.output_dir",
+            str(tmp_path),
+            "--resume",
+            "latest",
+            "--memory_bank_size",
+            "64",
+            "--loss.region_weight",
+            "0.5",
+            "--learning_rate",
+            "3e-4",  # train settings may change on resume
+            "--train.lora",
+            "{rank: 8}",  # but not the LoRA adapters the checkpoint holds
+        ],
+    )
+    with pytest.raises(ConfigError) as error:
+        run.resolve_resume(config)
+    message = str(error.value)
+    assert "model.memory_bank_size: checkpoint 32, now 64" in message
+    assert "loss.region_weight: checkpoint 1.0, now 0.5" in message
+    assert "train.lora.rank: checkpoint 4, now 8" in message
+    assert "learning_rate" not in message
+
+
+def test_resume_accepts_a_default_written_out(tmp_path):
+    _fake_checkpoint(tmp_path, 5)
+    config = load_config(
+        None, ["--train.output_dir", str(tmp_path), "--resume", "latest", "--memory_bank_size", "128"]
+    )
+    assert run.resolve_resume(config).name == "checkpoint-5"
+
+
+def test_rotation_is_by_step_number_not_modification_time(tmp_path):
+    """HF 5.x rotates with `use_mtime=True`; a checkpoint touched later (copied back, restored from a backup)
+    would then outlive a newer step. fgclip rotates by step number."""
+    old_big, new_small = _fake_checkpoint(tmp_path, 1000), _fake_checkpoint(tmp_path, 200)
+    os.utime(old_big, (1_000_000, 1_000_000))
+    os.utime(new_small, (2_000_000, 2_000_000))
+    assert [p.name for p in rotate_checkpoints(tmp_path, keep=1)] == ["checkpoint-200"]
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["checkpoint-1000"]
+
+
+def test_promote_replaces_a_checkpoint_of_the_same_step(tmp_path):
+    """Resuming from an older checkpoint re-saves later steps: the new folder takes the old one's place."""
+    final = _fake_checkpoint(tmp_path, 10)
+    (final / "old.txt").write_text("old")
+    staged = staging_path(final)
+    staged.mkdir(parents=True)
+    (staged / "new.txt").write_text("new")
+    promote(staged, final)
+    assert sorted(p.name for p in final.iterdir()) == ["new.txt"]
+    assert not (tmp_path / STAGING_DIR).exists()
