@@ -39,7 +39,7 @@ def test_bad_entries_stop_training_unless_skipped_and_then_are_listed(tmp_path, 
     assert "data.invalid_entries: skip" in str(error.value)
     config = _config("--data.train_manifests", json.dumps([str(path)]), "--data.invalid_entries", "skip")
     clips = read_clips(config.data, config.data.train_manifests)
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err  # diagnostics go to stderr
     assert len(clips) == 1
     assert (
         "1 clips from 2 entries; 0 warning(s), 1 error(s): bad entries LEFT OUT" in out and "entry 1" in out
@@ -71,7 +71,7 @@ def test_training_refuses_test_videos_unless_told_to_warn(tmp_path, capsys):
         check_leakage(config.data, clips)
     assert "m.json:0" in str(error.value) and "data.test_leakage: warn" in str(error.value)
     check_leakage(_config("--data.test_list", str(test_list), "--data.test_leakage", "warn").data, clips)
-    assert "WARNING test-set leakage: 1 of the 1 test videos" in capsys.readouterr().out
+    assert "WARNING test-set leakage: 1 of the 1 test videos" in capsys.readouterr().err
     check_leakage(config.data, clips[1:])  # no leakage: trains
 
 

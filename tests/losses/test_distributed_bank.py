@@ -2,12 +2,10 @@
 the concatenated batch (loss and gradients, 1e-5), and every rank ends with the identical bank."""
 
 import os
-import socket
 
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 import torch.nn.functional as F
+from gloo_workers import free_port, init_gloo, shutdown_gloo, spawn
 from torch import nn
 
 from fgclip.distributed import gather_rows
@@ -65,8 +63,7 @@ def _train(model, rows: slice, forward_model=None):
 
 
 def _worker(rank: int, world_size: int, port: int, out_dir: str):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=world_size)
+    init_gloo(rank, world_size, port)
     try:
         model = Encoder()
         ddp = nn.parallel.DistributedDataParallel(model, broadcast_buffers=False)
@@ -74,17 +71,11 @@ def _worker(rank: int, world_size: int, port: int, out_dir: str):
         result = _train(model, slice(start, start + SPLIT[rank]), forward_model=ddp)
         torch.save(result, os.path.join(out_dir, f"rank{rank}.pt"))
     finally:
-        dist.destroy_process_group()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        shutdown_gloo()
 
 
 def test_two_process_region_loss_with_bank_matches_single_process(tmp_path):
-    mp.spawn(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    spawn(_worker, (2, free_port(), str(tmp_path)))
     (loss0, grad0, bank0), (loss1, grad1, bank1) = (torch.load(tmp_path / f"rank{r}.pt") for r in range(2))
     ref_loss, ref_grad, ref_bank = _train(Encoder(), slice(0, sum(SPLIT)))
 

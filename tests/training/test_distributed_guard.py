@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
+from gloo_workers import free_port, init_gloo, shutdown_gloo, spawn
 from torch import nn
 
 from fgclip.training.nonfinite import DUMP_FILE, NonFiniteGuard
@@ -18,8 +16,7 @@ from fgclip.training.report import StepReport
 
 
 def _worker(rank: int, world_size: int, port: int, out_dir: str):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=world_size)
+    init_gloo(rank, world_size, port)
     try:
         results = {}
         # guard: rank 1's second micro-batch is NaN, rank 0's are finite
@@ -49,17 +46,11 @@ def _worker(rank: int, world_size: int, port: int, out_dir: str):
         results["report"] = report.flush()
         torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
     finally:
-        dist.destroy_process_group()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        shutdown_gloo()
 
 
 def test_two_ranks_agree_to_skip_and_average_reports(tmp_path):
-    mp.spawn(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    spawn(_worker, (2, free_port(), str(tmp_path)))
     results = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
     for rank, result in enumerate(results):
         assert result["skipped"] is True, f"rank {rank} did not skip"  # rank 0 saw only finite losses

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -153,7 +154,7 @@ def read_clips(data: DataSection, manifests: list[str]) -> list[Clip]:
             convert_options(data),
         )
         if is_rank_zero():
-            print(_read_summary(result), flush=True)
+            print(_read_summary(result), file=sys.stderr, flush=True)  # stdout may be --json
         clips.extend(result.clips)
     return clips
 
@@ -182,7 +183,7 @@ def check_leakage(data: DataSection, clips: list[Clip]) -> None:
     report = find_leakage(clips, data.test_list)
     if not report.leaked:
         if is_rank_zero():
-            print(f"[data] {report.summary()}", flush=True)
+            print(f"[data] {report.summary()}", file=sys.stderr, flush=True)
         return
     if data.test_leakage == "error":
         raise ConfigError(
@@ -190,7 +191,7 @@ def check_leakage(data: DataSection, clips: list[Clip]) -> None:
             "data.test_leakage: warn to train anyway."
         )
     if is_rank_zero():
-        print(f"[data] WARNING {report.summary()}", flush=True)
+        print(f"[data] WARNING {report.summary()}", file=sys.stderr, flush=True)
 
 
 def check_tokenizer(model: FGCLIPModel, tokenizer: PreTrainedTokenizerBase) -> None:
