@@ -1,5 +1,7 @@
 """Config: YAML + overrides, unknown keys fail with a hint, types are checked, cross-field checks run."""
 
+from pathlib import Path
+
 import pytest
 
 from fgclip import FGCLIPConfig
@@ -42,3 +44,16 @@ def test_public_model_config_defaults():
     assert config.memory_bank_size == 128
     assert config.memory_bank_warmup_steps == 50
     assert config.vision_config.patch_size == 32 and config.vision_config.hidden_size == 768
+
+
+SHIPPED_CONFIGS = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", SHIPPED_CONFIGS, ids=lambda p: p.name)
+def test_shipped_configs_are_valid(path):
+    config = load_config(path)  # unknown keys and out-of-range values are errors
+    assert config.model.options["memory_bank_warmup_steps"] < config.train.max_steps  # the bank switches on
+
+
+def test_there_are_shipped_configs():
+    assert [p.name for p in SHIPPED_CONFIGS] == ["ucf_crime_vitb16.yaml"]
