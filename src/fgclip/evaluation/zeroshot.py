@@ -14,7 +14,7 @@ the anomaly classes (summed directly in float64, never as `1 - p_normal`, which 
 
 Both use the model's own temperature for the head: `logit_scale` for clip embeddings (global captions,
 `text_filip_projection`), `logit_scale_finegraind` for region embeddings (region captions, `text_projection`).
-Measured on the synthetic demo (seed 0, 300 steps; docs/README_issue3.md): frame AUC 0.701 / AP 0.435 with
+Measured on the synthetic demo (seed 0, 300 steps; docs/evaluation.md): frame AUC 0.701 / AP 0.435 with
 `softmax_sum`, 0.685 / 0.501 with `ensemble`. The default is `softmax_sum` because the demo's acceptance
 figure is AUC (>= 0.70) and the synthetic prompts name the scene's objects: ensembling averages over every
 object combination, so its class embeddings match no scene well. On prompt sets of generic class
