@@ -72,7 +72,11 @@ def test_eval_of_a_checkpoint_reads_the_run_config_and_accepts_overrides(run, tm
         report["retrieval"] == run["demo_report"]["retrieval"]
     )  # same weights: checkpoint-2 is the final step
     printed = capsys.readouterr().out
-    assert "clip retrieval R@1 (text->video" in printed and "frame AUC, overall" in printed
+    assert (
+        "clip retrieval R@1 (text->clip" in printed
+        and "region retrieval R@1 (text->region" in printed
+        and "frame AUC, overall" in printed
+    )
 
 
 def test_infer_writes_a_timeline_that_matches_eval(run, evaluated, tmp_path):

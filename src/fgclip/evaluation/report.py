@@ -50,7 +50,8 @@ def format_table(report: dict) -> str:
 
 def _retrieval_rows(retrieval: dict, row) -> None:
     for level in ("clip", "region"):
-        for direction, arrow in (("text_to_image", "text->video"), ("image_to_text", "video->text")):
+        arrows = (("text_to_image", f"text->{level}"), ("image_to_text", f"{level}->text"))
+        for direction, arrow in arrows:
             for k in (1, 5, 10):
                 key = f"{direction}_R@{k}"
                 name = f"{level} retrieval R@{k} ({arrow}, {retrieval['num_' + level + 's']})"
