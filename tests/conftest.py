@@ -53,6 +53,11 @@ def _train_args(synth: Path, output_dir: Path, *overrides: str) -> list[str]:
         "false",
         "--logging_steps",
         "1",
+        # the demo trains without a bank; training tests exercise it (a test's own overrides come later and win)
+        "--memory_bank_size",
+        "32",
+        "--memory_bank_warmup_steps",
+        "50",
         *overrides,
     ]
 

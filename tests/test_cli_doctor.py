@@ -32,12 +32,15 @@ def _findings(capsys) -> dict[str, list[dict]]:
 
 
 def test_demo_config_is_healthy_and_every_check_reports_its_numbers(tiny_synth, tmp_path, capsys):
-    argv = ["doctor", str(demo_config_path()), *_data_args(tiny_synth), "--output_dir", str(tmp_path / "run")]
+    argv = [
+        "doctor", str(demo_config_path()), *_data_args(tiny_synth), "--output_dir", str(tmp_path / "run"),
+        "--memory_bank_size", "32", "--memory_bank_warmup_steps", "50",  # the demo trains without a bank
+    ]  # fmt: skip
     assert main([*argv, "--world-size", "2", "--json"]) == 0
     found = _findings(capsys)
     assert not [f for fs in found.values() for f in fs if f["severity"] == "error"]
     message = {check: " | ".join(f["message"] for f in fs) for check, fs in found.items()}
-    # demo: batch 16, 1 region per synthetic clip, bank 32, warm-up 50 of 300 steps, 4 frames
+    # demo: batch 16, 1 region per synthetic clip, (here) bank 32, warm-up 50 of 300 steps, 4 frames
     assert "batch 16 x 1.00 regions/clip" in message["negatives.region"]
     assert "x world size 2 - 1 = 31 in-batch + 32 bank" in message["negatives.region"]
     assert "switches on at optimizer step 50 of 300" in message["memory_bank"]
@@ -57,7 +60,7 @@ def test_errors_are_found_and_exit_code_is_1(tiny_synth, tmp_path, capsys):
     argv = [
         "doctor", str(demo_config_path()), *_data_args(tiny_synth, manifest="test.json"),
         "--output_dir", str(tmp_path / "run"), "--max_steps", "40", "--warmup_steps", "10",
-        "--memory_bank_warmup_steps", "40", "--num_frames", "200", "--gradient_accumulation_steps", "4",
+        "--memory_bank_size", "32", "--memory_bank_warmup_steps", "40", "--num_frames", "200", "--gradient_accumulation_steps", "4",
         "--per_device_batch_size", "2", "--json",
     ]  # fmt: skip
     assert main(argv) == 1
