@@ -28,7 +28,7 @@ import torch
 
 from fgclip.config import load_config
 from fgclip.data.synth import generate
-from fgclip.demo import demo_config_path
+from fgclip.demo import demo_config_path, synth_data_overrides
 from fgclip.evaluation.evaluate import embed_dataset, retrieval_metrics
 from fgclip.training.plots import read_metrics
 from fgclip.training.run import build_dataset, train
@@ -52,14 +52,7 @@ SETTINGS = (
 
 def run_one(setting: Setting, seed: int, data: Path, out: Path, args) -> dict:
     overrides = [
-        "--data.train_manifests",
-        json.dumps([str(data / "train.json")]),
-        "--data.eval_manifests",
-        json.dumps([str(data / "test.json")]),
-        "--data.hard_negatives",
-        json.dumps([str(data / "hard_negatives.json")]),
-        "--data.video_root",
-        str(data),
+        *synth_data_overrides(data),
         "--data.batch_by_group",
         "false",
         "--data.num_workers",

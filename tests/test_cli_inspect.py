@@ -7,10 +7,9 @@ import math
 import re
 
 import torch
-from transformers import CLIPConfig, CLIPModel
+from tiny_models import save_tiny_hf_clip
 
 from fgclip.cli import main
-from fgclip.model.configuration import tiny_config
 
 HEADS = [
     "visual_projection.weight",
@@ -19,28 +18,6 @@ HEADS = [
     "text_filip_projection.weight",
 ]
 TEMPERATURES = ["logit_scale", "logit_scale_finegraind", "logit_scale_hardneg"]
-
-
-def _hf_clip_dir(path):
-    config = tiny_config(
-        vocab_size=40,
-        image_size=32,
-        patch_size=8,
-        vision_width=32,
-        text_width=32,
-        vision_layers=1,
-        text_layers=1,
-        heads=2,
-        projection_dim=16,
-    )
-    CLIPModel(
-        CLIPConfig(
-            text_config=config.text_config.to_dict(),
-            vision_config=config.vision_config.to_dict(),
-            projection_dim=16,
-        )
-    ).save_pretrained(path)
-    return path
 
 
 def _openai_state_dict(
@@ -81,7 +58,8 @@ def _openai_state_dict(
 
 
 def test_inspect_hf_directory_table(tmp_path, capsys):
-    assert main(["inspect", str(_hf_clip_dir(tmp_path))]) == 0
+    save_tiny_hf_clip(tmp_path)
+    assert main(["inspect", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     for name in HEADS:
         assert re.search(rf"^{re.escape(name)}\s+\(16, 32\)\s+float32\s+yes$", out, re.M), name

@@ -41,8 +41,8 @@ def run_demo(
     return report
 
 
-def _demo_overrides(out_dir: Path, seed: int) -> list[str]:
-    data = out_dir / "data"
+def synth_data_overrides(data: Path) -> list[str]:
+    """Config overrides that train on the synthetic benchmark in `data` and evaluate on its test split."""
     return [
         "--data.train_manifests",
         json.dumps([str(data / "train.json")]),
@@ -52,6 +52,13 @@ def _demo_overrides(out_dir: Path, seed: int) -> list[str]:
         json.dumps([str(data / "hard_negatives.json")]),
         "--data.video_root",
         str(data),
+    ]
+
+
+def _demo_overrides(out_dir: Path, seed: int) -> list[str]:
+    data = out_dir / "data"
+    return [
+        *synth_data_overrides(data),
         "--eval.prompts",
         str(data / "prompts.json"),
         "--eval.temporal_annotations",

@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 from safetensors.torch import save_file
+from tiny_models import save_tiny_hf_clip
 from transformers import CLIPTextConfig, CLIPTextModel
 
 from fgclip import FGCLIPModel, load_pretrained
@@ -178,9 +179,7 @@ def test_fgclip_v1_checkpoint_round_trip(model, tmp_path):
 
 
 def test_plain_clip_gets_long_tables_built_and_reported(tmp_path):
-    from test_modeling import _hf_clip_dir
-
-    clip = _hf_clip_dir(tmp_path)
+    clip = save_tiny_hf_clip(tmp_path, layers=2)
     model, report = load_pretrained(tmp_path)
     expected = interpolate_positions(clip.text_model.embeddings.position_embedding.weight.detach(), keep=20)
     for key in (ORI, RES):

@@ -3,7 +3,7 @@
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
-from transformers import CLIPModel
+from tiny_models import save_tiny_hf_clip
 
 from fgclip import FGCLIPConfig, FGCLIPModel, load_pretrained
 from fgclip.model.configuration import tiny_config
@@ -95,33 +95,8 @@ def test_save_pretrained_round_trip(tiny, tmp_path):
     assert loaded.config.memory_bank_size == tiny.config.memory_bank_size
 
 
-def _hf_clip_dir(tmp_path):
-    config = tiny_config(
-        vocab_size=40,
-        image_size=32,
-        patch_size=8,
-        vision_width=32,
-        text_width=32,
-        vision_layers=2,
-        text_layers=2,
-        heads=2,
-        projection_dim=16,
-    )
-    from transformers import CLIPConfig
-
-    clip = CLIPModel(
-        CLIPConfig(
-            text_config=config.text_config.to_dict(),
-            vision_config=config.vision_config.to_dict(),
-            projection_dim=16,
-        )
-    ).eval()
-    clip.save_pretrained(tmp_path)
-    return clip
-
-
 def test_load_plain_hf_clip_directory_exactly(tmp_path):
-    clip = _hf_clip_dir(tmp_path)
+    clip = save_tiny_hf_clip(tmp_path, layers=2)
     model, report = load_pretrained(tmp_path)
     model.eval()
     pixels, ids = torch.randn(2, 3, 32, 32), torch.tensor([[0, 5, 6, 1]])
@@ -138,7 +113,7 @@ def test_load_plain_hf_clip_directory_exactly(tmp_path):
 
 
 def test_missing_backbone_weight_is_refused(tmp_path):
-    _hf_clip_dir(tmp_path)
+    save_tiny_hf_clip(tmp_path, layers=2)
     weights = tmp_path / "model.safetensors"
     state = load_file(weights)
     del state["text_model.final_layer_norm.weight"]
