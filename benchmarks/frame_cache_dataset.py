@@ -64,14 +64,14 @@ def _median_ms(function, repeats: int = REPEATS) -> float:
 
 
 def main() -> None:
-    from fgclip.data.cache_clips import cache_clips
     from fgclip.data.dataset import CLIP_MEAN, CLIP_STD, ClipDataset, SamplingOptions
     from fgclip.data.formats.cliplist import read_clip_list
     from fgclip.data.frame_cache import FrameCache
     from fgclip.data.paths import VideoResolver
-    from fgclip.data.synth import synth_vocabulary
     from fgclip.data.text import CaptionTokenizer, build_word_tokenizer
     from fgclip.data.video import clear_index_cache
+    from fgclip.tools.cache_clips import cache_clips
+    from fgclip.tools.synth import synth_vocabulary
 
     bench = _decode_speed_module()
     tokenizer = CaptionTokenizer(build_word_tokenizer(synth_vocabulary()))

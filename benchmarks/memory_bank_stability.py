@@ -26,12 +26,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from fgclip.builders import dataset_from_manifests, model_image_size
+from fgclip.commands.demo import demo_config_path, synth_data_overrides
+from fgclip.commands.train import train
 from fgclip.config import load_config
-from fgclip.data.synth import generate
-from fgclip.demo import demo_config_path, synth_data_overrides
 from fgclip.evaluation.evaluate import embed_dataset, retrieval_metrics
-from fgclip.training.plots import read_metrics
-from fgclip.training.run import build_dataset, train
+from fgclip.tools.synth import generate
+from fgclip.training.loss_plot import read_metrics
 
 
 @dataclass(frozen=True)
@@ -59,11 +60,11 @@ def run_one(setting: Setting, seed: int, data: Path, out: Path, args) -> dict:
         "1",
         "--model.tiny",
         args.tiny,
-        "--memory_bank_size",
+        "--bank.size",
         str(setting.size),
-        "--memory_bank_warmup_steps",
+        "--bank.warmup_steps",
         str(args.warmup),
-        "--memory_bank_max_age",
+        "--bank.max_age",
         "null" if setting.max_age is None else str(setting.max_age),
         "--train.output_dir",
         str(out),
@@ -93,8 +94,8 @@ def run_one(setting: Setting, seed: int, data: Path, out: Path, args) -> dict:
     started = time.perf_counter()
     outcome = train(config)
     seconds = time.perf_counter() - started
-    dataset = build_dataset(
-        config.data, config.data.eval_manifests, outcome.tokenizer, outcome.model, train=False
+    dataset = dataset_from_manifests(
+        config.data, config.data.eval_manifests, outcome.tokenizer, model_image_size(outcome.model), train=False
     )
     embedded = embed_dataset(outcome.model, dataset, outcome.tokenizer.pad_token_id, progress=False)
     region = retrieval_metrics(embedded)["region"]

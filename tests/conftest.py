@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from fgclip.cli import main
-from fgclip.demo import demo_config_path
+from fgclip.commands.demo import demo_config_path
 
 TINY_MODEL = (
     "{image_size: 32, patch_size: 8, vision_width: 32, vision_layers: 2, text_width: 32, text_layers: 1, "
@@ -54,9 +54,9 @@ def _train_args(synth: Path, output_dir: Path, *overrides: str) -> list[str]:
         "--logging_steps",
         "1",
         # the demo trains without a bank; training tests exercise it (a test's own overrides come later and win)
-        "--memory_bank_size",
+        "--bank.size",
         "32",
-        "--memory_bank_warmup_steps",
+        "--bank.warmup_steps",
         "50",
         *overrides,
     ]

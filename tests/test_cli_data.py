@@ -228,4 +228,4 @@ def test_cache_refuses_a_manifest_with_errors_unless_skipping(videos, tmp_path, 
     assert main(command) == 1
     assert "entry 1" in capsys.readouterr().err and not (tmp_path / "c").exists()
     assert main(command + ["--skip-invalid"]) == 0
-    assert "1 bad entries left out" in capsys.readouterr().err
+    assert "1 error(s): bad entries LEFT OUT" in capsys.readouterr().err  # the training run's own summary

@@ -7,12 +7,13 @@ import json
 import pytest
 import torch
 
+from fgclip import builders, checks
+from fgclip.builders import read_clips
 from fgclip.cli import main
-from fgclip.config import load_config
-from fgclip.demo import demo_config_path
-from fgclip.doctor import leaked_clips, run_doctor
-from fgclip.training import run
-from fgclip.training.run import read_clips
+from fgclip.commands import train as run
+from fgclip.commands.demo import demo_config_path
+from fgclip.config import ConfigError, load_config
+from fgclip.tools.doctor import run_doctor
 
 
 def _data_args(synth, manifest="train.json"):
@@ -34,7 +35,7 @@ def _findings(capsys) -> dict[str, list[dict]]:
 def test_demo_config_is_healthy_and_every_check_reports_its_numbers(tiny_synth, tmp_path, capsys):
     argv = [
         "doctor", str(demo_config_path()), *_data_args(tiny_synth), "--output_dir", str(tmp_path / "run"),
-        "--memory_bank_size", "32", "--memory_bank_warmup_steps", "50",  # the demo trains without a bank
+        "--bank.size", "32", "--bank.warmup_steps", "50",  # the demo trains without a bank
     ]  # fmt: skip
     assert main([*argv, "--world-size", "2", "--json"]) == 0
     found = _findings(capsys)
@@ -59,15 +60,15 @@ def test_errors_are_found_and_exit_code_is_1(tiny_synth, tmp_path, capsys):
     (tmp_path / "run" / "checkpoint-5").mkdir(parents=True)
     argv = [
         "doctor", str(demo_config_path()), *_data_args(tiny_synth, manifest="test.json"),
-        "--output_dir", str(tmp_path / "run"), "--max_steps", "40", "--warmup_steps", "10",
-        "--memory_bank_size", "32", "--memory_bank_warmup_steps", "40", "--num_frames", "200", "--gradient_accumulation_steps", "4",
+        "--output_dir", str(tmp_path / "run"), "--max_steps", "40", "--train.warmup_steps", "10",
+        "--bank.size", "32", "--bank.warmup_steps", "40", "--num_frames", "200", "--gradient_accumulation_steps", "4",
         "--per_device_batch_size", "2", "--json",
     ]  # fmt: skip
     assert main(argv) == 1
     found = _findings(capsys)
     errors = {f["check"] for fs in found.values() for f in fs if f["severity"] == "error"}
     assert errors == {"output_dir", "memory_bank.warmup", "leakage"}
-    assert "memory_bank_warmup_steps=40 >= train.max_steps=40" in found["memory_bank.warmup"][0]["message"]
+    assert "bank.warmup_steps=40 >= train.max_steps=40" in found["memory_bank.warmup"][0]["message"]
     assert "6 training clip(s) from 6 test video(s)" in found["leakage"][0]["message"]
     warnings = {f["check"] for fs in found.values() for f in fs if f["severity"] == "warning"}
     assert {"accumulation", "frames", "negatives.region", "negatives.global"} <= warnings
@@ -77,13 +78,13 @@ def test_errors_are_found_and_exit_code_is_1(tiny_synth, tmp_path, capsys):
 
 def test_model_checks_find_bf16_parameters_frozen_heads_and_temperatures(monkeypatch, tmp_path):
     config = load_config(demo_config_path(), ["--model.tiny", "{vision_width: 32, text_width: 32, heads: 2}"])
-    tokenizer = run.build_tokenizer(config.model)
-    model, _ = run.build_model(config.model, tokenizer)
+    tokenizer = builders.build_tokenizer(config.model)
+    model, _ = builders.build_model(config.model, tokenizer)
     model.to(torch.bfloat16)
     model.roi_projection.requires_grad_(False)
     with torch.no_grad():
         model.logit_scale.fill_(1.0)  # x2.7: far too soft for cosine similarities
-    monkeypatch.setattr(run, "build_model", lambda section, tokenizer: (model, None))
+    monkeypatch.setattr(builders, "build_model", lambda section, tokenizer: (model, None))
     findings = run_doctor(config, read_data=False)
     messages = {(f.severity, f.check): f.message for f in findings}
     assert "trainable parameters in torch.bfloat16" in messages[("error", "precision")]
@@ -94,14 +95,20 @@ def test_model_checks_find_bf16_parameters_frozen_heads_and_temperatures(monkeyp
     assert "logit_scale start below x10" in messages[("warning", "temperatures")]
 
 
-def test_leakage_matches_by_file_name(tiny_synth, tmp_path):
-    config = load_config(None, _data_args(tiny_synth, manifest="test.json"))
-    clips = read_clips(config.data, config.data.train_manifests)
+@pytest.mark.parametrize("layout", ["path", "ucf_annotation_line"])
+def test_doctor_and_train_agree_on_leakage(tiny_synth, tmp_path, layout):
+    """One test-list reading for both: a path line, or a UCF-style temporal-annotation line (`Name  Class
+    s1 e1 s2 e2`), which the doctor's own `Path(line).stem` rule once missed while train refused it."""
+    clips = read_clips(load_config(None, _data_args(tiny_synth)).data, [str(tiny_synth / "train.json")])
+    video = clips[0].video
     test_list = tmp_path / "test_list.txt"
-    test_list.write_text(f"Elsewhere/{clips[0].video.name}\nOther/Unrelated001_x264.mp4\n")
-    assert [c.sample_id for c in leaked_clips(test_list, clips)] == [
-        c.sample_id for c in clips if c.video.name == clips[0].video.name
-    ]
+    line = f"Elsewhere/{video.name}" if layout == "path" else f"{video.stem}  Abuse  10  20  -1  -1"
+    test_list.write_text(f"{line}\nOther/Unrelated001_x264.mp4\n")
+    config = load_config(None, [*_data_args(tiny_synth), "--data.test_list", str(test_list)])
+    findings = [f for f in run_doctor(config, read_data=True) if f.check == "leakage"]
+    assert [f.severity for f in findings] == ["error"] and video.stem in findings[0].message
+    with pytest.raises(ConfigError, match="Refusing to train on test videos"):
+        checks.check_leakage(config.data, clips)
 
 
 @pytest.mark.parametrize("flag", ["--no-data"])

@@ -1,7 +1,7 @@
 """`fgclip eval / infer / export-features` on a tiny synthetic run, through the real entry point.
 
 The demo's evaluation (on the model it just trained, in memory) and `fgclip eval` (on the model saved to
-disk) must report the same numbers: both go through `fgclip.evaluation.run.evaluate`.
+disk) must report the same numbers: both go through `fgclip.builders.evaluate`.
 """
 
 import csv
@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 
 from fgclip.cli import main
+from fgclip.commands.demo import _demo_overrides, demo_config_path, evaluate_run
+from fgclip.commands.train import train
 from fgclip.config import load_config
-from fgclip.data.synth import generate
 from fgclip.data.video import video_frame_times
-from fgclip.demo import _demo_overrides, demo_config_path, evaluate_run
-from fgclip.training.run import train
+from fgclip.tools.synth import generate
 
 TINY = "{image_size: 32, patch_size: 8, vision_width: 32, vision_layers: 1, text_width: 32, text_layers: 1, heads: 2, projection_dim: 16}"
 SHARED_KEYS = ("clip_retrieval_R@1", "region_retrieval_R@1", "frame_auc", "frame_ap", "retrieval",

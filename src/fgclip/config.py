@@ -1,8 +1,9 @@
 """Experiment configuration: typed dataclasses, YAML files, `--key value` overrides. Unknown keys are errors.
 
-A config has four sections — model, data, loss, train (plus eval). Model hyperparameters that travel with
-the checkpoint (memory bank, temporal module, temperatures) are `FGCLIPConfig` fields and are given in
-the `model` section under their own names.
+A config has six sections — model, data, loss, bank, train, eval. Model hyperparameters that travel with
+the checkpoint (temporal module, temperatures) are `FGCLIPConfig` fields and are given in the `model`
+section under their own names. The loss section has one `<term>_weight` per loss term of
+`fgclip.losses.terms.LOSS_TERMS`; the bank section is `fgclip.losses.memory_bank.MemoryBankOptions`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from typing import Any
 
 import yaml
 
+from fgclip.losses.memory_bank import MemoryBankOptions
+from fgclip.losses.terms import LOSS_TERMS
 from fgclip.model.configuration import FGCLIPConfig
 
 
@@ -34,12 +37,10 @@ MODEL_OPTIONS = (
     "region_pooling",
     "long_text_max_positions",
     "long_text_keep_positions",
-    "memory_bank_size",
-    "memory_bank_warmup_steps",
-    "memory_bank_per_label",
-    "memory_bank_max_age",
-    "memory_bank_fill_during_warmup",
 )
+# Run configs written before the `bank` section kept the bank options in `model` (old checkpoints carry them).
+LEGACY_BANK_KEYS = {f"memory_bank_{f.name}": f.name for f in dataclasses.fields(MemoryBankOptions)}
+LEGACY_BANK_KEYS["memory_bank_size"] = "size"
 
 
 @dataclass
@@ -67,6 +68,9 @@ class DataSection:
     open_track_end: str = "video_end"  # Label Studio tracks ending on an enabled keyframe: or "last_keyframe"
     # Label Studio: the task `data` field holding the global caption (default: caption, else category)
     labelstudio_caption_field: str | None = None
+    normal_dict_video_prefix: str = (
+        ""  # legacy normal-clip dicts (format 3): prepended to their bare video names
+    )
     image_caption_field: str = "caption"  # image records (format 6): "caption" or "short_caption"
     num_frames: int = 8
     image_size: int | None = None  # default: the model's
@@ -82,11 +86,12 @@ class DataSection:
     frame_cache: str | None = None  # a `fgclip data cache` folder: frames come from it, never decoded
 
 
-@dataclass
-class LossSection:
-    global_weight: float = 1.0
-    region_weight: float = 1.0
-    hard_negative_weight: float = 1.0
+# `loss.<term>_weight` for every term of the loss-term table, so a new term needs no edit here.
+LossSection = dataclasses.make_dataclass(
+    "LossSection",
+    [(term.weight_field, float, field(default=term.default_weight)) for term in LOSS_TERMS],
+)
+LossSection.__doc__ = "Weight of each loss term (0 turns it off; fgclip.losses.terms.LOSS_TERMS)."
 
 
 # CLIP encoder-layer submodules LoRA can adapt: attention (q/k/v/out) and MLP (fc1/fc2).
@@ -135,8 +140,15 @@ class TrainSection:
     lora: LoraSection | None = None  # `lora: {}` turns LoRA on with the defaults
 
 
+# fgclip.evaluation.evaluators.EVALUATORS, repeated so that reading a config imports no evaluation code
+EVALUATORS = ("retrieval", "hard_negatives", "region_classification", "frame_anomaly")
+
+
 @dataclass
 class EvalSection:
+    evaluators: list[str] = field(
+        default_factory=lambda: list(EVALUATORS)
+    )  # run those whose inputs are given
     prompts: str | None = None  # JSON {"normal": [...], "anomaly": {class: [...]}}
     temporal_annotations: str | None = None  # UCF-Crime-style ground truth for frame-level AUC
     snippet_frames: int = 16
@@ -149,6 +161,7 @@ class ExperimentConfig:
     model: ModelSection = field(default_factory=ModelSection)
     data: DataSection = field(default_factory=DataSection)
     loss: LossSection = field(default_factory=LossSection)
+    bank: MemoryBankOptions = field(default_factory=MemoryBankOptions)
     train: TrainSection = field(default_factory=TrainSection)
     eval: EvalSection = field(default_factory=EvalSection)
 
@@ -207,6 +220,7 @@ _SECTIONS = {
     "model": ModelSection,
     "data": DataSection,
     "loss": LossSection,
+    "bank": MemoryBankOptions,
     "train": TrainSection,
     "eval": EvalSection,
 }
@@ -215,7 +229,7 @@ _SECTIONS = {
 def _section_keys(section: str) -> set[str]:
     keys = {f.name for f in dataclasses.fields(_SECTIONS[section])}
     if section == "model":
-        keys = (keys - {"options"}) | set(MODEL_OPTIONS)
+        keys = (keys - {"options"}) | set(MODEL_OPTIONS) | set(LEGACY_BANK_KEYS)
     return keys
 
 
@@ -248,7 +262,18 @@ def _unknown(key: str, section: str) -> str:
     return f"unknown key {key!r} in section {section!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
 
 
+def move_legacy_bank_keys(raw: dict) -> None:
+    """`model.memory_bank_size: 32` (before the bank section existed) -> `bank.size: 32`."""
+    model = raw.get("model") or {}
+    for old, new in LEGACY_BANK_KEYS.items():
+        if isinstance(model, dict) and old in model:
+            bank = raw.setdefault("bank", {}) or {}
+            bank.setdefault(new, model.pop(old))
+            raw["bank"] = bank
+
+
 def _build(raw: dict, source: str) -> ExperimentConfig:
+    move_legacy_bank_keys(raw)
     unknown = set(raw) - set(_SECTIONS)
     if unknown:
         raise ConfigError(
@@ -281,7 +306,10 @@ def _typed(cls, values: dict, where: str):
             raise ConfigError(f"{where}.{key} = {value!r} is not of type {_type_name(hints[key])}")
         if hints[key] is float and isinstance(value, int):
             values[key] = float(value)
-    return cls(**values)
+    try:
+        return cls(**values)
+    except ValueError as error:  # a library dataclass's own check (e.g. MemoryBankOptions)
+        raise ConfigError(f"{where}: {error}") from error
 
 
 def _dataclass_of(hint: Any) -> type | None:
@@ -389,6 +417,9 @@ def check_config(config: ExperimentConfig) -> None:
     if data.max_hard_negatives < 0:
         raise ConfigError(f"data.max_hard_negatives must be >= 0, got {data.max_hard_negatives}")
     _check_data_choices(data)
+    unknown_evaluators = sorted(set(config.eval.evaluators) - set(EVALUATORS))
+    if unknown_evaluators:
+        raise ConfigError(f"eval.evaluators: unknown {unknown_evaluators}; choose from {list(EVALUATORS)}")
     weights = dataclasses.asdict(config.loss)
     if any(w < 0 for w in weights.values()) or not any(weights.values()):
         raise ConfigError(f"loss weights must be >= 0 and not all zero, got {weights}")

@@ -10,15 +10,15 @@ import torch
 from PIL import Image
 from stand_ins import index_video, read_index
 
-from fgclip.data.cache_clips import cache_clips
 from fgclip.data.dataset import CLIP_MEAN, CLIP_STD, ClipDataset, SamplingOptions
 from fgclip.data.formats import load_manifest
 from fgclip.data.formats.cliplist import read_clip_list
 from fgclip.data.frame_cache import FrameCache, FrameCacheMiss
 from fgclip.data.paths import VideoResolver
-from fgclip.data.synth import synth_vocabulary
 from fgclip.data.text import CaptionTokenizer, build_word_tokenizer
 from fgclip.data.video import VideoError, decode_frames
+from fgclip.tools.cache_clips import cache_clips
+from fgclip.tools.synth import synth_vocabulary
 
 SIZE = 64
 NATIVE_FPS, ANNOTATION_FPS = 30.0, 25.0

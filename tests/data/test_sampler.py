@@ -4,7 +4,8 @@ from collections import Counter
 
 import pytest
 
-from fgclip.data.sampler import BalancedBatchSampler, GroupedShuffleSampler, SamplerEpochCallback
+from fgclip.data.sampler import BalancedBatchSampler, GroupedShuffleSampler
+from fgclip.training.callbacks import SamplerEpochCallback
 
 
 def test_groups_stay_adjacent_and_order_depends_on_seed_and_epoch():

@@ -18,7 +18,8 @@ import torch
 from torch.utils.data import Dataset
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
-from fgclip.data.sampler import BalancedBatchSampler, SamplerEpochCallback
+from fgclip.data.sampler import BalancedBatchSampler
+from fgclip.training.callbacks import SamplerEpochCallback
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 LABELS = [0] * 14 + [1] * 6  # 14 normal, 6 abnormal clips
@@ -57,7 +58,7 @@ RANK_SCRIPT = textwrap.dedent(
     # What the Trainer does when it resumes 2 batches into epoch 1: a skip_first_batches copy of the loader,
     # then set_epoch on it (and on its batch_sampler.batch_sampler) -- with and without SamplerEpochCallback.
     from accelerate import skip_first_batches
-    from fgclip.data.sampler import SamplerEpochCallback
+    from fgclip.training.callbacks import SamplerEpochCallback
     from types import SimpleNamespace
 
     resumed = {}

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from fgclip.data.formats.cliplist import ReadOptions, read_clip_list, read_hard_negatives
-from fgclip.data.synth import (
+from fgclip.data.tracks import box_at
+from fgclip.tools.synth import (
     COLOURS,
     EVENT_CLASSES,
     EVENT_VERBS,
@@ -31,7 +32,6 @@ from fgclip.data.synth import (
     tokenize_caption,
     twin_of,
 )
-from fgclip.data.tracks import box_at
 
 NUM_VIDEOS = 12
 SEED = 0

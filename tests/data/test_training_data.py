@@ -7,11 +7,12 @@ from types import SimpleNamespace
 
 import pytest
 
+from fgclip.builders import read_clips, train_sampler
+from fgclip.checks import check_leakage
 from fgclip.config import ConfigError, load_config
 from fgclip.data.errors import ManifestError
 from fgclip.data.records import ABNORMAL, NORMAL, Clip
 from fgclip.data.sampler import BalancedBatchSampler, GroupedShuffleSampler
-from fgclip.training.run import check_leakage, read_clips, train_sampler
 
 GOOD = {
     "video": "UCF/Abuse/Abuse028_x264.mp4",

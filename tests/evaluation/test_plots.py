@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from fgclip.evaluation.plots import _runs, plot_roc, plot_timeline
+from fgclip.evaluation.figures import _runs, plot_roc, plot_timeline
 
 
 def test_runs_of_abnormal_frames_are_inclusive():

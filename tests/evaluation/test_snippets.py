@@ -6,6 +6,7 @@ import torch
 
 from fgclip.data.dataset import to_pixel_values
 from fgclip.data.frame_cache import FrameCache
+from fgclip.data.frames import FrameSource
 from fgclip.data.video import decode_frames, video_frame_times, write_video
 from fgclip.evaluation.anomaly import (
     SnippetLayout,
@@ -13,7 +14,7 @@ from fgclip.evaluation.anomaly import (
     frame_ground_truth,
     frame_level_metrics,
 )
-from fgclip.evaluation.snippets import SnippetFrames, embed_video_snippets, score_snippets
+from fgclip.evaluation.snippets import embed_video_snippets, score_snippets
 from fgclip.evaluation.zeroshot import PromptBank
 from fgclip.model.configuration import tiny_config
 from fgclip.model.modeling import FGCLIPModel
@@ -41,6 +42,11 @@ def model():
     return FGCLIPModel(config).eval()
 
 
+def _snippets(source: FrameSource, video, layout: SnippetLayout, times):
+    samples, full = layout.sample_frames(), layout.num_full_snippets
+    return source.snippets(video, samples, full, layout.snippet_frames, times)
+
+
 @pytest.mark.parametrize(
     ("num_frames", "frames_per_snippet"), [(5, 8), (17, 8), (50, 8), (50, 5), (40, 16), (17, 1)]
 )
@@ -48,7 +54,7 @@ def test_streamed_snippets_are_the_sampled_frames(videos, num_frames, frames_per
     video = videos[num_frames]
     times = video_frame_times(video)
     layout = SnippetLayout(len(times), 16, frames_per_snippet)
-    streamed = list(SnippetFrames(SIZE).snippets(video, layout, times))
+    streamed = list(_snippets(FrameSource(SIZE), video, layout, times))
     expected = layout.sample_frames()  # (S, F)
     assert len(streamed) == layout.num_snippets
     for snippet, indices in zip(streamed, expected, strict=True):
@@ -67,7 +73,7 @@ def test_embeddings_match_a_whole_video_reference_for_any_batch_size(videos, mod
         reference = model.clip_embeddings(frame_embeds, torch.ones(layout.num_snippets, 4, dtype=torch.bool))
     for batch_frames in (1, 8, 1000):
         snippets = embed_video_snippets(
-            model, video, SnippetFrames(SIZE), frames_per_snippet=4, batch_frames=batch_frames
+            model, video, FrameSource(SIZE), frames_per_snippet=4, batch_frames=batch_frames
         )
         assert snippets.embeds.shape == (4, 16)
         assert np.allclose(snippets.embeds, reference.numpy(), atol=1e-5)
@@ -80,7 +86,7 @@ def test_scores_and_ground_truth_have_equal_length_for_every_video(videos, model
                       torch.tensor([0, 1]), logit_scale=10.0)  # fmt: skip
     scores, counts, annotations = {}, {}, {}
     for num_frames, video in videos.items():
-        result = score_snippets(embed_video_snippets(model, video, SnippetFrames(SIZE)), bank)
+        result = score_snippets(embed_video_snippets(model, video, FrameSource(SIZE)), bank)
         name = video.stem
         annotation = TemporalAnnotation(name, "A", ((num_frames // 2, num_frames - 1),))
         truth = frame_ground_truth(len(video_frame_times(video)), annotation)
@@ -95,21 +101,21 @@ def test_frame_cache_is_written_then_read(videos, tmp_path):
     video = videos[40]
     times = video_frame_times(video)
     layout = SnippetLayout(len(times), 16, 8)
-    decoded = list(SnippetFrames(SIZE).snippets(video, layout, times))
-    source = SnippetFrames(SIZE, FrameCache(tmp_path / "cache", size=(SIZE, SIZE)), write_cache=True)
-    cached = list(source.snippets(video, layout, times))
+    decoded = list(_snippets(FrameSource(SIZE), video, layout, times))
+    source = FrameSource(SIZE, FrameCache(tmp_path / "cache", size=(SIZE, SIZE)), write_cache=True)
+    cached = list(_snippets(source, video, layout, times))
     assert source.used == {"decoded": [], "frame_cache": [str(video)]}
     assert len(cached) == len(decoded)
     for a, b in zip(cached, decoded, strict=True):
         assert np.abs(a.astype(int) - b.astype(int)).mean() < 3  # JPEG loss only: the same frames
-    reader = SnippetFrames(SIZE, FrameCache(tmp_path / "cache", size=(SIZE, SIZE)))
-    list(reader.snippets(video, layout, times))
+    reader = FrameSource(SIZE, FrameCache(tmp_path / "cache", size=(SIZE, SIZE)))
+    list(_snippets(reader, video, layout, times))
     assert reader.used["frame_cache"] == [str(video)]  # a later run reads the cache without writing
 
 
 def test_without_a_covering_cache_the_video_is_decoded(videos, tmp_path):
     video = videos[16]
     times = video_frame_times(video)
-    source = SnippetFrames(SIZE, FrameCache(tmp_path / "empty", size=(SIZE, SIZE)))
-    list(source.snippets(video, SnippetLayout(len(times), 16, 8), times))
+    source = FrameSource(SIZE, FrameCache(tmp_path / "empty", size=(SIZE, SIZE)))
+    list(_snippets(source, video, SnippetLayout(len(times), 16, 8), times))
     assert source.used == {"decoded": [str(video)], "frame_cache": []}

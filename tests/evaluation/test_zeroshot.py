@@ -91,7 +91,16 @@ def test_prompt_set_from_dict_keeps_class_order():
 
 
 def test_cli_choices_match_the_scoring_rules():
-    from fgclip.evaluation import commands, zeroshot
+    from fgclip import builders
+    from fgclip.commands import _checkpoint as commands
+    from fgclip.evaluation import zeroshot
 
     assert commands.SCORING_CHOICES == zeroshot.SCORING_RULES
-    assert commands.DEFAULT_SCORING == zeroshot.DEFAULT_SCORING
+    assert commands.DEFAULT_SCORING == zeroshot.DEFAULT_SCORING == builders.EvalOptions().scoring
+
+
+def test_config_names_every_evaluator():
+    from fgclip import config
+    from fgclip.evaluation.evaluators import EVALUATORS
+
+    assert tuple(EVALUATORS) == config.EVALUATORS

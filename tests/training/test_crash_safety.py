@@ -76,8 +76,8 @@ def test_kill_during_save_keeps_the_previous_checkpoint(tiny_synth, tmp_path, tr
     previous = run / "checkpoint-2"
     for name in ("model.safetensors", "optimizer.pt", "scheduler.pt", "rng_state.pth", "trainer_state.json"):
         assert (previous / name).is_file(), name
-    model = FGCLIPModel.from_pretrained(previous)
-    assert model.memory_bank is not None
+    FGCLIPModel.from_pretrained(previous)  # a complete, loadable model
+    assert any(key.startswith("memory_bank.") for key in load_file(previous / "model.safetensors"))
     assert latest_checkpoint(run) == previous
 
     assert main([*train_args(tiny_synth, run, *steps), "--resume", "latest"]) == 0

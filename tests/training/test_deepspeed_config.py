@@ -14,10 +14,10 @@ import torch
 from accelerate.utils.deepspeed import HfDeepSpeedConfig
 from transformers.integrations.deepspeed import HfTrainerDeepSpeedConfig
 
+from fgclip.builders import training_arguments
 from fgclip.config import ConfigError, check_deepspeed_file, load_config
 from fgclip.model.configuration import tiny_config
 from fgclip.model.modeling import FGCLIPModel
-from fgclip.training.run import training_arguments
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "deepspeed_zero2.json"
 

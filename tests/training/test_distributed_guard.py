@@ -12,7 +12,7 @@ from gloo_workers import free_port, init_gloo, shutdown_gloo, spawn
 from torch import nn
 
 from fgclip.training.nonfinite import DUMP_FILE, NonFiniteGuard
-from fgclip.training.report import StepReport
+from fgclip.training.step_report import StepReport
 
 
 def _worker(rank: int, world_size: int, port: int, out_dir: str):

@@ -6,19 +6,24 @@ from __future__ import annotations
 import torch
 from transformers import TrainerCallback
 
+from fgclip import builders
+from fgclip.commands import train as run
 from fgclip.config import load_config
 from fgclip.data.collate import ClipCollator
-from fgclip.losses.objective import FGCLIPObjective, LossWeights
-from fgclip.training import run
+from fgclip.losses.memory_bank import MemoryBankOptions
+from fgclip.losses.objective import FGCLIPObjective
+from fgclip.losses.task import AlignmentTask
 from fgclip.training.lora import unwrap_model
 
 
 def _model_and_batch(tiny_synth, train_args, tmp_path):
-    argv = train_args(tiny_synth, tmp_path, "--memory_bank_size", "0")
+    argv = train_args(tiny_synth, tmp_path, "--bank.size", "0")
     config = load_config(argv[1], argv[2:])
-    tokenizer = run.build_tokenizer(config.model)
-    model, _ = run.build_model(config.model, tokenizer)
-    dataset = run.build_dataset(config.data, config.data.train_manifests, tokenizer, model, train=False)
+    tokenizer = builders.build_tokenizer(config.model)
+    model, _ = builders.build_model(config.model, tokenizer)
+    dataset = builders.dataset_from_manifests(
+        config.data, config.data.train_manifests, tokenizer, builders.model_image_size(model), train=False
+    )
     batch = ClipCollator(tokenizer.pad_token_id)([dataset[i] for i in range(3)])
     return model, batch
 
@@ -35,8 +40,7 @@ def _gradients_and_mlp_calls(model, batch) -> tuple[dict[str, torch.Tensor], dic
         for key, layer in layers.items()
     ]
     model.zero_grad()
-    objective = FGCLIPObjective(LossWeights())
-    objective.total(objective(model(**batch), batch)[0]).backward()
+    AlignmentTask(FGCLIPObjective({}), MemoryBankOptions(size=0))(model, batch, step=0).loss.backward()
     for hook in hooks:
         hook.remove()
     return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}, calls

@@ -11,14 +11,14 @@ import torch
 from peft import PeftModel
 from safetensors.torch import load_file
 
-from fgclip import FGCLIPModel
+from fgclip import FGCLIPModel, builders, checks
 from fgclip.cli import main
+from fgclip.commands import train as run
 from fgclip.config import ConfigError, LoraSection, load_config
 from fgclip.data.collate import ClipCollator
-from fgclip.data.synth import synth_vocabulary
 from fgclip.data.text import build_word_tokenizer
 from fgclip.model.configuration import tiny_config
-from fgclip.training import run
+from fgclip.tools.synth import synth_vocabulary
 from fgclip.training.lora import LORA_STATE_FILE, apply_lora, unwrap_model
 from fgclip.training.trainer import GroupRates, param_groups
 
@@ -77,16 +77,16 @@ def test_param_groups_and_frozen_head_check_on_the_peft_model():
     assert any(p is lora_a for p in groups["text/decay"]["params"]) and groups["text/decay"]["lr"] == 1e-5
 
     loss = load_config(None).loss
-    run.check_heads_trainable(model, loss)
+    checks.check_heads_trainable(model, loss)
     unwrap_model(model).roi_projection.requires_grad_(False)
     with pytest.raises(ConfigError, match="roi_projection \\(used by the region and hard_negative loss\\)"):
-        run.check_heads_trainable(model, loss)
+        checks.check_heads_trainable(model, loss)
 
 
 def test_lora_run_saves_a_merged_model_that_from_pretrained_loads(tiny_synth, tmp_path, train_args):
     argv = train_args(
         tiny_synth, tmp_path / "run", "--max_steps", "2", "--per_device_batch_size", "3",
-        "--warmup_steps", "0", "--learning_rate", "0.01", *LORA,
+        "--train.warmup_steps", "0", "--learning_rate", "0.01", *LORA,
     )  # fmt: skip
     outcome = run.train(load_config(argv[1], argv[2:]))
     adapted = outcome.model  # the FGCLIPModel with its live LoRA layers
@@ -98,11 +98,11 @@ def test_lora_run_saves_a_merged_model_that_from_pretrained_loads(tiny_synth, tm
     folded = merged.text_model.encoder.layers[0].self_attn.q_proj.weight
     assert (folded - q_proj.base_layer.weight).abs().max() > 1e-3
 
-    dataset = run.build_dataset(
+    dataset = builders.dataset_from_manifests(
         load_config(argv[1], argv[2:]).data,
         [str(tiny_synth / "train.json")],
         outcome.tokenizer,
-        merged,
+        builders.model_image_size(merged),
         train=False,
     )
     batch = ClipCollator(outcome.tokenizer.pad_token_id)([dataset[i] for i in range(3)])

@@ -9,8 +9,8 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from transformers import TrainerCallback
 
+from fgclip.commands import train as run
 from fgclip.config import load_config
-from fgclip.training import run
 from fgclip.training.callbacks import PLOT_FILE, console_line
 
 
@@ -25,9 +25,9 @@ class PlotWatcher(TrainerCallback):
 def test_rows_console_tensorboard_and_plot(tiny_synth, tmp_path, train_args, read_rows, capsys):
     out = tmp_path / "run"
     argv = train_args(
-        tiny_synth, out, "--max_steps", "4", "--per_device_batch_size", "3", "--warmup_steps", "2",
-        "--learning_rate", "1e-3", "--text_lr", "1e-4", "--save_steps", "2", "--memory_bank_size", "8",
-        "--memory_bank_warmup_steps", "2",
+        tiny_synth, out, "--max_steps", "4", "--per_device_batch_size", "3", "--train.warmup_steps", "2",
+        "--learning_rate", "1e-3", "--text_lr", "1e-4", "--save_steps", "2", "--bank.size", "8",
+        "--bank.warmup_steps", "2",
     )  # fmt: skip
     watcher = PlotWatcher(out)
     run.train(load_config(argv[1], argv[2:]), callbacks=[watcher])

@@ -9,9 +9,9 @@ import torch
 from transformers import TrainerCallback
 
 from fgclip.cli import main
+from fgclip.commands import train as run
 from fgclip.config import load_config
 from fgclip.losses.objective import FGCLIPObjective
-from fgclip.training import run
 from fgclip.training.nonfinite import DUMP_FILE
 
 
@@ -49,7 +49,7 @@ def test_nonfinite_micro_batch_skips_the_step_and_never_reaches_the_bank(
     history = ParameterHistory()
     argv = train_args(
         tiny_synth, tmp_path / "run", "--max_steps", "3", "--per_device_batch_size", "3",
-        "--gradient_accumulation_steps", "2", "--memory_bank_size", "32", "--memory_bank_warmup_steps", "1",
+        "--gradient_accumulation_steps", "2", "--bank.size", "32", "--bank.warmup_steps", "1",
         "--save_steps", "3",
     )  # fmt: skip
     outcome = run.train(load_config(argv[1], argv[2:]), callbacks=[history])

@@ -9,13 +9,16 @@ import pytest
 import torch
 from transformers import TrainerCallback
 
+from fgclip.commands import train as run
 from fgclip.config import load_config
-from fgclip.data.synth import synth_vocabulary
 from fgclip.data.text import build_word_tokenizer
-from fgclip.losses.objective import FGCLIPObjective, LossWeights
+from fgclip.losses.memory_bank import MemoryBankOptions
+from fgclip.losses.objective import FGCLIPObjective
+from fgclip.losses.task import AlignmentTask
+from fgclip.losses.terms import TEMPERATURES
 from fgclip.model.configuration import tiny_config
 from fgclip.model.modeling import FGCLIPModel
-from fgclip.training import run
+from fgclip.tools.synth import synth_vocabulary
 from fgclip.training.trainer import FGCLIPTrainer, GroupRates, param_groups
 
 TINY = dict(
@@ -104,9 +107,9 @@ def test_temperatures_are_clamped_after_every_optimizer_step(train_run, read_row
         "0.5",
     )
     rows = read_rows(outcome.output_dir)
-    assert rows[0]["temperature/global"] == pytest.approx(100.0, rel=1e-5)
+    assert rows[0]["temperature/logit_scale"] == pytest.approx(100.0, rel=1e-5)
     for row in rows[1:]:
-        for name in ("global", "region", "hard_negative"):
+        for name in TEMPERATURES:
             assert row[f"temperature/{name}"] <= math.exp(3.0) * (1 + 1e-6), (row["step"], name)
     assert all(float(s.detach()) <= 3.0 for s in outcome.model.logit_scales().values())
 
@@ -141,17 +144,17 @@ def test_accumulation_gives_the_gradient_of_the_mean_micro_batch_loss(train_run,
     capture = FirstStepCapture()
     outcome = train_run(
         "--max_steps", "1", "--per_device_batch_size", "3", "--gradient_accumulation_steps", "2",
-        "--memory_bank_size", "0", "--max_grad_norm", "0", callbacks=[capture],
+        "--bank.size", "0", "--max_grad_norm", "0", callbacks=[capture],
     )  # fmt: skip
     assert len(micro_batches) == 2
 
     reference = FGCLIPModel(outcome.model.config)
     reference.load_state_dict(capture.initial)
     reference.train()
-    objective = FGCLIPObjective(LossWeights())
+    task = AlignmentTask(FGCLIPObjective({}), MemoryBankOptions(size=0))  # what the trainer calls
     losses = []
     for batch in micro_batches:
-        loss = objective.total(objective(reference(**batch), batch)[0])
+        loss = task(reference, batch, step=0).loss
         (loss / len(micro_batches)).backward()
         losses.append(float(loss.detach()))
     for name, parameter in reference.named_parameters():
@@ -170,7 +173,7 @@ def test_batch_6_equals_batch_3_accumulated_twice_when_the_loss_decomposes(train
         capture = FirstStepCapture()
         train_run(
             "--max_steps", "1", "--per_device_batch_size", str(batch),
-            "--gradient_accumulation_steps", str(accumulation), "--memory_bank_size", "0",
+            "--gradient_accumulation_steps", str(accumulation), "--bank.size", "0",
             "--max_grad_norm", "0", "--loss.global_weight", "0", "--loss.region_weight", "0",
             callbacks=[capture],
         )  # fmt: skip

@@ -15,8 +15,8 @@ import torch
 from safetensors.torch import load_file
 
 from fgclip.cli import main
+from fgclip.commands import train as run
 from fgclip.config import ConfigError, load_config
-from fgclip.training import run
 from fgclip.training.checkpoints import (
     STAGING_DIR,
     latest_checkpoint,
@@ -37,11 +37,11 @@ RUN = (
     "5",
     "--save_total_limit",
     "3",
-    "--warmup_steps",
+    "--train.warmup_steps",
     "2",
-    "--memory_bank_warmup_steps",
+    "--bank.warmup_steps",
     "3",
-    "--memory_bank_size",
+    "--bank.size",
     "8",
 )
 
@@ -121,7 +121,7 @@ def test_latest_checkpoint_is_numeric_and_skips_incomplete_folders(tmp_path):
 
 def test_resume_with_other_model_or_loss_settings_is_refused(tmp_path):
     _fake_checkpoint(
-        tmp_path, 5, ["--memory_bank_size", "32", "--loss.region_weight", "1.0", "--train.lora", "{rank: 4}"]
+        tmp_path, 5, ["--bank.size", "32", "--loss.region_weight", "1.0", "--train.lora", "{rank: 4}"]
     )
     config = load_config(
         None,
@@ -130,7 +130,7 @@ def test_resume_with_other_model_or_loss_settings_is_refused(tmp_path):
             str(tmp_path),
             "--resume",
             "latest",
-            "--memory_bank_size",
+            "--bank.size",
             "64",
             "--loss.region_weight",
             "0.5",
@@ -143,7 +143,7 @@ def test_resume_with_other_model_or_loss_settings_is_refused(tmp_path):
     with pytest.raises(ConfigError) as error:
         run.resolve_resume(config)
     message = str(error.value)
-    assert "model.memory_bank_size: checkpoint 32, now 64" in message
+    assert "bank.size: checkpoint 32, now 64" in message
     assert "loss.region_weight: checkpoint 1.0, now 0.5" in message
     assert "train.lora.rank: checkpoint 4, now 8" in message
     assert "learning_rate" not in message
@@ -152,7 +152,7 @@ def test_resume_with_other_model_or_loss_settings_is_refused(tmp_path):
 def test_resume_accepts_a_default_written_out(tmp_path):
     _fake_checkpoint(tmp_path, 5)
     config = load_config(
-        None, ["--train.output_dir", str(tmp_path), "--resume", "latest", "--memory_bank_size", "128"]
+        None, ["--train.output_dir", str(tmp_path), "--resume", "latest", "--bank.size", "128"]
     )
     assert run.resolve_resume(config).name == "checkpoint-5"
 

@@ -8,13 +8,14 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from fgclip import builders, checks
+from fgclip.commands import train as run
 from fgclip.config import ConfigError, load_config
-from fgclip.data.synth import synth_vocabulary
 from fgclip.data.text import build_word_tokenizer
 from fgclip.model.configuration import tiny_config
 from fgclip.model.loading import load_pretrained
 from fgclip.model.modeling import FGCLIPModel
-from fgclip.training import run
+from fgclip.tools.synth import synth_vocabulary
 
 TINY = dict(
     image_size=32,
@@ -48,7 +49,7 @@ def _model(tokenizer, **options) -> FGCLIPModel:
 
 def _train_with(monkeypatch, tmp_path, model, *overrides):
     """Run the real `train` up to its start-up checks with `model` in place of the configured one."""
-    monkeypatch.setattr(run, "build_model", lambda section, tokenizer: (model, None))
+    monkeypatch.setattr(builders, "build_model", lambda section, tokenizer: (model, None))
     config = load_config(
         None, ["--model.tokenizer", "synthetic", "--train.output_dir", str(tmp_path), *overrides]
     )
@@ -92,7 +93,7 @@ def test_bf16_checkpoint_loads_into_trainable_fp32(tmp_path, tokenizer):
     weights = tmp_path / "model.safetensors"
     save_file({k: v.to(torch.bfloat16) for k, v in load_file(weights).items()}, weights)
     model, report = load_pretrained(tmp_path)
-    run.check_precision(model)
+    checks.check_precision(model)
     assert report.cast_to_fp32 == {"torch.bfloat16": len(report.loaded)}
 
 
@@ -103,15 +104,15 @@ def test_openai_pt_without_a_tokenizer_names_the_setting(tmp_path):
     with pytest.raises(
         ConfigError, match=r"an OpenAI CLIP \.pt carries no tokenizer\); set model\.tokenizer"
     ):
-        run.build_tokenizer(section)
+        builders.build_tokenizer(section)
 
 
 def test_tokenizer_of_another_model_is_refused(tokenizer):
     model = _model(tokenizer, max_positions=77)
     model.config.text_config.eos_token_id = tokenizer.eos_token_id + 5
     with pytest.raises(ConfigError, match="pools text at EOS id"):
-        run.check_tokenizer(model, tokenizer)
-    run.check_tokenizer(_model(tokenizer), tokenizer)
+        checks.check_tokenizer(model, tokenizer)
+    checks.check_tokenizer(_model(tokenizer), tokenizer)
 
 
 def test_caption_lengths_must_fit_the_position_tables(tokenizer):
@@ -120,4 +121,4 @@ def test_caption_lengths_must_fit_the_position_tables(tokenizer):
     with pytest.raises(
         ConfigError, match="global_caption_max_length \\(300\\) exceeds the model's long position table"
     ):
-        run.check_caption_lengths(data, model)
+        checks.check_caption_lengths(data, model)

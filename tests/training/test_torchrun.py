@@ -23,7 +23,7 @@ def test_two_process_ddp_training_through_torchrun(tiny_synth, tmp_path, train_a
     run = tmp_path / "run"
     argv = train_args(
         tiny_synth, run, "--max_steps", "4", "--per_device_batch_size", "2", "--save_steps", "2",
-        "--save_total_limit", "3", "--memory_bank_size", "8", "--memory_bank_warmup_steps", "1",
+        "--save_total_limit", "3", "--bank.size", "8", "--bank.warmup_steps", "1",
     )  # fmt: skip
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
     done = subprocess.run(

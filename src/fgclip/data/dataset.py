@@ -17,11 +17,12 @@ import torch
 from torch.utils.data import Dataset
 
 from fgclip.data.frame_cache import FrameCache, FrameCacheMiss
+from fgclip.data.frames import FrameSource
 from fgclip.data.records import FULL_FRAME, Clip, Region
-from fgclip.data.sampling import reserve_region_times, snap_to_frames
+from fgclip.data.sampling import reserve_region_times
 from fgclip.data.text import CaptionTokenizer, caption_key
 from fgclip.data.tracks import box_at, track_extent
-from fgclip.data.video import VideoError, decode_frames, probe_video, video_frame_times
+from fgclip.data.video import VideoError, probe_video
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -78,7 +79,7 @@ def sample_times(
 
 
 class ClipDataset(Dataset):
-    """Map-style dataset of clips; each item is one clip's tensors, padded later by `collate_clips`."""
+    """Map-style dataset of clips; each item is one clip's tensors, padded later by `fgclip.data.collate.ClipCollator`."""
 
     def __init__(
         self,
@@ -90,6 +91,7 @@ class ClipDataset(Dataset):
     ):
         self.clips, self.tokenizer, self.options, self.train = clips, tokenizer, options, train
         self.frame_cache = frame_cache
+        self.frames = FrameSource(options.image_size, frame_cache)
         cached = frame_cache is not None
         missing = [c for c in clips if not (cached and not c.is_image) and not c.video.is_file()]
         if missing:
@@ -133,11 +135,7 @@ class ClipDataset(Dataset):
         tracks = [r.track for r in clip.regions[: self.options.max_regions] if r.track is not None]
         draw = (lambda: float(torch.rand(()))) if self.train else None
         times = reserve_region_times(times, tracks, span, self.options.single_keyframe_hold_s, draw)
-        if self.frame_cache is not None:
-            frames = self.frame_cache.read(clip.video, times, size=size)
-            return snap_to_frames(self.frame_cache.frame_times(clip.video), times), frames
-        frames = decode_frames(clip.video, times, size=size)
-        return snap_to_frames(video_frame_times(clip.video), times), frames
+        return self.frames.sparse(clip.video, times)
 
     def _duration(self, clip: Clip) -> float:
         if self.frame_cache is not None:

@@ -15,7 +15,7 @@ oversampled. Tested with a real 2-process gloo run through the Trainer (tests/da
 Resume. The Trainer calls `set_epoch(epoch)` on the sampler through the DataLoader, except in the one case
 that matters for resuming: when it resumes inside an epoch it iterates a `skip_first_batches` copy of the
 loader whose `set_epoch` no longer reaches the sampler, which then replays epoch 0's order (or whatever its
-counter says). `SamplerEpochCallback` sets the epoch from the Trainer state at every epoch start, so the
+counter says). `fgclip.training.callbacks.SamplerEpochCallback` sets the epoch from the Trainer state at every epoch start, so the
 resumed epoch replays the order it had.
 """
 
@@ -27,7 +27,6 @@ from collections.abc import Iterator, Sequence
 
 import torch
 from torch.utils.data import Sampler
-from transformers import TrainerCallback
 
 from fgclip.data.records import ABNORMAL, NORMAL
 
@@ -182,14 +181,3 @@ class _ClassStream:
                 self._refill(used | set(taken))
             taken.append(self.queue.popleft())
         return taken
-
-
-class SamplerEpochCallback(TrainerCallback):
-    """Sets the sampler's epoch from the Trainer state at each epoch start (see the module docstring)."""
-
-    def __init__(self, sampler: GroupedShuffleSampler | BalancedBatchSampler):
-        self.sampler = sampler
-
-    def on_epoch_begin(self, args, state, control, **kwargs):
-        self.sampler.set_epoch(int(math.floor(state.epoch + 1e-9)))
-        return control

@@ -12,10 +12,12 @@ from tqdm.auto import tqdm
 
 from fgclip.data.collate import ClipCollator
 from fgclip.data.dataset import ClipDataset
+from fgclip.data.frames import FrameSource
 from fgclip.evaluation.anomaly import TemporalAnnotation
 from fgclip.evaluation.retrieval import retrieval_report
-from fgclip.evaluation.snippets import SnippetFrames, VideoScores, embed_video_snippets, score_snippets
+from fgclip.evaluation.snippets import VideoScores, embed_video_snippets, score_snippets
 from fgclip.evaluation.zeroshot import DEFAULT_SCORING, PromptBank
+from fgclip.losses.contrastive import hard_negative_hits
 
 
 @dataclass
@@ -74,17 +76,14 @@ def embed_dataset(
 
 
 def _hard_negative_hits(features) -> tuple[int, int]:
-    """Regions (with at least one negative) whose own caption outscores every one of their negatives."""
+    """(regions whose caption outscores all their hard negatives, regions with at least one)."""
     present = features.get("hard_negative_present")
     if present is None or not bool(present.any()):
         return 0, 0
-    regions, texts = features["region_embeds"], features["region_text_embeds"]
-    positive = (regions * texts).sum(-1)  # (M,)
-    negative = torch.einsum("md,mkd->mk", regions, features["hard_negative_embeds"])  # (M, K)
-    negative = negative.masked_fill(~present, float("-inf"))
-    rows = present.any(1)
-    hits = (positive > negative.max(1).values)[rows]  # a tie is a miss
-    return int(hits.sum()), int(rows.sum())
+    hits = hard_negative_hits(
+        features["region_embeds"], features["region_text_embeds"], features["hard_negative_embeds"], present
+    )
+    return int(hits.sum()), int(hits.numel())
 
 
 def retrieval_metrics(embedded: EmbeddedSet) -> dict:
@@ -94,12 +93,6 @@ def retrieval_metrics(embedded: EmbeddedSet) -> dict:
         "region": retrieval_report(
             embedded.region_embeds, embedded.region_text_embeds, region_keys, region_keys
         ),
-        "hard_negative_accuracy": (
-            embedded.hard_negative_correct / embedded.hard_negative_regions
-            if embedded.hard_negative_regions
-            else None
-        ),
-        "hard_negative_regions": embedded.hard_negative_regions,
         "num_clips": int(embedded.clip_embeds.shape[0]),
         "num_regions": int(embedded.region_embeds.shape[0]),
     }
@@ -169,7 +162,7 @@ def score_videos(
     model,
     videos: dict[str, Path],
     bank: PromptBank,
-    frames: SnippetFrames,
+    frames: FrameSource,
     *,
     snippet_frames: int = 16,
     frames_per_snippet: int = 8,

@@ -107,11 +107,29 @@ def hard_negative_loss(
     total = int(all_reduce_sum(rows.sum()).item())
     if total == 0:
         return scale * 0.0, {"hard_negative/regions": scale.new_tensor(0.0)}
-    correct = (logits.masked_fill(ignore, float("-inf")).argmax(1) == 0).float()
+    correct = hard_negative_hits(region_embeds, region_text_embeds, negative_embeds, negative_present)
     return _global_mean(per_region, total), {
         "hard_negative/regions": torch.tensor(float(total)),
-        "hard_negative/accuracy": correct.mean() if correct.numel() else correct.new_tensor(0.0),
+        "hard_negative/accuracy": correct.float().mean()
+        if correct.numel()
+        else scale.new_tensor(0.0).detach(),
     }
+
+
+@torch.no_grad()
+def hard_negative_hits(
+    region_embeds: torch.Tensor,
+    region_text_embeds: torch.Tensor,
+    negative_embeds: torch.Tensor,
+    negative_present: torch.Tensor,
+) -> torch.Tensor:
+    """(M',) bool for each region with at least one hard negative: its own caption outscores every one of its
+    negatives (a tie is a miss). The training report and `fgclip eval` count hard-negative accuracy with this."""
+    rows = negative_present.any(1)  # (M,)
+    positive = (region_embeds * region_text_embeds).sum(-1)  # (M,)
+    negative = torch.einsum("md,mkd->mk", region_embeds, negative_embeds)  # (M, K)
+    negative = negative.masked_fill(~negative_present, float("-inf"))
+    return (positive > negative.max(1).values)[rows]
 
 
 def _duplicates(query_keys: torch.Tensor, pool_keys: torch.Tensor, positive: torch.Tensor) -> torch.Tensor:

@@ -5,13 +5,15 @@ ones) of detached region image embeddings, region text embeddings, caption keys,
 step each entry was written at. Everything is a registered buffer: it is saved with every checkpoint and a
 resumed run continues with the same contents and pointers.
 
-The model counts nothing. A `TrainerCallback` switches the bank on when the Trainer's `global_step`
-(optimizer steps, never forward calls) reaches `memory_bank_warmup_steps`; the trainer reads it for the
-loss and writes it after the loss, with features all-gathered from every rank first, so every rank holds
-the identical bank.
+The bank has one owner, `fgclip.losses.task.AlignmentTask`: it switches the bank on when the optimizer step
+(never a forward count) reaches the warm-up, reads it for the loss, and writes it after the loss with rows
+all-gathered from every rank first, so every rank holds the identical bank. The model only holds it in its
+`memory_bank` slot, which is what puts it into checkpoints.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -21,12 +23,37 @@ from fgclip.losses.contrastive import RegionNegatives
 EMPTY = -1  # `steps` value of a slot never written
 
 
+@dataclass(frozen=True)
+class MemoryBankOptions:
+    """The run config's `bank` section. `size` 0 means no bank (in-batch negatives only)."""
+
+    size: int = 128  # entries (regions), 0 for none; split equally between the two queues with per_label
+    warmup_steps: int = 50  # optimizer steps before the region loss sees banked negatives
+    per_label: bool = False  # one queue per label, so normal regions cannot evict the rare abnormal ones
+    max_age: int | None = None  # entries older than this many optimizer steps are not used
+    fill_during_warmup: bool = True  # write during warm-up, so the bank is full when it switches on
+
+    def __post_init__(self):
+        if self.size < 0 or self.warmup_steps < 0:
+            raise ValueError(
+                f"bank.size ({self.size}) and bank.warmup_steps ({self.warmup_steps}) must be >= 0"
+            )
+        if self.max_age is not None and self.max_age < 1:
+            raise ValueError(f"bank.max_age must be >= 1 optimizer step or null, got {self.max_age}")
+        if self.per_label and 0 < self.size < 2:
+            raise ValueError(f"bank.size={self.size} is too small for two per-label queues")
+
+    @property
+    def enabled(self) -> bool:
+        return self.size > 0
+
+
 class RegionMemoryBank(nn.Module):
     def __init__(self, dim: int, capacity: int, *, per_label: bool = False, max_age: int | None = None):
         super().__init__()
         num_queues = 2 if per_label else 1
         if capacity < num_queues:
-            raise ValueError(f"memory_bank_size={capacity} is too small for {num_queues} queue(s)")
+            raise ValueError(f"bank size {capacity} is too small for {num_queues} queue(s)")
         self.capacity, self.num_queues, self.max_age = capacity, num_queues, max_age
         self.queue_size = capacity // num_queues  # per-label queues share the capacity equally
         slots = self.queue_size * num_queues
@@ -37,6 +64,10 @@ class RegionMemoryBank(nn.Module):
         self.register_buffer("steps", torch.full((slots,), EMPTY, dtype=torch.long))
         self.register_buffer("pointers", torch.zeros(num_queues, dtype=torch.long))
         self.register_buffer("enabled", torch.zeros((), dtype=torch.bool))
+
+    @classmethod
+    def from_options(cls, dim: int, options: MemoryBankOptions) -> RegionMemoryBank:
+        return cls(dim, options.size, per_label=options.per_label, max_age=options.max_age)
 
     # ---------------------------------------------------------------------------------------------- state
     @property

@@ -1,27 +1,37 @@
-"""The training objective: features + batch -> (losses, report). Losses are named `*_loss`, summed once."""
+"""The training objective: features + batch -> (losses, report). Losses are named `*_loss`, summed once.
+
+Which terms exist, and what each computes, is the table in `fgclip.losses.terms`; the objective only runs
+the terms with a non-zero weight and weights them.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
 
 import torch
 
 from fgclip.data.batch import Batch
-from fgclip.losses.contrastive import RegionNegatives, global_loss, hard_negative_loss, region_loss
-
-
-@dataclass(frozen=True)
-class LossWeights:
-    global_weight: float = 1.0
-    region_weight: float = 1.0
-    hard_negative_weight: float = 1.0
+from fgclip.losses.contrastive import RegionNegatives
+from fgclip.losses.terms import LOSS_TERMS, TEMPERATURES, LossTerm
 
 
 class FGCLIPObjective:
-    """Runs the enabled loss terms on a model's features. A term with weight 0 is not computed."""
+    """Runs the enabled loss terms on a model's features. A term with weight 0 is not computed.
 
-    def __init__(self, weights: LossWeights):
-        self.weights = weights
+    `weights` maps term names to weights (`{"global": 1.0, "region": 1.0, ...}`); a term missing from it
+    takes its table default. Unknown names are refused, so a typo cannot silently disable a term.
+    """
+
+    def __init__(self, weights: Mapping[str, float], terms: tuple[LossTerm, ...] = LOSS_TERMS):
+        unknown = set(weights) - {t.name for t in terms}
+        if unknown:
+            raise ValueError(f"unknown loss term(s) {sorted(unknown)}; terms: {[t.name for t in terms]}")
+        self.terms = terms
+        self.weights = {t.name: float(weights.get(t.name, t.default_weight)) for t in terms}
+
+    @property
+    def enabled(self) -> list[LossTerm]:
+        return [term for term in self.terms if self.weights[term.name]]
 
     def __call__(
         self,
@@ -31,50 +41,18 @@ class FGCLIPObjective:
     ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         losses: dict[str, torch.Tensor] = {}
         report: dict[str, torch.Tensor] = {}
-        if self.weights.global_weight:
-            losses["global_loss"], extra = global_loss(
-                features["clip_embeds"],
-                features["caption_embeds"],
-                batch["caption_keys"],
-                features["logit_scale"],
-            )
+        for term in self.enabled:
+            losses[term.loss_key], extra = term.compute(features, batch, region_negatives)
             report.update(extra)
-        region_keys = batch["region_caption_keys"][batch["region_valid"]]  # (M,)
-        if self.weights.region_weight:
-            losses["region_loss"], extra = region_loss(
-                features["region_embeds"],
-                features["region_text_embeds"],
-                region_keys,
-                features["logit_scale_region"],
-                region_negatives,
-            )
-            report.update(extra)
-        if self.weights.hard_negative_weight:
-            losses["hard_negative_loss"], extra = hard_negative_loss(
-                features["region_embeds"],
-                features["region_text_embeds"],
-                features["hard_negative_embeds"],
-                features["hard_negative_present"],
-                features["logit_scale_hard_negative"],
-            )
-            report.update(extra)
-        report.update(
-            {f"temperature/{name}": value.detach() for name, value in _temperatures(features).items()}
-        )
+        temperatures = dict.fromkeys([*TEMPERATURES, *(t.temperature for t in self.terms)])
+        report.update({f"temperature/{name}": features[name].detach() for name in temperatures})
         return losses, report
 
     def total(self, losses: dict[str, torch.Tensor]) -> torch.Tensor:
-        weight = {
-            "global_loss": self.weights.global_weight,
-            "region_loss": self.weights.region_weight,
-            "hard_negative_loss": self.weights.hard_negative_weight,
-        }
+        weight = {term.loss_key: self.weights[term.name] for term in self.terms}
         return sum(weight[name] * value for name, value in losses.items())
 
 
-def _temperatures(features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {
-        "global": features["logit_scale"],
-        "region": features["logit_scale_region"],
-        "hard_negative": features["logit_scale_hard_negative"],
-    }
+def loss_weights(section) -> dict[str, float]:
+    """`{term name: weight}` from an object with `<name>_weight` attributes (the config's loss section)."""
+    return {term.name: getattr(section, term.weight_field) for term in LOSS_TERMS}

@@ -1,7 +1,9 @@
-"""`FGCLIPConfig`: an HF `CLIPConfig` plus the FG-CLIP heads, temporal module and region memory bank.
+"""`FGCLIPConfig`: an HF `CLIPConfig` plus the FG-CLIP heads, temporal module and temperatures.
 
-It is saved with every checkpoint (`config.json`), so a checkpoint always says how its bank, temporal
-module and temperatures were configured. Defaults give a ViT-B/32-size CLIP.
+It is saved with every checkpoint (`config.json`), so a checkpoint always says how its temporal module and
+temperatures were configured. Defaults give a ViT-B/32-size CLIP. The region memory bank is a training
+device, not part of the architecture: its options are the run config's `bank` section (checkpoints written
+before that kept `memory_bank_*` fields here; they are read and ignored).
 """
 
 from __future__ import annotations
@@ -29,7 +31,6 @@ class FGCLIPConfig(CLIPConfig):
     long_text_max_positions / long_text_keep_positions: FG-CLIP's long-caption position table (global
         captions): the first `keep` positions are copied, later ones interpolated 4x, so its length is
         4 * max_position_embeddings - 3 * keep (248 for CLIP's 77 and FG-CLIP's 20).
-    memory_bank_*: the cross-batch region memory bank; warm-up is counted in optimizer steps.
     """
 
     model_type = "fgclip"
@@ -42,11 +43,6 @@ class FGCLIPConfig(CLIPConfig):
     region_pooling: str = "mean"
     long_text_max_positions: int = 248
     long_text_keep_positions: int = KEEP_POSITIONS
-    memory_bank_size: int = 128
-    memory_bank_warmup_steps: int = 50
-    memory_bank_per_label: bool = False
-    memory_bank_max_age: int | None = None
-    memory_bank_fill_during_warmup: bool = True
 
     def validate_architecture(self):
         if self.region_pooling not in ("mean", "max"):
@@ -68,15 +64,6 @@ class FGCLIPConfig(CLIPConfig):
                 f"long_text_max_positions ({self.long_text_max_positions}) must be 4 * max_position_embeddings "
                 f"- 3 * long_text_keep_positions = 4 * {short} - 3 * {self.long_text_keep_positions} = {expected} "
                 "(FG-CLIP's long-caption table)"
-            )
-        if self.memory_bank_size < 0 or self.memory_bank_warmup_steps < 0:
-            raise ValueError(
-                f"memory_bank_size ({self.memory_bank_size}) and memory_bank_warmup_steps "
-                f"({self.memory_bank_warmup_steps}) must be >= 0"
-            )
-        if self.memory_bank_max_age is not None and self.memory_bank_max_age < 1:
-            raise ValueError(
-                f"memory_bank_max_age must be >= 1 optimizer step or null, got {self.memory_bank_max_age}"
             )
 
 

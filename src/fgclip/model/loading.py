@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
+from fgclip.losses.terms import TEMPERATURES
 from fgclip.model import openai_checkpoint
 from fgclip.model.configuration import FGCLIPConfig
 from fgclip.model.errors import CheckpointError
@@ -40,9 +41,8 @@ LONG_POSITION_KEYS = (
     "text_model.embeddings.position_embedding_ori.weight",
     "text_model.embeddings.position_embedding_res.weight",
 )
-TEMPERATURES = ("logit_scale", "logit_scale_finegraind", "logit_scale_hardneg")
 # Modules new to FG-CLIP video training: a checkpoint of a plain CLIP legitimately lacks them.
-NEW_MODULE_PREFIXES = ("temporal.", "memory_bank.")
+NEW_MODULE_PREFIXES = ("temporal.", "memory_bank.")  # memory_bank.*: written by fgclip runs before 0.2
 FGCLIP_V1_KEYS = ("text_filip_projection.weight", "logit_scale_finegraind", *LONG_POSITION_KEYS)
 # config.json entries that must not travel into our config: remote code pointers, the stored dtype
 # (parameters are fp32 here; bf16 is autocast only), bookkeeping.

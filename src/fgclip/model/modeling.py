@@ -15,7 +15,6 @@ from transformers import initialization as init
 from transformers.masking_utils import create_causal_mask
 from transformers.models.clip.modeling_clip import CLIPPreTrainedModel, CLIPTextModel, CLIPVisionModel
 
-from fgclip.losses.memory_bank import EMPTY, RegionMemoryBank
 from fgclip.model.configuration import FGCLIPConfig
 from fgclip.model.long_text import interpolate_positions, long_position_embeds
 from fgclip.model.regions import pool_region_features
@@ -53,17 +52,10 @@ class FGCLIPModel(CLIPPreTrainedModel):
         self.logit_scale = nn.Parameter(init_value.clone())
         self.logit_scale_finegraind = nn.Parameter(init_value.clone())
         self.logit_scale_hardneg = nn.Parameter(init_value.clone())
-        # Buffers only (no parameters): saved with every checkpoint, restored on resume.
-        self.memory_bank = (
-            RegionMemoryBank(
-                dim,
-                config.memory_bank_size,
-                per_label=config.memory_bank_per_label,
-                max_age=config.memory_bank_max_age,
-            )
-            if config.memory_bank_size > 0
-            else None
-        )
+        # A slot for the region memory bank (`fgclip.losses.memory_bank`), filled by whoever trains the model:
+        # buffers only, so a run's bank is saved with its checkpoints and restored on resume, and a new run
+        # from a saved model starts without one (its keys are ignored on load; DESIGN §5).
+        self.memory_bank: nn.Module | None = None
         self.post_init()
 
     def _init_weights(self, module):
@@ -74,10 +66,6 @@ class FGCLIPModel(CLIPPreTrainedModel):
             init.zeros_(module.position_embedding)
             init.zeros_(module.score.weight)
             init.zeros_(module.score.bias)
-        elif isinstance(module, RegionMemoryBank):
-            for name in ("image_embeds", "text_embeds", "caption_keys", "labels", "pointers", "enabled"):
-                init.zeros_(getattr(module, name))
-            init.constant_(module.steps, EMPTY)
         elif isinstance(module, FGCLIPModel):
             init.normal_(
                 module.visual_projection.weight, std=module.visual_projection.in_features**-0.5 * factor
@@ -92,10 +80,6 @@ class FGCLIPModel(CLIPPreTrainedModel):
         """`roi_projection <- visual_projection`, `text_filip_projection <- text_projection` (DESIGN §4)."""
         init.copy_(self.roi_projection.weight, self.visual_projection.weight)
         init.copy_(self.text_filip_projection.weight, self.text_projection.weight)
-
-    @property
-    def memory_bank_enabled(self) -> bool:
-        return self.memory_bank is not None and self.memory_bank.is_enabled
 
     def build_long_position_tables(self) -> None:
         """Both long tables <- FG-CLIP's 77 -> 248 interpolation of the 77-position table (DESIGN §4)."""
@@ -235,11 +219,8 @@ class FGCLIPModel(CLIPPreTrainedModel):
         return features
 
     def _temperatures(self) -> dict[str, torch.Tensor]:
-        return {
-            "logit_scale": self.logit_scale.exp(),
-            "logit_scale_region": self.logit_scale_finegraind.exp(),
-            "logit_scale_hard_negative": self.logit_scale_hardneg.exp(),
-        }
+        """{log-temperature name: multiplier}: one name for a temperature, parameter and feature alike."""
+        return {name: scale.exp() for name, scale in self.logit_scales().items()}
 
     def _region_features(self, dense, frame_index, region_boxes, region_box_mask, region_valid):
         pooled = pool_region_features(

@@ -1,16 +1,19 @@
-"""Trainer callbacks: per-step metrics (jsonl + TensorBoard + console), loss-curve plot, temperature clamp."""
+"""Trainer callbacks: per-step metrics (jsonl + TensorBoard + console), loss-curve plot, temperature clamp,
+the sampler's epoch on resume."""
 
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 
 from transformers import TrainerCallback
 
 from fgclip.distributed import is_rank_zero
-from fgclip.training.plots import plot_loss_curves
-from fgclip.training.report import StepReport
+from fgclip.losses.terms import LOSS_TERMS
+from fgclip.training.loss_plot import plot_loss_curves
+from fgclip.training.step_report import StepReport
 
 METRICS_FILE = "metrics.jsonl"
 PLOT_FILE = "loss_curves.png"
@@ -108,25 +111,15 @@ class LossCurvePlot(TrainerCallback):
         self._plot()
 
 
-class MemoryBankSwitch(TrainerCallback):
-    """Switch the region memory bank on when `global_step` (optimizer steps) reaches the warm-up.
+class SamplerEpochCallback(TrainerCallback):
+    """Sets the sampler's epoch from the Trainer state at each epoch start (see `fgclip.data.sampler`)."""
 
-    Checked before every optimizer step's first micro-batch, so with warm-up W the first W updates never
-    see the bank and update W+1 is the first one trained with it, whatever the accumulation count.
-    """
+    def __init__(self, sampler):
+        self.sampler = sampler
 
-    def __init__(self, bank, warmup_steps: int):
-        self.bank, self.warmup_steps = bank, warmup_steps
-
-    def on_step_begin(self, args, state, control, **kwargs):
-        if not self.bank.is_enabled and state.global_step >= self.warmup_steps:
-            self.bank.enable()
-            if is_rank_zero():
-                print(
-                    f"[memory bank] enabled at optimizer step {state.global_step}: capacity {self.bank.capacity}, "
-                    f"filled {self.bank.filled()}",
-                    flush=True,
-                )
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        self.sampler.set_epoch(int(math.floor(state.epoch + 1e-9)))
+        return control
 
 
 class TemperatureClamp(TrainerCallback):
@@ -146,9 +139,9 @@ def console_line(row: dict, max_steps: int, bank_capacity: int | None = None) ->
         parts.append("SKIPPED (non-finite loss)")
     if "loss" in row:
         parts.append(f"loss {row['loss']:.4f}")
-    for name in ("loss/global", "loss/region", "loss/hard_negative"):
-        if name in row:
-            parts.append(f"{name.split('/')[1]} {row[name]:.4f}")
+    for term in LOSS_TERMS:
+        if term.log_key in row:
+            parts.append(f"{term.name} {row[term.log_key]:.4f}")
     if "memory_bank/size" in row:
         fill = f"{int(row['memory_bank/size'])}" + (f"/{bank_capacity}" if bank_capacity else "")
         parts.append(f"bank {fill}" + ("" if row.get("memory_bank/enabled", 0) >= 1 else " (warm-up)"))

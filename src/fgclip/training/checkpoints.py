@@ -15,7 +15,8 @@ from pathlib import Path
 
 import yaml
 
-from fgclip.config import MODEL_OPTIONS, ConfigError, ExperimentConfig
+from fgclip.config import MODEL_OPTIONS, ConfigError, ExperimentConfig, move_legacy_bank_keys
+from fgclip.losses.memory_bank import MemoryBankOptions
 from fgclip.model.configuration import FGCLIPConfig
 
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
@@ -33,7 +34,7 @@ RUN_ARTIFACTS = (
 )
 # Config parts a resumed run must share with its checkpoint: they define what the checkpoint's weights,
 # optimizer state and memory-bank contents mean. (Other train.* may change: more steps, another rate.)
-RESUME_INVARIANT = ("model", "loss", "train.lora")
+RESUME_INVARIANT = ("model", "loss", "bank", "train.lora")
 
 
 def checkpoint_step(path: Path) -> int | None:
@@ -156,9 +157,11 @@ def check_resume_config(checkpoint: str | Path, config: ExperimentConfig) -> Non
             "cannot be compared with this run's"
         )
     saved = yaml.safe_load(saved_file.read_text()) or {}
+    move_legacy_bank_keys(saved)
     current = config.to_dict()
     saved["model"] = model_options_with_defaults(saved.get("model") or {})
     current["model"] = model_options_with_defaults(current["model"])
+    saved["bank"] = {**dataclasses.asdict(MemoryBankOptions()), **(saved.get("bank") or {})}
     differences = _differences(
         {key: _part(saved, key) for key in RESUME_INVARIANT},
         {key: _part(current, key) for key in RESUME_INVARIANT},

@@ -21,20 +21,10 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from fgclip.config import LoraSection
+from fgclip.losses.terms import FULLY_TRAINED
 from fgclip.model.errors import CheckpointError
 
 LORA_STATE_FILE = "lora_training_state.safetensors"
-# Modules trained in full next to the adapters: every head, the temporal module, the temperatures.
-FULLY_TRAINED = (
-    "visual_projection",
-    "text_projection",
-    "roi_projection",
-    "text_filip_projection",
-    "temporal",
-    "logit_scale",
-    "logit_scale_finegraind",
-    "logit_scale_hardneg",
-)
 _TOWERS = {"text": "text_model", "vision": "vision_model"}
 _PEFT_PREFIX = "base_model.model."
 

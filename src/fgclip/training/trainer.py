@@ -2,7 +2,8 @@
 crash-safe checkpoints.
 
 Overrides only what it must:
-- `compute_loss` returns the mean loss of one micro-batch; the Trainer divides it by the number of
+- `compute_loss` is one call of the alignment task (`fgclip.losses.task`: bank read, model, objective,
+  bank write) and returns the mean loss of one micro-batch; the Trainer divides it by the number of
   micro-batches in the step exactly once (`loss_is_scaled_for_ga = False`).
 - `create_optimizer`: param groups (text tower, vision tower, heads, temperatures; decay / no decay).
 - `_save_checkpoint`: HF writes the checkpoint into `.staging/`; it is renamed into place once complete and
@@ -25,8 +26,9 @@ from torch import nn
 from torch.utils.data import Sampler
 from transformers import Trainer, TrainerCallback
 
-from fgclip.distributed import gather_objects, gather_rows, get_world_size_and_rank
-from fgclip.losses.objective import FGCLIPObjective
+from fgclip.distributed import gather_objects, get_world_size_and_rank
+from fgclip.losses.task import AlignmentTask
+from fgclip.losses.terms import TEMPERATURES
 from fgclip.model.errors import CheckpointError
 from fgclip.training.checkpoints import (
     RUN_CONFIG_FILE,
@@ -43,9 +45,8 @@ from fgclip.training.lora import (
     unwrap_model,
 )
 from fgclip.training.nonfinite import NonFiniteGuard, NonFiniteLossError
-from fgclip.training.report import StepReport
+from fgclip.training.step_report import StepReport
 
-TEMPERATURE_NAMES = ("logit_scale", "logit_scale_finegraind", "logit_scale_hardneg")
 GROUP_KINDS = ("text", "vision", "heads", "temperatures")
 BANK_DIGEST_FILE = "memory_bank_ranks.json"
 
@@ -65,7 +66,7 @@ class FGCLIPTrainer(Trainer):
     def __init__(
         self,
         *args,
-        objective: FGCLIPObjective,
+        task: AlignmentTask,
         step_report: StepReport,
         group_rates: GroupRates,
         nonfinite_guard: NonFiniteGuard,
@@ -74,7 +75,7 @@ class FGCLIPTrainer(Trainer):
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
-        self.objective = objective
+        self.task = task
         self.step_report = step_report
         self.group_rates = group_rates
         self.nonfinite = nonfinite_guard
@@ -91,20 +92,10 @@ class FGCLIPTrainer(Trainer):
 
     # ------------------------------------------------------------------------------------------------ loss
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        core = unwrap_model(model)
-        bank = core.memory_bank
         step = self.state.global_step  # optimizer steps done so far
-        negatives = bank.read(step) if bank is not None and bank.is_enabled else None
-        features = model(**inputs)
-        losses, report = self.objective(features, inputs, region_negatives=negatives)
-        loss = self.objective.total(losses)
-        finite = self.nonfinite.record(step + 1, loss, losses, inputs["sample_ids"])
+        out = self.task(model, inputs, step)  # reads the bank, runs model + objective, writes the bank
+        finite = self.nonfinite.record(step + 1, out.loss, out.losses, inputs["sample_ids"])
         valid = inputs["region_valid"]
-        region_keys = inputs["region_caption_keys"][valid]  # (M,)
-        if bank is not None:
-            report.update(bank.report(region_keys, step))
-            if bank.is_enabled or core.config.memory_bank_fill_during_warmup:
-                self._write_bank(bank, features, region_keys, inputs["region_labels"][valid], step, finite)
         values = {
             "train/nonfinite_micro_batches": float(not finite),
             "data/dropped_regions": inputs["dropped_regions"].sum(),
@@ -113,30 +104,13 @@ class FGCLIPTrainer(Trainer):
         if finite:  # a NaN would poison the step's average; the skip is reported instead
             values.update(
                 {
-                    "loss": loss,
-                    **{f"loss/{name.removesuffix('_loss')}": value for name, value in losses.items()},
-                    **report,
+                    "loss": out.loss,
+                    **{f"loss/{name.removesuffix('_loss')}": value for name, value in out.losses.items()},
+                    **out.report,
                 }
             )
         self.step_report.add(values)
-        return (loss, features) if return_outputs else loss
-
-    @staticmethod
-    def _write_bank(bank, features, region_keys, region_labels, step: int, loss_is_finite: bool) -> None:
-        """After the loss, detached, gathered from every rank: all ranks append the same rows.
-
-        A rank whose loss is non-finite contributes no rows, and rows with a non-finite value are dropped
-        before the gather, so the bank never holds a NaN. Every rank still joins the gather.
-        """
-        if "region_embeds" not in features:
-            return
-        image = features["region_embeds"].detach()  # (M, D)
-        text = features["region_text_embeds"].detach()  # (M, D)
-        keep = torch.isfinite(image).all(-1) & torch.isfinite(text).all(-1)  # (M,)
-        if not loss_is_finite:
-            keep = torch.zeros_like(keep)
-        rows = [gather_rows(t[keep], grad=False)[0] for t in (image, text, region_keys, region_labels)]
-        bank.write(*rows, step=step)
+        return (out.loss, out.features) if return_outputs else out.loss
 
     def floating_point_ops(self, inputs) -> int:
         return 0  # HF's estimate counts text tokens only; it would be wrong for video clips
@@ -194,7 +168,7 @@ class FGCLIPTrainer(Trainer):
 
     def _check_bank_identical(self, checkpoint: Path) -> None:
         """Every rank must hold the same bank (all-gathered writes); record each rank's digest, refuse a split."""
-        bank = unwrap_model(self.model).memory_bank
+        bank = self.task.bank
         world_size, _ = get_world_size_and_rank()
         if bank is None or world_size == 1:
             return
@@ -296,7 +270,7 @@ def group_of(name: str) -> str:
         return "text"
     if name.startswith("vision_model."):
         return "vision"
-    if name in TEMPERATURE_NAMES:
+    if name in TEMPERATURES:
         return "temperatures"
     return "heads"
 
@@ -309,4 +283,4 @@ def decayed_parameter_names(model: nn.Module) -> set[str]:
             names.add(f"{prefix}weight")
         elif isinstance(module, nn.MultiheadAttention) and module.in_proj_weight is not None:
             names.add(f"{prefix}in_proj_weight")
-    return names - set(TEMPERATURE_NAMES)
+    return names - set(TEMPERATURES)

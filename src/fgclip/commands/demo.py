@@ -1,4 +1,4 @@
-"""`fgclip demo`: synthetic data -> train a tiny CLIP from scratch -> evaluate -> report.json + loss_curves.png."""
+"""`fgclip demo`: synthetic data -> train a tiny CLIP -> evaluate -> report.json + loss_curves.png."""
 
 from __future__ import annotations
 
@@ -7,11 +7,25 @@ import time
 from importlib import resources
 from pathlib import Path
 
+from fgclip.commands.train import train
 from fgclip.config import ExperimentConfig, load_config
-from fgclip.evaluation.run import evaluate
-from fgclip.training.run import train
 
 DEMO_CONFIG = "demo.yaml"
+
+
+def register(commands) -> None:
+    demo = commands.add_parser(
+        "demo", help="synthetic data -> tiny CLIP -> train -> evaluate (a few minutes on CPU)"
+    )
+    demo.add_argument("--out", default="demo_out")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--num-videos", type=int, default=200)
+    demo.set_defaults(run=run, accepts_overrides=True)
+
+
+def run(args, overrides) -> int:
+    run_demo(args.out, seed=args.seed, num_videos=args.num_videos, overrides=overrides)
+    return 0
 
 
 def demo_config_path() -> Path:
@@ -21,7 +35,7 @@ def demo_config_path() -> Path:
 def run_demo(
     out_dir: str | Path, *, seed: int = 0, num_videos: int = 200, overrides: list[str] | None = None
 ) -> dict:
-    from fgclip.data.synth import generate
+    from fgclip.tools.synth import generate
 
     out_dir = Path(out_dir)
     started = time.perf_counter()
@@ -73,7 +87,9 @@ def _demo_overrides(out_dir: Path, seed: int) -> list[str]:
 
 
 def evaluate_run(config: ExperimentConfig, model, tokenizer, data_dir: Path) -> dict:
-    """The shared evaluation (`fgclip.evaluation.run.evaluate`), so `fgclip eval` on the saved model agrees."""
+    """The shared evaluation (`fgclip.builders.evaluate`), so `fgclip eval` on the saved model agrees."""
+    from fgclip.builders import evaluate
+
     return evaluate(config, model, tokenizer).report
 
 
@@ -85,6 +101,6 @@ def format_report(report: dict) -> str:
     ]
     lines = [f"{'metric':<38} {'value':>7} {'chance':>7}"]
     lines += [f"{name:<38} {m['value']:>7.3f} {m['chance']:>7.3f}" for name, m in rows]
-    if report.get("retrieval", {}).get("hard_negative_accuracy") is not None:
-        lines.append(f"{'hard-negative accuracy':<38} {report['retrieval']['hard_negative_accuracy']:>7.3f}")
+    if (report.get("hard_negatives") or {}).get("accuracy") is not None:
+        lines.append(f"{'hard-negative accuracy':<38} {report['hard_negatives']['accuracy']:>7.3f}")
     return "\n".join(lines)

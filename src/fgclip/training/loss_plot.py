@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-CURVES = ("loss", "loss/global", "loss/region", "loss/hard_negative")
+from fgclip.losses.terms import LOSS_TERMS
+
+CURVES = ("loss", *(term.log_key for term in LOSS_TERMS))
 
 
 def read_metrics(path: str | Path) -> list[dict]:

@@ -11,12 +11,12 @@ from __future__ import annotations
 import json
 import math
 import statistics
-from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from fgclip.config import ConfigError, ExperimentConfig
 from fgclip.data.records import Clip
+from fgclip.losses.heads import frozen_for_losses
 
 SEVERITIES = ("error", "warning", "info")
 FEW_NEGATIVES = 32  # fewer negatives per region query make the region loss noisy (the failed run had ~7)
@@ -103,12 +103,10 @@ def check_schedule(config: ExperimentConfig) -> list[Finding]:
 
 
 def check_memory_bank(config: ExperimentConfig, world_size: int, data: DataSummary | None) -> list[Finding]:
-    options, train = _model_options(config), config.train
-    size, warmup = options["memory_bank_size"], options["memory_bank_warmup_steps"]
+    bank, train = config.bank, config.train
+    size, warmup = bank.size, bank.warmup_steps
     if size == 0:
-        return [
-            Finding("info", "memory_bank", "memory_bank_size=0: the region loss uses in-batch negatives only")
-        ]
+        return [Finding("info", "memory_bank", "bank.size=0: the region loss uses in-batch negatives only")]
     if not config.loss.region_weight:
         return [
             Finding(
@@ -123,7 +121,7 @@ def check_memory_bank(config: ExperimentConfig, world_size: int, data: DataSumma
             Finding(
                 "error",
                 "memory_bank.warmup",
-                f"memory_bank_warmup_steps={warmup} >= train.max_steps={train.max_steps} optimizer steps: the bank "
+                f"bank.warmup_steps={warmup} >= train.max_steps={train.max_steps} optimizer steps: the bank "
                 "never switches on",
             )
         )
@@ -132,7 +130,7 @@ def check_memory_bank(config: ExperimentConfig, world_size: int, data: DataSumma
             Finding(
                 "warning",
                 "memory_bank.warmup",
-                f"memory_bank_warmup_steps={warmup} of train.max_steps={train.max_steps}: the bank serves only the "
+                f"bank.warmup_steps={warmup} of train.max_steps={train.max_steps}: the bank serves only the "
                 f"last {train.max_steps - warmup} steps ({(train.max_steps - warmup) / train.max_steps:.0%})",
             )
         )
@@ -142,16 +140,16 @@ def check_memory_bank(config: ExperimentConfig, world_size: int, data: DataSumma
         f"capacity {size}, switches on at optimizer step {warmup} of {train.max_steps}; ~{rows_per_step:.0f} "
         f"region rows written per step -> full after {fill_steps} step(s) of writing"
     )
-    if not options["memory_bank_fill_during_warmup"]:
+    if not bank.fill_during_warmup:
         message += " (filling starts at switch-on)"
     findings.append(Finding("info", "memory_bank", message))
-    max_age = options["memory_bank_max_age"]
+    max_age = bank.max_age
     if max_age is not None and max_age * rows_per_step < size:
         findings.append(
             Finding(
                 "warning",
                 "memory_bank.max_age",
-                f"memory_bank_max_age={max_age} steps x ~{rows_per_step:.0f} rows/step = {max_age * rows_per_step:.0f} "
+                f"bank.max_age={max_age} steps x ~{rows_per_step:.0f} rows/step = {max_age * rows_per_step:.0f} "
                 f"usable entries < capacity {size}: entries expire before the bank fills",
             )
         )
@@ -172,13 +170,12 @@ def check_negatives(config: ExperimentConfig, world_size: int, data: DataSummary
             )
         )
     if config.loss.region_weight:
-        options = _model_options(config)
         in_batch = _regions_per_step(config, world_size, data) / config.train.gradient_accumulation_steps - 1
-        bank = options["memory_bank_size"]
-        if options["memory_bank_warmup_steps"] >= config.train.max_steps:
+        bank = config.bank.size
+        if config.bank.warmup_steps >= config.train.max_steps:
             bank = 0  # it never switches on
-        elif options["memory_bank_max_age"] is not None:
-            bank = min(bank, options["memory_bank_max_age"] * _regions_per_step(config, world_size, data))
+        elif config.bank.max_age is not None:
+            bank = min(bank, config.bank.max_age * _regions_per_step(config, world_size, data))
         total = in_batch + bank
         source = "mean regions/clip from the data" if data is not None else "data.max_regions (upper bound)"
         message = (
@@ -215,16 +212,17 @@ def check_accumulation(config: ExperimentConfig, world_size: int) -> list[Findin
 
 
 def check_model(config: ExperimentConfig) -> list[Finding]:
-    """Build the model as `fgclip train` does: precision, frozen heads and temperatures, temperature init."""
+    """Build the model as `fgclip train` does and run train's own checks of it (`fgclip.checks`), plus the
+    temperature report."""
     import torch
 
-    from fgclip.inspect import frozen_for_losses
+    from fgclip import builders, checks
     from fgclip.model.errors import CheckpointError
     from fgclip.training.lora import apply_lora, unwrap_model
-    from fgclip.training.run import build_model, build_tokenizer, enabled_losses
 
     try:
-        model, report = build_model(config.model, build_tokenizer(config.model))
+        tokenizer = builders.build_tokenizer(config.model)
+        model, report = builders.build_model(config.model, tokenizer)
     except (ConfigError, CheckpointError, FileNotFoundError, OSError) as error:
         return [Finding("error", "model", f"the model cannot be built: {error}")]
     if config.train.lora is not None:
@@ -247,13 +245,20 @@ def check_model(config: ExperimentConfig) -> list[Finding]:
                 "round to zero; keep fp32 parameters and use train.bf16 (autocast)",
             )
         )
-    frozen = frozen_for_losses(model, enabled_losses(config.loss))
-    for name, losses in frozen.items():
+    for name, losses in frozen_for_losses(model, checks.enabled_losses(config.loss)).items():
         findings.append(
             Finding(
                 "error", "heads.frozen", f"{name} is frozen but the {' and '.join(losses)} loss trains it"
             )
         )
+    for name, check in (
+        ("tokenizer", lambda: checks.check_tokenizer(model, tokenizer)),
+        ("captions", lambda: checks.check_caption_lengths(config.data, model)),
+    ):
+        try:
+            check()
+        except ConfigError as error:
+            findings.append(Finding("error", name, str(error)))
     findings += _temperature_findings(model)
     return findings
 
@@ -292,8 +297,8 @@ def _temperature_findings(model) -> list[Finding]:
 
 # -------------------------------------------------------------------------------------------- data checks
 def read_training_data(config: ExperimentConfig) -> tuple[DataSummary | None, list[Finding]]:
+    from fgclip.builders import read_clips
     from fgclip.data.errors import ManifestError
-    from fgclip.training.run import read_clips
 
     if not config.data.train_manifests:
         return None, [Finding("error", "data", "data.train_manifests is empty")]
@@ -328,17 +333,10 @@ def read_training_data(config: ExperimentConfig) -> tuple[DataSummary | None, li
     return DataSummary(present, mean_regions), findings
 
 
-def leaked_clips(test_list: str | Path, clips: Iterable[Clip]) -> list[Clip]:
-    """Training clips whose video is on the test list, matched by file name without extension (test lists and
-    manifests lay videos out differently: `Abuse/Abuse028_x264.mp4` vs `videos/Abuse028_x264.mp4`).
-
-    A small stand-in: issue 4's `fgclip data check` brings the project's leakage logic and may replace it.
-    """
-    names = {Path(line.strip()).stem for line in Path(test_list).read_text().splitlines() if line.strip()}
-    return [clip for clip in clips if Path(clip.video_key).stem in names]
-
-
 def check_leakage(config: ExperimentConfig, clips: list[Clip]) -> list[Finding]:
+    """The leakage report `fgclip train` refuses on (`fgclip.checks.leakage`: the same test-list reading)."""
+    from fgclip.checks import leakage
+
     test_list = config.data.test_list
     if test_list is None:
         return [
@@ -348,16 +346,19 @@ def check_leakage(config: ExperimentConfig, clips: list[Clip]) -> list[Finding]:
                 "data.test_list is not set: training data is not checked against the test videos",
             )
         ]
-    if not Path(test_list).is_file():
-        return [Finding("error", "leakage", f"data.test_list: {test_list} is not a file")]
-    leaked = leaked_clips(test_list, clips)
-    if leaked:
-        videos = sorted({Path(c.video_key).name for c in leaked})
+    try:
+        report = leakage(config.data, clips)
+    except ConfigError as error:
+        return [Finding("error", "leakage", str(error))]
+    if report.leaked:
+        severity = "error" if config.data.test_leakage == "error" else "warning"
+        videos = sorted(report.clips_by_video)
+        entries = sum(len(c) for c in report.clips_by_video.values())
         return [
             Finding(
-                "error",
+                severity,
                 "leakage",
-                f"{len(leaked)} training clip(s) from {len(videos)} test video(s) of {test_list}: "
+                f"{entries} training clip(s) from {len(videos)} test video(s) of {test_list}: "
                 f"{', '.join(videos[:5])}" + (", ..." if len(videos) > 5 else ""),
             )
         ]
@@ -366,12 +367,11 @@ def check_leakage(config: ExperimentConfig, clips: list[Clip]) -> list[Finding]:
 
 def check_frames_per_clip(config: ExperimentConfig, clips: list[Clip]) -> list[Finding]:
     """Frames sampled per clip vs the native frames in each clip's span: fewer native frames repeat frames."""
-    from fgclip.data.dataset import SamplingOptions, clip_span
+    from fgclip.builders import sampling_options
+    from fgclip.data.dataset import clip_span
     from fgclip.data.video import VideoError, probe_video
 
-    options = SamplingOptions(
-        context_s=config.data.context_s, single_keyframe_hold_s=config.data.single_keyframe_hold_s
-    )
+    options = sampling_options(config.data, image_size=config.data.image_size or 224)  # spans only
     num_frames = config.data.num_frames
     spans, short, broken = [], [], []
     probed: dict[Path, object] = {}
@@ -436,12 +436,6 @@ def check_epochs(config: ExperimentConfig, world_size: int, num_clips: int) -> l
 
 
 # --------------------------------------------------------------------------------------------- helpers
-def _model_options(config: ExperimentConfig) -> dict:
-    from fgclip.training.checkpoints import model_options_with_defaults
-
-    return model_options_with_defaults(config.model.options)
-
-
 def _regions_per_clip(config: ExperimentConfig, data: DataSummary | None) -> float:
     return data.regions_per_clip if data is not None else float(config.data.max_regions)
 

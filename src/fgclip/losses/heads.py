@@ -1,27 +1,19 @@
-"""`fgclip inspect`: the projection heads and temperatures of a model, and how its checkpoint was loaded.
+"""The heads table of a model: projection heads, the temporal module and the temperatures, with what each
+loss term trains (from `fgclip.losses.terms`).
 
-The same table is printed by `fgclip train` before its first step, which also refuses to start when a
-head or temperature that an enabled loss needs is frozen (`check_heads_trainable`).
+`fgclip inspect` prints it; `fgclip train` prints it before its first step and, like `fgclip doctor`,
+refuses a frozen head or temperature that an enabled loss term trains (`frozen_for_losses`).
 """
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass
 
 import torch
 
+from fgclip.losses.terms import LOSS_TERMS, PROJECTION_HEADS, TEMPERATURES, TEMPORAL_MODULE, term_named
 from fgclip.model.modeling import FGCLIPModel
-
-PROJECTION_HEADS = ("visual_projection", "text_projection", "roi_projection", "text_filip_projection")
-TEMPERATURES = ("logit_scale", "logit_scale_finegraind", "logit_scale_hardneg")
-# What each loss term reads (DESIGN §4-5): a frozen one of these makes the term train nothing there.
-LOSS_PARAMETERS = {
-    "global": ("visual_projection", "text_filip_projection", "logit_scale", "temporal"),
-    "region": ("roi_projection", "text_projection", "logit_scale_finegraind"),
-    "hard_negative": ("roi_projection", "text_projection", "logit_scale_hardneg"),
-}
 
 
 @dataclass(frozen=True)
@@ -37,7 +29,7 @@ class HeadRow:
 def head_rows(model: FGCLIPModel) -> list[HeadRow]:
     """One row per projection head, the temporal module, and each temperature."""
     rows = [_module_row(name, getattr(model, name)) for name in PROJECTION_HEADS]
-    rows.append(_module_row("temporal", model.temporal))
+    rows.append(_module_row(TEMPORAL_MODULE, getattr(model, TEMPORAL_MODULE)))
     for name in TEMPERATURES:
         scale = getattr(model, name)
         value = float(scale.detach())
@@ -78,27 +70,18 @@ def frozen_for_losses(model: FGCLIPModel, enabled_losses: list[str]) -> dict[str
     """{head or temperature name: [enabled losses that need it]} for each one with a frozen parameter."""
     frozen: dict[str, list[str]] = {}
     for loss in enabled_losses:
-        for name in LOSS_PARAMETERS[loss]:
+        term = term_named(loss, LOSS_TERMS)
+        for name in (*term.heads, term.temperature):
             if any(not p.requires_grad for p in _parameters(model, name)):
                 frozen.setdefault(name, []).append(loss)
     return frozen
 
 
-def inspect_report(model: FGCLIPModel, load_report=None) -> dict:
+def heads_report(model: FGCLIPModel, load_report=None) -> dict:
     return {
         "heads": [asdict(row) for row in head_rows(model)],
         "load": load_report.to_dict() if load_report is not None else None,
     }
-
-
-def run_inspect(path: str, as_json: bool, allow_partial_load: bool = False) -> str:
-    """The text (or JSON) `fgclip inspect PATH` prints."""
-    from fgclip.model.loading import load_pretrained
-
-    model, report = load_pretrained(path, allow_partial_load=allow_partial_load)
-    if as_json:
-        return json.dumps(inspect_report(model, report), indent=2)
-    return "\n".join(["heads and temperatures:", format_heads(head_rows(model)), "", report.summary()])
 
 
 def _module_row(name: str, module: torch.nn.Module) -> HeadRow:

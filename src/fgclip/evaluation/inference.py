@@ -21,10 +21,11 @@ import torch
 from tqdm.auto import tqdm
 
 from fgclip.data.dataset import sample_times, to_pixel_values
+from fgclip.data.frames import FrameSource
 from fgclip.data.video import decode_frames, probe_video
 from fgclip.evaluation.anomaly import TemporalAnnotation, frame_ground_truth
-from fgclip.evaluation.plots import plot_timeline
-from fgclip.evaluation.snippets import SnippetFrames, VideoScores, embed_video_snippets, score_snippets
+from fgclip.evaluation.figures import plot_timeline
+from fgclip.evaluation.snippets import VideoScores, embed_video_snippets, score_snippets
 from fgclip.evaluation.zeroshot import DEFAULT_SCORING, PromptBank, anomaly_scores
 
 FEATURE_LAYOUT = (
@@ -75,7 +76,7 @@ def infer_video(
     model,
     video: str | Path,
     clip_bank: PromptBank,
-    frames: SnippetFrames,
+    frames: FrameSource,
     *,
     snippet_frames: int = 16,
     frames_per_snippet: int = 8,
@@ -211,7 +212,7 @@ def export_features(
     model,
     videos: list[Path],
     out_dir: str | Path,
-    frames: SnippetFrames,
+    frames: FrameSource,
     *,
     snippet_frames: int = 16,
     frames_per_snippet: int = 8,

@@ -9,8 +9,8 @@ import numpy as np
 
 from fgclip.evaluation.anomaly import frame_truths, roc_points
 from fgclip.evaluation.evaluate import stack_scores
-from fgclip.evaluation.plots import plot_roc, plot_timeline
-from fgclip.evaluation.run import Evaluation
+from fgclip.evaluation.evaluators import Evaluation
+from fgclip.evaluation.figures import plot_roc, plot_timeline
 
 REPORT_FILE = "eval.json"
 ROC_FILE = "roc_curve.png"
@@ -25,9 +25,12 @@ def format_table(report: dict) -> str:
         shown = "-" if value is None else f"{value:7.3f}"
         lines.append(f"{name:<44} {shown:>7} {'' if chance is None else f'{chance:7.3f}':>7}")
 
-    retrieval = report["retrieval"]
+    retrieval = report.get("retrieval")
     if retrieval:
         _retrieval_rows(retrieval, row)
+    hard = report.get("hard_negatives")
+    if hard:
+        row(f"hard-negative accuracy ({hard['regions']} regions)", hard["accuracy"])
     classification = report.get("region_classification")
     if classification:
         row(f"region classification ({classification['regions_with_class']} regions)",
@@ -56,10 +59,6 @@ def _retrieval_rows(retrieval: dict, row) -> None:
                 key = f"{direction}_R@{k}"
                 name = f"{level} retrieval R@{k} ({arrow}, {retrieval['num_' + level + 's']})"
                 row(name, retrieval[level][key], retrieval[level][f"{key}_chance"])
-    row(
-        f"hard-negative accuracy ({retrieval['hard_negative_regions']} regions)",
-        retrieval["hard_negative_accuracy"],
-    )
 
 
 def write_evaluation(evaluation: Evaluation, out_dir: str | Path, *, timelines: int = 6) -> dict[str, Path]:

@@ -1,0 +1,531 @@
+"""Config -> plain arguments: the only code that reads an `ExperimentConfig` to build library objects.
+
+Every command builds through here (train, doctor, demo, eval, data check / cache), so a config means the
+same thing to all of them: the tokenizer, the model, the reading / conversion / sampling options, the
+clips of a list of manifests (read once, hard negatives joined), datasets, the alignment task with its
+bank options, the Trainer's arguments and the training sampler. Library modules never see the config.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import AutoTokenizer, PreTrainedTokenizerBase, TrainingArguments
+
+from fgclip import checks
+from fgclip.config import (
+    ConfigError,
+    DataSection,
+    ExperimentConfig,
+    LossSection,
+    ModelSection,
+    TrainSection,
+    load_config,
+)
+from fgclip.data.dataset import ClipDataset, SamplingOptions
+from fgclip.data.formats import ConvertOptions, ManifestRead, read_manifest
+from fgclip.data.formats.cliplist import ReadOptions, read_hard_negatives
+from fgclip.data.frame_cache import FrameCache
+from fgclip.data.frames import FrameSource
+from fgclip.data.paths import VideoResolver
+from fgclip.data.records import Clip
+from fgclip.data.sampler import BalancedBatchSampler, GroupedShuffleSampler
+from fgclip.data.text import CaptionTokenizer, build_word_tokenizer
+from fgclip.distributed import is_rank_zero
+from fgclip.losses.objective import FGCLIPObjective, loss_weights
+from fgclip.losses.task import AlignmentTask
+from fgclip.model.configuration import FGCLIPConfig, tiny_config
+from fgclip.model.loading import LoadReport, load_pretrained
+from fgclip.model.modeling import FGCLIPModel
+from fgclip.training.checkpoints import RUN_CONFIG_FILE
+
+
+# ----------------------------------------------------------------------------------------- model, text
+def build_tokenizer(section: ModelSection) -> PreTrainedTokenizerBase:
+    """The tokenizer named in the config, else the checkpoint's own. Never downloaded."""
+    if section.tokenizer == "synthetic":
+        from fgclip.tools.synth import synth_vocabulary
+
+        return build_word_tokenizer(synth_vocabulary())
+    source = section.tokenizer or (section.init if Path(section.init).is_dir() else None)
+    if source is None and Path(section.init).is_file():
+        raise ConfigError(
+            f"model.init={section.init!r} is a single checkpoint file (an OpenAI CLIP .pt carries no tokenizer); "
+            "set model.tokenizer to a local CLIP tokenizer directory (vocab.json + merges.txt, e.g. saved by "
+            "CLIPTokenizer.save_pretrained)"
+        )
+    if source is None:
+        raise ConfigError(
+            f"model.init={section.init!r} has no tokenizer of its own; set model.tokenizer to a local tokenizer "
+            "directory, or to 'synthetic' for the synthetic benchmark"
+        )
+    if not Path(source).is_dir():
+        raise ConfigError(f"model.tokenizer: {source!r} is not a local directory (nothing is downloaded)")
+    return AutoTokenizer.from_pretrained(source, local_files_only=True)
+
+
+def build_model(
+    section: ModelSection, tokenizer: PreTrainedTokenizerBase
+) -> tuple[FGCLIPModel, LoadReport | None]:
+    if section.init == "tiny":
+        config = tiny_config(
+            vocab_size=len(tokenizer),
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+            **section.tiny,
+            **section.options,
+        )
+        return FGCLIPModel(config), None
+    if section.init == "vit-b-32":
+        return FGCLIPModel(FGCLIPConfig(**section.options)), None
+    return load_pretrained(section.init, allow_partial_load=section.allow_partial_load, **section.options)
+
+
+def build_task(config: ExperimentConfig) -> AlignmentTask:
+    """The objective with the config's term weights, and the run's memory-bank options."""
+    return AlignmentTask(FGCLIPObjective(loss_weights(config.loss)), config.bank)
+
+
+# ------------------------------------------------------------------------------------------------ data
+def sampling_options(data: DataSection, image_size: int) -> SamplingOptions:
+    """`image_size`: the model's input size, used where `data.image_size` is not set."""
+    return SamplingOptions(
+        num_frames=data.num_frames,
+        image_size=data.image_size or image_size,
+        max_regions=data.max_regions,
+        max_hard_negatives=data.max_hard_negatives,
+        context_s=data.context_s,
+        single_keyframe_hold_s=data.single_keyframe_hold_s,
+        caption_max_length=data.caption_max_length,
+        global_caption_max_length=data.global_caption_max_length,
+    )
+
+
+def model_image_size(model: FGCLIPModel) -> int:
+    return model.config.vision_config.image_size
+
+
+def read_options(data: DataSection) -> ReadOptions:
+    return ReadOptions(
+        annotation_fps=data.annotation_fps,
+        box_tolerance=data.box_tolerance,
+        invalid_entries=data.invalid_entries,
+        image_caption_field=data.image_caption_field,
+    )
+
+
+def convert_options(data: DataSection) -> ConvertOptions:
+    return ConvertOptions(
+        video_prefix=data.normal_dict_video_prefix,
+        open_track_end=data.open_track_end,
+        caption_field=data.labelstudio_caption_field,
+    )
+
+
+def video_resolver(data: DataSection) -> VideoResolver:
+    return VideoResolver(data.video_root, data.path_remaps)
+
+
+def read_manifests(data: DataSection, manifests: list[str]) -> list[ManifestRead]:
+    """Every manifest, in any supported format, with the hard negatives joined; one read per manifest."""
+    negatives: dict = {}
+    for path in data.hard_negatives:
+        negatives.update(read_hard_negatives(path))
+    resolver, options, conversion = video_resolver(data), read_options(data), convert_options(data)
+    return [
+        read_manifest(
+            manifest, resolver, options, negatives, data.manifest_annotation_fps.get(manifest), conversion
+        )
+        for manifest in manifests
+    ]
+
+
+def read_clips(data: DataSection, manifests: list[str]) -> list[Clip]:
+    """The clips of `manifests`; each manifest's problems are summarised on rank 0 (stderr: stdout may be --json)."""
+    clips = []
+    for result in read_manifests(data, manifests):
+        if is_rank_zero():
+            print(read_summary(result), file=sys.stderr, flush=True)
+        clips.extend(result.clips)
+    return clips
+
+
+def read_summary(result: ManifestRead, shown: int = 5) -> str:
+    line = (
+        f"[data] {result.path} ({result.format}): {len(result.clips)} clips from {result.num_entries} entries; "
+        f"{len(result.warnings)} warning(s)"
+        + (
+            f", {len(result.errors)} error(s): bad entries LEFT OUT (data.invalid_entries=skip)"
+            if result.errors
+            else ""
+        )
+    )
+    problems = result.errors + result.warnings
+    lines = [line] + [f"  {p}" for p in problems[:shown]]
+    if len(problems) > shown:
+        lines.append(f"  ... {len(problems) - shown} more: `fgclip data check {result.path}` lists them all")
+    return "\n".join(lines)
+
+
+def frame_cache(data: DataSection, image_size: int) -> FrameCache | None:
+    if data.frame_cache is None:
+        return None
+    return FrameCache(data.frame_cache, size=(image_size, image_size))
+
+
+def build_dataset(
+    data: DataSection, clips: list[Clip], tokenizer: PreTrainedTokenizerBase, image_size: int, train: bool
+) -> ClipDataset:
+    """A dataset over already-read clips (`read_clips`), so the clips are read once per command."""
+    options = sampling_options(data, image_size)
+    return ClipDataset(
+        clips,
+        CaptionTokenizer(tokenizer, data.caption_max_length),
+        options,
+        train=train,
+        frame_cache=frame_cache(data, options.image_size),
+    )
+
+
+def dataset_from_manifests(
+    data: DataSection, manifests: list[str], tokenizer: PreTrainedTokenizerBase, image_size: int, train: bool
+) -> ClipDataset:
+    """`read_clips` + `build_dataset`: for callers that need the dataset only."""
+    return build_dataset(data, read_clips(data, manifests), tokenizer, image_size, train)
+
+
+def train_sampler(
+    config: ExperimentConfig, dataset: ClipDataset, world_size: int
+) -> GroupedShuffleSampler | BalancedBatchSampler:
+    """Order = f(seed, epoch): balanced and/or group-aware when asked, else a plain shuffle (groups of one).
+
+    See data/sampler.py for how the order is split across ranks.
+    """
+    data, seed = config.data, config.train.seed
+    groups = [clip.group if data.batch_by_group else None for clip in dataset.clips]
+    if data.balance:
+        return BalancedBatchSampler(
+            dataset.labels(), config.train.per_device_batch_size, seed, groups, world_size=world_size
+        )
+    return GroupedShuffleSampler(groups, seed=seed)
+
+
+# -------------------------------------------------------------------------------------------- training
+def training_arguments(
+    train: TrainSection, data: DataSection, loss: LossSection | None = None
+) -> TrainingArguments:
+    loss = loss if loss is not None else LossSection()
+    return TrainingArguments(
+        output_dir=train.output_dir,
+        max_steps=train.max_steps,
+        per_device_train_batch_size=train.per_device_batch_size,
+        gradient_accumulation_steps=train.gradient_accumulation_steps,
+        learning_rate=train.learning_rate,
+        weight_decay=train.weight_decay,
+        adam_beta1=0.9,
+        adam_beta2=0.98,  # CLIP's betas and eps: the contrastive loss is noisy at small batch sizes
+        adam_epsilon=1e-6,
+        warmup_steps=train.warmup_steps,
+        lr_scheduler_type=train.lr_scheduler,
+        max_grad_norm=train.max_grad_norm,
+        logging_steps=train.logging_steps,
+        logging_strategy="no",  # MetricsLogger writes every optimizer step and prints every logging_steps
+        save_strategy="steps",
+        save_steps=train.save_steps,
+        save_total_limit=train.save_total_limit,
+        seed=train.seed,
+        bf16=train.bf16,
+        activation_checkpointing=train.gradient_checkpointing,
+        deepspeed=train.deepspeed,
+        report_to=[],
+        remove_unused_columns=False,
+        ddp_broadcast_buffers=False,  # the memory bank is kept identical by all-gathered writes; never overwritten
+        # A loss with weight 0 leaves its heads without gradients; DDP must then look for unused parameters.
+        ddp_find_unused_parameters=not all(dataclasses.astuple(loss)),
+        dataloader_num_workers=data.num_workers,
+        dataloader_persistent_workers=data.num_workers > 0,
+        disable_tqdm=not train.progress_bar,
+        use_cpu=not torch.cuda.is_available(),
+    )
+
+
+def group_rates(train: TrainSection):
+    from fgclip.training.trainer import GroupRates
+
+    base = train.learning_rate
+    return GroupRates(
+        text=train.text_lr if train.text_lr is not None else base,
+        vision=train.vision_lr if train.vision_lr is not None else base,
+        heads=train.head_lr if train.head_lr is not None else base,
+        temperatures=train.logit_scale_lr if train.logit_scale_lr is not None else base,
+    )
+
+
+# ------------------------------------------------------------------------------ a finished run's model
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json")
+
+
+@dataclass
+class LoadedRun:
+    checkpoint: Path
+    config_path: Path
+    config: ExperimentConfig
+    model: torch.nn.Module
+    tokenizer: PreTrainedTokenizerBase
+    load_report: LoadReport
+
+
+def run_config_path(checkpoint: Path, config: str | Path | None = None) -> Path:
+    """`config` when given; else the checkpoint's own fgclip_config.yaml, else its run directory's (checkpoint-N)."""
+    if config is not None:
+        path = Path(config)
+        if not path.is_file():
+            raise ConfigError(f"run config not found: {path}")
+        return path
+    for candidate in (checkpoint / RUN_CONFIG_FILE, checkpoint.parent / RUN_CONFIG_FILE):
+        if candidate.is_file():
+            return candidate
+    raise ConfigError(
+        f"{checkpoint}: no {RUN_CONFIG_FILE} in it or in its parent (the run directory); "
+        "give the run's config with --config"
+    )
+
+
+def load_tokenizer(checkpoint: Path) -> PreTrainedTokenizerBase:
+    """The tokenizer saved with the checkpoint (the Trainer writes it next to the weights)."""
+    if not any((checkpoint / name).is_file() for name in TOKENIZER_FILES):
+        raise ConfigError(
+            f"{checkpoint}: no tokenizer files ({', '.join(TOKENIZER_FILES)}) next to the weights"
+        )
+    return AutoTokenizer.from_pretrained(str(checkpoint), local_files_only=True)
+
+
+def load_run(
+    checkpoint: str | Path,
+    *,
+    config: str | Path | None = None,
+    overrides: list[str] | None = None,
+    device: str | None = None,
+) -> LoadedRun:
+    """Model (exact load, see `load_pretrained`), tokenizer and run config with `--key value` overrides."""
+    checkpoint = Path(checkpoint)
+    if not checkpoint.is_dir():
+        raise FileNotFoundError(f"checkpoint directory not found: {checkpoint}")
+    config_path = run_config_path(checkpoint, config)
+    run_config = load_config(config_path, overrides)
+    model, report = load_pretrained(checkpoint)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model = model.to(device).eval()
+    return LoadedRun(checkpoint, config_path, run_config, model, load_tokenizer(checkpoint), report)
+
+
+# ------------------------------------------------------------------------------------------ data tools
+def check_options(data: DataSection, *, check_videos: bool = True, tokenizer=None):
+    """`fgclip data check` with the run's data settings (the same reading as `read_clips`)."""
+    from fgclip.tools.check import CheckOptions
+
+    return CheckOptions(
+        video_root=data.video_root,
+        path_remaps=dict(data.path_remaps),
+        check_videos=check_videos,
+        hard_negatives=list(data.hard_negatives),
+        test_list=data.test_list,
+        annotation_fps=dict(data.manifest_annotation_fps),
+        read=read_options(data),
+        convert=convert_options(data),
+        sampling=sampling_options(data, data.image_size or 224),
+        tokenizer=tokenizer,
+    )
+
+
+def input_image_size(section: ModelSection) -> int:
+    """The model's input size without building the model: the tiny config's, or the checkpoint's config.json."""
+    if section.init == "tiny":
+        return int(section.tiny.get("image_size", tiny_config().vision_config.image_size))
+    if section.init == "vit-b-32":
+        return FGCLIPConfig().vision_config.image_size
+    path = Path(section.init)
+    config_file = path / "config.json" if path.is_dir() else path
+    if config_file.name == "config.json" and config_file.is_file():
+        return FGCLIPConfig.from_pretrained(str(config_file.parent)).vision_config.image_size
+    raise ConfigError(
+        f"model.init={section.init!r}: the input size cannot be read without loading the checkpoint; "
+        "give it (--size, or data.image_size)"
+    )
+
+
+# ------------------------------------------------------------------------------------------ evaluation
+GROUND_TRUTH_CONVENTION = (
+    "native frames s..e, 0-based, end inclusive (RTFM's make_gt_ucf.py); every frame scored"
+)
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    """What `fgclip eval` takes besides the run config."""
+
+    scoring: str = "softmax_sum"  # zero-shot rule, see fgclip.evaluation.zeroshot
+    batch_frames: int = 256  # frames decoded and embedded at a time (bounds memory on long videos)
+    frame_cache: str | None = None  # read snippet frames from this FrameCache root where it covers a video
+    write_frame_cache: bool = False  # fill the cache for videos it does not cover yet
+    anomaly_videos: str | None = None  # list file (`Class/Name.mp4` per line); default: the manifests' videos
+    anomaly_video_root: str | None = None  # root of that list; default data.video_root
+    progress: bool = True
+
+    def __post_init__(self):
+        from fgclip.evaluation.zeroshot import SCORING_RULES
+
+        if self.scoring not in SCORING_RULES:
+            raise ConfigError(f"scoring must be one of {SCORING_RULES}, got {self.scoring!r}")
+        if self.batch_frames < 1:
+            raise ConfigError(f"batch_frames must be >= 1, got {self.batch_frames}")
+
+
+def build_eval_inputs(config: ExperimentConfig, model, tokenizer, options: EvalOptions):
+    """The evaluators' inputs: eval clips (read once), prompts, ground truth, test videos, frame source."""
+    from fgclip.evaluation.anomaly import read_temporal_annotations
+    from fgclip.evaluation.evaluators import EvalInputs, SnippetOptions
+    from fgclip.evaluation.zeroshot import load_prompt_set
+
+    data = config.data
+    image_size = sampling_options(data, model_image_size(model)).image_size
+    dataset = None
+    if data.eval_manifests:
+        checks.check_caption_lengths(data, model)
+        clips = read_clips(data, data.eval_manifests)
+        dataset = build_dataset(data, clips, tokenizer, model_image_size(model), train=False)
+    annotations = None
+    if config.eval.temporal_annotations:
+        annotations = read_temporal_annotations(config.eval.temporal_annotations)
+    prompts = load_prompt_set(config.eval.prompts) if config.eval.prompts else None
+    anomaly_videos = None
+    if prompts is not None and annotations is not None and "frame_anomaly" in config.eval.evaluators:
+        anomaly_videos = anomaly_test_videos(config, dataset, annotations, options)
+    cache = FrameCache(options.frame_cache) if options.frame_cache else None
+    return EvalInputs(
+        model=model,
+        tokenizer=tokenizer,
+        dataset=dataset,
+        pad_token_id=CaptionTokenizer(tokenizer).pad_token_id,
+        batch_size=config.eval.batch_size,
+        prompts=prompts,
+        prompt_lengths={"clip": data.global_caption_max_length, "region": data.caption_max_length},
+        annotations=annotations,
+        anomaly_videos=anomaly_videos,
+        frames=FrameSource(image_size, cache, options.write_frame_cache),
+        snippet=SnippetOptions(
+            config.eval.snippet_frames, config.eval.frames_per_snippet, options.batch_frames
+        ),
+        scoring=options.scoring,
+        progress=options.progress,
+    )
+
+
+def anomaly_test_videos(
+    config: ExperimentConfig, dataset, annotations, options: EvalOptions
+) -> dict[str, Path]:
+    """Video name -> path of the videos scored for frame-level AUC (see EvalOptions.anomaly_videos)."""
+    from fgclip.evaluation.anomaly import AnnotationError
+
+    if options.anomaly_videos is None:
+        if dataset is None:
+            raise ConfigError(
+                "frame-level AUC without eval manifests: name the test videos with --anomaly-videos"
+            )
+        paths = [clip.video for clip in dataset.clips if clip.video.stem in annotations]
+        source = f"eval manifests {config.data.eval_manifests}"
+    else:
+        listed = Path(options.anomaly_videos)
+        if not listed.is_file():
+            raise FileNotFoundError(f"anomaly test-video list not found: {listed}")
+        resolve = VideoResolver(options.anomaly_video_root or config.data.video_root, config.data.path_remaps)
+        paths = [resolve(line.strip()) for line in listed.read_text().splitlines() if line.strip()]
+        source = str(listed)
+    videos: dict[str, Path] = {}
+    for path in paths:
+        if videos.setdefault(path.stem, path) != path:
+            raise AnnotationError(f"{source}: two videos named {path.stem}: {videos[path.stem]} and {path}")
+    unannotated = sorted(set(videos) - set(annotations))
+    if unannotated:
+        raise AnnotationError(
+            f"{source}: {len(unannotated)} video(s) have no temporal annotation, e.g. {unannotated[:5]}"
+        )
+    missing = sorted(str(p) for p in videos.values() if not p.is_file())
+    if missing:
+        raise FileNotFoundError(f"{source}: {len(missing)} video file(s) not found, e.g. {missing[:5]}")
+    if not videos:
+        raise AnnotationError(f"{source}: none of the videos is in the temporal annotation file")
+    return videos
+
+
+def evaluate(config: ExperimentConfig, model, tokenizer, options: EvalOptions = EvalOptions()):
+    """Every evaluator of `eval.evaluators` whose inputs the config gives (retrieval and hard negatives need eval
+    manifests, region classification also a prompt set, frame-level AUC/AP a prompt set and temporal
+    annotations); the others are reported as null. `fgclip eval` and `fgclip demo` both report through this."""
+    from fgclip.evaluation.evaluators import Evaluation, run_evaluators
+
+    model.eval()
+    inputs = build_eval_inputs(config, model, tokenizer, options)
+    sections, scores = run_evaluators(config.eval.evaluators, inputs)
+    if not any(sections.values()):
+        raise ConfigError(
+            "nothing to evaluate: give eval manifests (data.eval_manifests / --data) for retrieval, and/or a "
+            "prompt set (eval.prompts / --prompts) with temporal annotations for frame-level AUC"
+        )
+    report = {
+        "retrieval": sections.get("retrieval"),
+        "hard_negatives": sections.get("hard_negatives"),
+        "region_classification": sections.get("region_classification"),
+        "frame_level": sections.get("frame_anomaly"),
+        "settings": _eval_settings(config, inputs.frames.image_size, options),
+    }
+    return Evaluation(_with_summary(report), scores, inputs.annotations)
+
+
+def _eval_settings(config: ExperimentConfig, image_size: int, options: EvalOptions) -> dict:
+    return {
+        "evaluators": list(config.eval.evaluators),
+        "eval_manifests": list(config.data.eval_manifests),
+        "num_frames": config.data.num_frames,
+        "image_size": image_size,
+        "caption_max_length": config.data.caption_max_length,
+        "global_caption_max_length": config.data.global_caption_max_length,
+        "prompts": config.eval.prompts,
+        "temporal_annotations": config.eval.temporal_annotations,
+        "snippet_frames": config.eval.snippet_frames,
+        "frames_per_snippet": config.eval.frames_per_snippet,
+        "ground_truth": GROUND_TRUTH_CONVENTION,
+        **{k: v for k, v in dataclasses.asdict(options).items() if k != "progress"},
+    }
+
+
+def _with_summary(report: dict) -> dict:
+    """The headline figures first (the demo's report.json keys), then the sections."""
+    retrieval = report["retrieval"]
+    overall = (report["frame_level"] or {}).get("overall", {})
+    summary = {
+        "clip_retrieval_R@1": _with_chance(retrieval["clip"], "text_to_image_R@1") if retrieval else None,
+        "region_retrieval_R@1": _with_chance(retrieval["region"], "text_to_image_R@1") if retrieval else None,
+        "frame_auc": {"value": overall.get("auc"), "chance": 0.5},
+        "frame_ap": overall.get("ap"),
+    }
+    return {**summary, **report}
+
+
+def _with_chance(report: dict, key: str) -> dict:
+    value, chance = report[key], report[f"{key}_chance"]
+    return {"value": value, "chance": chance, "times_chance": value / chance}
+
+
+def prompt_bank(config: ExperimentConfig, model, tokenizer, prompts, *, head: str):
+    """Prompts encoded like the captions of that head: clip prompts as global captions (long position
+    table, `data.global_caption_max_length`), region prompts as region captions (`data.caption_max_length`)."""
+    from fgclip.evaluation.zeroshot import encode_prompts
+
+    length = config.data.global_caption_max_length if head == "clip" else config.data.caption_max_length
+    return encode_prompts(model, tokenizer, prompts, head=head, max_length=length)

@@ -1,0 +1,118 @@
+"""Start-up checks shared by `fgclip train` (which refuses) and `fgclip doctor` (which reports).
+
+Each check raises `ConfigError` with a message naming the fields and values; the doctor turns the same
+exception into an error finding, so the two commands can never disagree about what is wrong.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import torch
+from transformers import PreTrainedTokenizerBase
+
+from fgclip.config import ConfigError, DataSection, LossSection
+from fgclip.data.leakage import LeakageReport, find_leakage
+from fgclip.data.records import Clip
+from fgclip.distributed import is_rank_zero
+from fgclip.losses.heads import frozen_for_losses
+from fgclip.losses.objective import loss_weights
+from fgclip.model.modeling import FGCLIPModel
+
+
+def enabled_losses(loss: LossSection) -> list[str]:
+    return [name for name, weight in loss_weights(loss).items() if weight]
+
+
+def leakage(data: DataSection, clips: list[Clip]) -> LeakageReport | None:
+    """The leakage report of training clips against `data.test_list` (None without a test list)."""
+    if data.test_list is None:
+        return None
+    try:
+        return find_leakage(clips, data.test_list)
+    except (OSError, ValueError) as error:
+        raise ConfigError(f"data.test_list: {error}") from error
+
+
+def check_leakage(data: DataSection, clips: list[Clip]) -> LeakageReport | None:
+    """Refuse (data.test_leakage=error) or loudly report (warn) training clips whose video is on the test list."""
+    report = leakage(data, clips)
+    if report is None:
+        return None
+    if report.leaked and data.test_leakage == "error":
+        raise ConfigError(
+            f"{report.summary()}\nRefusing to train on test videos: remove those entries, or set "
+            "data.test_leakage: warn to train anyway."
+        )
+    if is_rank_zero():
+        prefix = "[data] WARNING " if report.leaked else "[data] "
+        print(f"{prefix}{report.summary()}", file=sys.stderr, flush=True)
+    return report
+
+
+def check_tokenizer(model: FGCLIPModel, tokenizer: PreTrainedTokenizerBase) -> None:
+    """The text tower pools at EOS: a tokenizer with another EOS id or more tokens than the model silently breaks it."""
+    text = model.config.text_config
+    if len(tokenizer) > text.vocab_size:
+        raise ConfigError(
+            f"the tokenizer has {len(tokenizer)} tokens but the model's text tower embeds {text.vocab_size}: "
+            "model.tokenizer does not belong to this checkpoint"
+        )
+    if text.eos_token_id == 2:  # HF's legacy CLIP configs pool at the largest token id
+        if tokenizer.eos_token_id != len(tokenizer) - 1:
+            raise ConfigError(
+                f"the model pools text at the largest token id (eos_token_id 2, HF's legacy CLIP config) but the "
+                f"tokenizer's EOS id {tokenizer.eos_token_id} is not its largest ({len(tokenizer) - 1})"
+            )
+    elif tokenizer.eos_token_id != text.eos_token_id:
+        raise ConfigError(
+            f"the model pools text at EOS id {text.eos_token_id} but the tokenizer's EOS id is "
+            f"{tokenizer.eos_token_id}: model.tokenizer does not belong to this checkpoint"
+        )
+
+
+def check_caption_lengths(data: DataSection, model: FGCLIPModel) -> None:
+    short, long = model.config.text_config.max_position_embeddings, model.config.long_text_max_positions
+    if data.caption_max_length > short:
+        raise ConfigError(
+            f"data.caption_max_length ({data.caption_max_length}) exceeds the model's {short} text positions"
+        )
+    if data.global_caption_max_length > long:
+        raise ConfigError(
+            f"data.global_caption_max_length ({data.global_caption_max_length}) exceeds the model's long position "
+            f"table ({long}, long_text_max_positions)"
+        )
+
+
+def check_precision(model: FGCLIPModel) -> None:
+    """Parameters train in fp32; bf16 is autocast only (DESIGN §4)."""
+    wrong = sorted({str(p.dtype) for p in model.parameters() if p.requires_grad and p.dtype != torch.float32})
+    if wrong:
+        raise ConfigError(
+            f"trainable parameters in {wrong}: refusing to train. At these learning rates most bf16 updates round "
+            "to zero, so the model would silently not learn. Keep parameters fp32 and use train.bf16: true "
+            "(autocast) for speed."
+        )
+
+
+def check_heads_trainable(model: FGCLIPModel, loss: LossSection) -> None:
+    """Refuse to train when a head or temperature an enabled loss needs is frozen (an accident, or say so).
+    `model` is the bare FGCLIPModel (unwrap DDP / peft first)."""
+    frozen = frozen_for_losses(model, enabled_losses(loss))
+    if frozen:
+        lines = [f"{name} (used by the {' and '.join(losses)} loss)" for name, losses in frozen.items()]
+        raise ConfigError(
+            "frozen parameters that enabled losses train:\n  "
+            + "\n  ".join(lines)
+            + "\nUnfreeze them, or set that loss's weight to 0 (loss.*_weight) if the loss is not wanted."
+        )
+
+
+def check_model(
+    model: FGCLIPModel, tokenizer: PreTrainedTokenizerBase, data: DataSection, loss: LossSection
+) -> None:
+    """Every check of a built model that `fgclip train` runs before its first step."""
+    check_tokenizer(model, tokenizer)
+    check_caption_lengths(data, model)
+    check_precision(model)
+    check_heads_trainable(model, loss)

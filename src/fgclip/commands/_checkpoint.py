@@ -1,0 +1,57 @@
+"""What `fgclip eval`, `fgclip infer` and `fgclip export-features` share: a checkpoint of `fgclip train`, its
+run config (`fgclip_config.yaml`, trailing `--section.key value` pairs override it), the snippet options.
+"""
+
+from __future__ import annotations
+
+import json
+
+# fgclip.evaluation.zeroshot.SCORING_RULES / DEFAULT_SCORING, repeated so that building the parser imports no torch
+SCORING_CHOICES = ("softmax_sum", "ensemble")
+DEFAULT_SCORING = "softmax_sum"
+
+
+def common_arguments(parser, scoring: bool = True) -> None:
+    parser.add_argument(
+        "--config", help="run config (default: fgclip_config.yaml of the checkpoint or its run)"
+    )
+    if scoring:
+        parser.add_argument("--scoring", choices=SCORING_CHOICES, default=DEFAULT_SCORING,
+                            help="zero-shot rule: softmax over all prompts, class mass summed (default), "
+                                 "or prompt ensembling (class = mean prompt embedding)")  # fmt: skip
+    parser.add_argument("--batch-frames", type=int, default=256, help="frames decoded+embedded at a time")
+    parser.add_argument(
+        "--frame-cache", help="read snippet frames from this frame-cache folder where it covers a video"
+    )
+    parser.add_argument("--write-frame-cache", action="store_true", help="cache videos the frame cache lacks")
+    parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def overrides_of(pairs: dict[str, object], rest: list[str]) -> list[str]:
+    """Explicit options as config overrides, then the user's own (which win)."""
+    result = []
+    for key, value in pairs.items():
+        if value is not None:
+            result += [f"--{key}", json.dumps(value) if isinstance(value, list) else str(value)]
+    return result + list(rest)
+
+
+def load_checkpoint_run(args, pairs: dict[str, object], rest: list[str]):
+    from fgclip.builders import load_run
+
+    run = load_run(
+        args.checkpoint, config=args.config, overrides=overrides_of(pairs, rest), device=args.device
+    )
+    print(f"[fgclip] {run.load_report.summary().splitlines()[0]}; run config: {run.config_path}", flush=True)
+    return run
+
+
+def snippet_frames(args, image_size: int):
+    from fgclip.data.frame_cache import FrameCache
+    from fgclip.data.frames import FrameSource
+
+    if args.write_frame_cache and not args.frame_cache:
+        raise SystemExit("--write-frame-cache needs --frame-cache DIR")
+    cache = FrameCache(args.frame_cache) if args.frame_cache else None
+    return FrameSource(image_size, cache, args.write_frame_cache)

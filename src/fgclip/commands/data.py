@@ -1,0 +1,293 @@
+"""`fgclip data synth | check | convert-labelstudio | convert-normal-dict | cache`.
+
+`check` and `cache` read what training reads: give them the run config (`fgclip data check run.yaml`,
+trailing `--key value` pairs override it as for train; its train and eval manifests are read with its data
+settings) or bare manifests, whose flags (`--video-root`, `--annotation-fps`, ...) are turned into the same
+`data.*` settings. Either way the options are built by `fgclip.builders`, so the cache is written and the
+check is run with exactly the settings of the training run.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+# flag (argparse dest) -> the data setting it stands for, for bare manifests
+_DATA_FLAGS = {
+    "video_root": "data.video_root",
+    "annotation_fps": "data.annotation_fps",
+    "hard_negatives": "data.hard_negatives",
+    "test_list": "data.test_list",
+    "context_s": "data.context_s",
+    "single_keyframe_hold_s": "data.single_keyframe_hold_s",
+    "num_frames": "data.num_frames",
+    "max_regions": "data.max_regions",
+    "video_prefix": "data.normal_dict_video_prefix",
+    "open_track_end": "data.open_track_end",
+    "caption_field": "data.labelstudio_caption_field",
+}
+
+
+def register(commands) -> None:
+    data = commands.add_parser("data", help="data tools").add_subparsers(title="data commands")
+    _synth_parser(data)
+    _check_parser(data)
+    _convert_parsers(data)
+    _cache_parser(data)
+
+
+# ---------------------------------------------------------------------------------------------- parsers
+def _synth_parser(data) -> None:
+    synth = data.add_parser("synth", help="write the synthetic video benchmark")
+    synth.add_argument("--out", required=True)
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--num-videos", type=int, default=200)
+    synth.add_argument("--size", type=int, default=64)
+    synth.add_argument("--fps", type=float, default=25.0)
+    synth.add_argument("--duration", type=float, default=4.0, help="seconds per video")
+    synth.add_argument("--test-fraction", type=float, default=0.25)
+    synth.set_defaults(run=run_synth)
+
+
+def _source_arguments(parser) -> None:
+    """CONFIG or MANIFEST..., and the flags that stand for data settings when there is no config."""
+    parser.add_argument(
+        "sources",
+        nargs="+",
+        metavar="CONFIG_OR_MANIFEST",
+        help="a run config (.yaml; its train and eval manifests and data settings) or manifest files",
+    )
+    parser.add_argument("--video-root", help="folder the manifests' video paths are relative to")
+    parser.add_argument(
+        "--path-remap", action="append", metavar="OLD=NEW", help="replace a video path prefix (repeatable)"
+    )
+    parser.add_argument(
+        "--annotation-fps", type=float,
+        help="grid of keyframe frame numbers for manifests that do not declare one (default 25)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--hard-negatives", action="append", metavar="FILE", help="hard-negative file (repeatable)"
+    )
+    parser.add_argument("--skip-invalid", action="store_true", help="leave out bad manifest entries")
+    parser.add_argument("--context-s", type=float, help="abnormal clips: context per side (s, default 2)")
+    parser.add_argument(
+        "--single-keyframe-hold-s", type=float, help="single-keyframe visibility (s, default 0.5)"
+    )
+    _conversion_arguments(parser)
+    parser.set_defaults(accepts_overrides=True)
+
+
+def _conversion_arguments(parser) -> None:
+    parser.add_argument("--video-prefix", help="normal-clip dicts: prefix of their bare video names")
+    parser.add_argument(
+        "--open-track-end", choices=("video_end", "last_keyframe"),
+        help="Label Studio tracks ending on an enabled keyframe: visible to the video end (as in Label Studio)",
+    )  # fmt: skip
+    parser.add_argument("--caption-field", help="Label Studio: task data field with the global caption")
+
+
+def _check_parser(data) -> None:
+    check = data.add_parser(
+        "check",
+        help="validate manifests and videos, summarise them, report test-set leakage (exit 1 on errors)",
+    )
+    _source_arguments(check)
+    check.add_argument("--no-video", action="store_true", help="check annotations only (no video is opened)")
+    check.add_argument(
+        "--test-list", metavar="FILE", help="test videos (e.g. Anomaly_Test.txt): leakage report"
+    )
+    check.add_argument("--max-regions", type=int, help="regions kept per clip (default 4)")
+    check.add_argument("--num-frames", type=int, help="frames sampled per clip (default 8)")
+    check.add_argument("--tokenizer", metavar="DIR", help="count caption lengths in this tokenizer's tokens")
+    check.add_argument("--json", action="store_true", help="print the full report as JSON")
+    check.set_defaults(run=lambda args, overrides: _guarded(run_check, args, overrides))
+
+
+def _convert_parsers(data) -> None:
+    for name, fmt, what in (
+        ("convert-labelstudio", "labelstudio", "a Label Studio videorectangle export"),
+        ("convert-normal-dict", "normal_dict", "a legacy normal-clip dict"),
+    ):
+        convert = data.add_parser(name, help=f"convert {what} to a clip list (format 1)")
+        convert.add_argument("input", metavar="EXPORT.json" if fmt == "labelstudio" else "DICT.json")
+        convert.add_argument("-o", "--output", required=True, metavar="OUT.json")
+        convert.add_argument(
+            "--skip-invalid", action="store_true", help="write the valid entries despite errors"
+        )
+        convert.add_argument(
+            "--annotation-fps", type=float, default=None if fmt == "labelstudio" else 25.0,
+            help="grid of keyframe frame numbers"
+            + (" (default: from the export's own frame/time)" if fmt == "labelstudio" else " (default 25)"),
+        )  # fmt: skip
+        _conversion_arguments(convert)
+        convert.set_defaults(run=lambda args, _, fmt=fmt: _guarded(run_convert, args, fmt))
+
+
+def _cache_parser(data) -> None:
+    cache = data.add_parser("cache", help="pre-extract every clip's frames so training skips decoding")
+    _source_arguments(cache)
+    cache.add_argument("--out", help="cache folder (default: the config's data.frame_cache)")
+    cache.add_argument("--cache-fps", type=float, default=8.0, help="frames per second kept (0: every frame)")
+    cache.add_argument("--size", type=int, help="frame side in pixels (default: the model's input size)")
+    cache.set_defaults(run=lambda args, overrides: _guarded(run_cache, args, overrides))
+
+
+def _guarded(command, args, extra) -> int:
+    """Bad input (a refused manifest, a missing file, a bad setting) is printed and exits 1."""
+    from fgclip.config import ConfigError
+    from fgclip.data.errors import ManifestError
+
+    try:
+        return command(args, extra)
+    except (ManifestError, ConfigError, FileNotFoundError) as error:
+        print(f"fgclip data: {error}", file=sys.stderr)
+        return 1
+
+
+# --------------------------------------------------------------------------------------------- settings
+def data_config(args, overrides: list[str]):
+    """The run config of a check / cache: the given YAML, or the defaults with the manifests and flags."""
+    from fgclip.config import load_config
+
+    flags = []
+    for dest, key in _DATA_FLAGS.items():
+        value = getattr(args, dest, None)
+        if value is not None:
+            flags += [f"--{key}", json.dumps(value)]
+    if getattr(args, "path_remap", None):
+        flags += ["--data.path_remaps", json.dumps(parse_remaps(args.path_remap))]
+    if getattr(args, "skip_invalid", False):
+        flags += ["--data.invalid_entries", "skip"]
+    if _is_config(args.sources[0]):
+        if len(args.sources) > 1:
+            raise SystemExit("give one run config, or manifest files, not both")
+        return load_config(args.sources[0], flags + list(overrides))
+    manifests = ["--data.train_manifests", json.dumps(args.sources)]
+    return load_config(None, manifests + flags + list(overrides))
+
+
+def _is_config(path: str) -> bool:
+    return Path(path).suffix in (".yaml", ".yml")
+
+
+def all_manifests(config) -> list[str]:
+    return list(dict.fromkeys([*config.data.train_manifests, *config.data.eval_manifests]))
+
+
+def parse_remaps(pairs: list[str] | None) -> dict[str, str]:
+    remaps = {}
+    for pair in pairs or []:
+        old, sep, new = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"--path-remap expects OLD=NEW, got {pair!r}")
+        remaps[old] = new
+    return remaps
+
+
+# ------------------------------------------------------------------------------------------------- verbs
+def run_synth(args, _) -> int:
+    from fgclip.tools.synth import generate
+
+    summary = generate(
+        args.out,
+        seed=args.seed,
+        num_videos=args.num_videos,
+        size=args.size,
+        fps=args.fps,
+        duration_s=args.duration,
+        test_fraction=args.test_fraction,
+    )
+    print(summary)
+    return 0
+
+
+def run_check(args, overrides) -> int:
+    from fgclip import builders
+    from fgclip.tools.check import check_manifests
+
+    config = data_config(args, overrides)
+    tokenizer = _check_tokenizer(args, config)
+    options = builders.check_options(config.data, check_videos=not args.no_video, tokenizer=tokenizer)
+    report = check_manifests(all_manifests(config), options)
+    print(json.dumps(report.to_dict(), indent=1, ensure_ascii=False) if args.json else report.format_text())
+    return report.exit_code
+
+
+def _check_tokenizer(args, config):
+    """Caption lengths in tokens: --tokenizer, else the run config's own tokenizer, else words."""
+    from fgclip import builders
+
+    if args.tokenizer:
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(args.tokenizer, local_files_only=True)
+    if _is_config(args.sources[0]) and (config.model.tokenizer or Path(config.model.init).is_dir()):
+        return builders.build_tokenizer(config.model)
+    return None
+
+
+def run_convert(args, fmt: str) -> int:
+    """Convert, validate through the clip-list reader, write. Errors: exit 1 without writing, unless --skip-invalid."""
+    from fgclip.data.formats import ConvertOptions, convert_document
+    from fgclip.data.formats.cliplist import ReadOptions, load_json, read_clip_entries
+
+    source = str(args.input)
+    convert = ConvertOptions(
+        video_prefix=args.video_prefix or "",
+        open_track_end=args.open_track_end or "video_end",
+        caption_field=args.caption_field,
+    )
+    read_options = ReadOptions(
+        annotation_fps=args.annotation_fps or 25.0, invalid_entries="skip" if args.skip_invalid else "error"
+    )
+    conversion = convert_document(load_json(source), source, fmt, args.annotation_fps, convert)
+    read = read_clip_entries(
+        conversion.entries, source, options=read_options, annotation_fps=conversion.annotation_fps,
+        origins=conversion.origins, format=fmt,
+    )  # fmt: skip
+    problems = conversion.problems + read.problems
+    bad = set(read.skipped_entries)
+    _print_problems(problems)
+    errors = [p for p in problems if p.is_error]
+    if errors and not args.skip_invalid:
+        print(f"{len(errors)} error(s): nothing written (--skip-invalid writes the rest)", file=sys.stderr)
+        return 1
+    conversion.entries = [e for i, e in enumerate(conversion.entries) if i not in bad]
+    conversion.write(args.output)
+    grid = f" on a {conversion.annotation_fps:g}-fps annotation grid" if conversion.annotation_fps else ""
+    print(
+        f"wrote {len(conversion.entries)} clip-list entries{grid} from {conversion.num_source_entries} source "
+        f"entries to {args.output}; {len(errors)} error(s) left out, {len(problems) - len(errors)} warning(s)"
+    )
+    return 0
+
+
+def _print_problems(problems, shown: int = 30) -> None:
+    for p in problems[:shown]:
+        print(f"  {p}", file=sys.stderr)
+    if len(problems) > shown:
+        print(f"  ... and {len(problems) - shown} more", file=sys.stderr)
+
+
+def run_cache(args, overrides) -> int:
+    from fgclip import builders
+    from fgclip.config import ConfigError
+    from fgclip.data.frame_cache import FrameCache
+    from fgclip.tools.cache_clips import cache_clips
+
+    config = data_config(args, overrides)
+    out = args.out or config.data.frame_cache
+    if out is None:
+        raise ConfigError("no cache folder: give --out DIR (or data.frame_cache in the config)")
+    size = args.size or config.data.image_size or builders.input_image_size(config.model)
+    clips = builders.read_clips(config.data, all_manifests(config))
+    cache = FrameCache(out, size=(size, size), cache_fps=args.cache_fps)
+
+    def progress(done: int, total: int, video: Path) -> None:
+        if done == total or done % 50 == 0:
+            print(f"  {done}/{total} videos ({video.name})", file=sys.stderr, flush=True)
+
+    summary = cache_clips(clips, cache, builders.sampling_options(config.data, size), progress)
+    print(f"{summary}; cache: {out} ({size}x{size}, {args.cache_fps:g} fps)")
+    return 0

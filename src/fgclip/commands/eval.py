@@ -1,0 +1,61 @@
+"""`fgclip eval CHECKPOINT`: retrieval, hard negatives, region classification and frame-level AUC/AP, with
+the run's own settings; writes report.json, ROC and timeline PNGs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fgclip.commands._checkpoint import common_arguments, load_checkpoint_run
+
+
+def register(commands) -> None:
+    evaluate = commands.add_parser(
+        "eval", help="retrieval, hard negatives, region classification and frame-level AUC/AP of a checkpoint",
+        description="Evaluate a checkpoint of `fgclip train` with its run's data settings. Trailing "
+                    "--section.key value pairs override the run config (e.g. --eval.frames_per_snippet 16).",
+    )  # fmt: skip
+    evaluate.add_argument("checkpoint", help="run/model or run/checkpoint-N")
+    evaluate.add_argument(
+        "--data", nargs="+", metavar="MANIFEST", help="eval clip lists (default: the run's)"
+    )
+    evaluate.add_argument("--video-root", help="root of the manifests' video paths (default: the run's)")
+    evaluate.add_argument("--hard-negatives", nargs="+", metavar="FILE", help="hard-negative files")
+    evaluate.add_argument("--prompts", help="prompt set: ucf-crime, msad or a JSON file (default: the run's)")
+    evaluate.add_argument("--temporal-annotations", help="UCF-Crime-style ground truth for frame AUC/AP")
+    evaluate.add_argument("--anomaly-videos", metavar="LIST",
+                          help="videos scored for frame AUC, one relative path per line (e.g. Anomaly_Test.txt); "
+                               "default: the eval manifests' videos that are in the annotation file")  # fmt: skip
+    evaluate.add_argument("--anomaly-video-root", help="root of --anomaly-videos (default: the video root)")
+    evaluate.add_argument("--out", help="output folder (default: RUN/eval-<checkpoint name>)")
+    evaluate.add_argument("--timelines", type=int, default=6, help="score-timeline PNGs to write (default 6)")
+    common_arguments(evaluate)
+    evaluate.set_defaults(run=run, accepts_overrides=True)
+
+
+def run(args, rest) -> int:
+    from fgclip.builders import EvalOptions, evaluate
+    from fgclip.evaluation.output import format_table, write_evaluation
+
+    pairs = {
+        "data.eval_manifests": args.data,
+        "data.video_root": args.video_root,
+        "data.hard_negatives": args.hard_negatives,
+        "eval.prompts": args.prompts,
+        "eval.temporal_annotations": args.temporal_annotations,
+    }
+    loaded = load_checkpoint_run(args, pairs, rest)
+    options = EvalOptions(
+        scoring=args.scoring, batch_frames=args.batch_frames, frame_cache=args.frame_cache,
+        write_frame_cache=args.write_frame_cache, anomaly_videos=args.anomaly_videos,
+        anomaly_video_root=args.anomaly_video_root, progress=not args.no_progress,
+    )  # fmt: skip
+    evaluation = evaluate(loaded.config, loaded.model, loaded.tokenizer, options)
+    evaluation.report["checkpoint"] = str(loaded.checkpoint)
+    evaluation.report["load"] = loaded.load_report.to_dict()
+    checkpoint = Path(args.checkpoint)
+    out = Path(args.out) if args.out else checkpoint.resolve().parent / f"eval-{checkpoint.resolve().name}"
+    written = write_evaluation(evaluation, out, timelines=args.timelines)
+    print(format_table(evaluation.report))
+    for name, path in written.items():
+        print(f"[fgclip] {name}: {path}")
+    return 0
