@@ -53,6 +53,7 @@ from fgclip.training.checkpoints import (
     staging_path,
 )
 from fgclip.training.data import EpochSeededDataset, EpochTaggedSampler
+from fgclip.training.lock import OutputDirLock
 from fgclip.training.lora import apply_lora, unwrap_model
 from fgclip.training.nonfinite import NonFiniteGuard
 from fgclip.training.report import StepReport
@@ -351,6 +352,13 @@ def describe_model(
 
 def train(config: ExperimentConfig, callbacks: list[TrainerCallback] | None = None) -> TrainOutcome:
     output_dir = Path(config.train.output_dir)
+    with OutputDirLock(output_dir, enabled=is_rank_zero()):  # before anything reads or writes the dir
+        return _train_locked(config, callbacks, output_dir)
+
+
+def _train_locked(
+    config: ExperimentConfig, callbacks: list[TrainerCallback] | None, output_dir: Path
+) -> TrainOutcome:
     resume = resolve_resume(config)
     if not config.train.progress_bar:
         disable_progress_bar()  # HF's "Writing model shards" bars on every save
