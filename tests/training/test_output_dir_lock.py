@@ -130,9 +130,13 @@ def test_lock_is_released_on_an_exception_and_only_if_ours(tmp_path):
     assert lock.path.exists()  # someone else's lock (it replaced ours) is left alone
 
 
-def test_other_ranks_take_no_lock(tmp_path):
-    with OutputDirLock(tmp_path, enabled=False) as lock:
+def test_only_rank_zero_takes_the_lock(tmp_path, monkeypatch):
+    monkeypatch.setenv("RANK", "1")  # torchrun's, before the process group exists
+    with OutputDirLock(tmp_path) as lock:
         assert not lock.path.exists()
+    monkeypatch.setenv("RANK", "0")
+    with OutputDirLock(tmp_path) as lock:
+        assert lock.path.exists()
 
 
 def test_train_refuses_before_resolving_the_resume(tmp_path, holder):

@@ -71,16 +71,27 @@ def _process_state(pid: int) -> str | None:
     return stat[stat.rindex(")") + 2 :].split()[0]  # after "pid (comm) ": comm may hold spaces
 
 
+def launch_rank() -> int:
+    """This process's global rank, also before the process group exists: `train()` takes the lock before
+    TrainingArguments initialises it, and torchrun (like DeepSpeed's launcher) sets RANK for every process.
+    torch is not imported for this (a process that has not imported it has no process group)."""
+    dist = sys.modules.get("torch.distributed")
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        return dist.get_rank()
+    return int(os.environ.get("RANK", "0"))
+
+
 class OutputDirLock:
     """`with OutputDirLock(output_dir):` holds `output_dir/.fgclip.lock` for the block.
 
-    `enabled=False` (ranks other than 0 under torchrun) makes it a no-op: rank 0 holds it for the job.
+    Only global rank 0 takes it (it holds it for the whole job); on other ranks, and with `enabled=False`,
+    it is a no-op.
     """
 
-    def __init__(self, output_dir: str | Path, enabled: bool = True):
+    def __init__(self, output_dir: str | Path, enabled: bool | None = None):
         self.output_dir = Path(output_dir)
         self.path = self.output_dir / LOCK_FILE
-        self.enabled = enabled
+        self.enabled = launch_rank() == 0 if enabled is None else enabled
         self.holder: LockHolder | None = None
 
     def __enter__(self) -> OutputDirLock:

@@ -352,7 +352,7 @@ def describe_model(
 
 def train(config: ExperimentConfig, callbacks: list[TrainerCallback] | None = None) -> TrainOutcome:
     output_dir = Path(config.train.output_dir)
-    with OutputDirLock(output_dir, enabled=is_rank_zero()):  # before anything reads or writes the dir
+    with OutputDirLock(output_dir):  # rank 0, before anything reads or writes the dir
         return _train_locked(config, callbacks, output_dir)
 
 
