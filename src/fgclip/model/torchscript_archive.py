@@ -27,6 +27,7 @@ import collections
 import io
 import pickle
 import re
+import sys
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -194,6 +195,7 @@ def read_torchscript_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """The `state_dict()` of a TorchScript archive, on the CPU, read without running any archive code."""
     with zipfile.ZipFile(path) as archive:
         root = _archive_root(archive, path)
+        _check_byteorder(archive, root, path)
         unpickler = _RestrictedUnpickler(archive.read(f"{root}/data.pkl"), archive, root)
         try:
             module = unpickler.load()
@@ -224,6 +226,18 @@ def _archive_root(archive: zipfile.ZipFile, path: Path) -> str:
             f"{path}: expected one <name>/data.pkl in the TorchScript archive, found {sorted(roots)}"
         )
     return roots.pop()
+
+
+def _check_byteorder(archive: zipfile.ZipFile, root: str, path: Path) -> None:
+    """Storages are raw bytes in the writer's byte order (`<root>/byteorder`; absent in old archives)."""
+    try:
+        order = archive.read(f"{root}/byteorder").decode().strip()
+    except KeyError:
+        return
+    if order != sys.byteorder:
+        raise CheckpointError(
+            f"{path}: tensors stored {order}-endian; this machine is {sys.byteorder}-endian"
+        )
 
 
 def _collect(module: _ScriptObject, prefix: str, declarations: _Declarations, out: dict, path: Path) -> None:
