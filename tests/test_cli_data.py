@@ -91,12 +91,13 @@ def test_check_with_videos_finds_missing_corrupt_and_too_short_videos(videos, tm
     )
     code = main(["data", "check", str(manifest), "--video-root", str(videos), "--json"])
     report = json.loads(capsys.readouterr().out)
-    errors = "\n".join(report["errors"])
+    errors = {(p["entry"], p["video"], p["field"]): p["message"] for p in report["errors"]}
     assert code == 1 and len(report["errors"]) == 4, errors
-    assert "entry 1, video 'clips/missing.mp4', field 'video'" in errors and "file not found" in errors
-    assert "entry 2, video 'clips/corrupt.mp4', field 'video'" in errors and "cannot be opened" in errors
-    assert "entry 3, video 'clips/short.mp4', field 'region 0 keyframes': a keyframe at 2.00 s" in errors
-    assert "entry 4, video 'clips/short.mp4', field 'timestamps': span starts at 3.00 s" in errors
+    assert {p["manifest"] for p in report["errors"]} == {str(manifest)}
+    assert "file not found" in errors[(1, "clips/missing.mp4", "video")]
+    assert "cannot be opened" in errors[(2, "clips/corrupt.mp4", "video")]
+    assert errors[(3, "clips/short.mp4", "region 0 keyframes")].startswith("a keyframe at 2.00 s")
+    assert errors[(4, "clips/short.mp4", "timestamps")].startswith("span starts at 3.00 s")
     clean = _write(tmp_path / "clean.json", [_entry("clips/ok.mp4")])
     assert main(["data", "check", str(clean), "--video-root", str(videos)]) == 0
     assert "0 error(s), 0 warning(s) -> exit code 0" in capsys.readouterr().out

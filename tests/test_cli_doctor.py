@@ -10,7 +10,6 @@ import torch
 from fgclip import builders, checks
 from fgclip.builders import read_clips
 from fgclip.cli import main
-from fgclip.commands import train as run
 from fgclip.commands.demo import demo_config_path
 from fgclip.config import ConfigError, load_config
 from fgclip.tools.doctor import run_doctor

@@ -41,6 +41,7 @@ from fgclip.training.checkpoints import (
     remove_stale_staging,
     staging_path,
 )
+from fgclip.training.lock import OutputDirLock
 from fgclip.training.lora import apply_lora, unwrap_model
 from fgclip.training.nonfinite import NonFiniteGuard, NonFiniteLossError
 from fgclip.training.step_report import StepReport
@@ -98,6 +99,13 @@ class TrainOutcome:
 
 def train(config: ExperimentConfig, callbacks: list[TrainerCallback] | None = None) -> TrainOutcome:
     output_dir = Path(config.train.output_dir)
+    with OutputDirLock(output_dir):  # rank 0, before anything reads or writes the dir
+        return _train_locked(config, callbacks, output_dir)
+
+
+def _train_locked(
+    config: ExperimentConfig, callbacks: list[TrainerCallback] | None, output_dir: Path
+) -> TrainOutcome:
     resume = resolve_resume(config)
     if not config.train.progress_bar:
         disable_progress_bar()  # HF's "Writing model shards" bars on every save

@@ -30,6 +30,18 @@ class EntryProblem:
     def is_error(self) -> bool:
         return self.severity == ERROR
 
+    def to_dict(self) -> dict:
+        """The machine-readable form (`data check --json`); `origin` is null unless converted."""
+        return {
+            "manifest": self.file,
+            "entry": self.index,
+            "video": self.video,
+            "field": self.field,
+            "message": self.message,
+            "severity": self.severity,
+            "origin": self.origin,
+        }
+
     def __str__(self) -> str:
         where = [self.file]
         if self.index is not None:

@@ -1,7 +1,8 @@
 """OpenAI CLIP checkpoints (`ViT-B-32.pt` etc.): read, infer the architecture from shapes, convert to HF keys.
 
-Reading runs no checkpoint code: a TorchScript archive is opened with `torch.jit.load` on the CPU and only
-its `state_dict()` is taken; anything else goes through `torch.load(weights_only=True)` or safetensors.
+Reading runs no checkpoint code: a TorchScript archive's tensors are read by a restricted unpickler that
+never compiles or calls the archive's code (`torchscript_archive`); anything else goes through
+`torch.load(weights_only=True)` or safetensors.
 
 The architecture is inferred the way OpenAI's own `clip.model.build_model` does, and every inferred number
 is checked against a second tensor that must agree with it (see `infer_architecture`). The conversion
@@ -12,8 +13,6 @@ from __future__ import annotations
 
 import pickle
 import re
-import warnings
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from safetensors.torch import load_file
 from fgclip.model.configuration import FGCLIPConfig
 from fgclip.model.errors import CheckpointError
 from fgclip.model.long_text import KEEP_POSITIONS, long_table_length
+from fgclip.model.torchscript_archive import is_torchscript_archive, read_torchscript_state_dict
 
 HEAD_WIDTH = 64  # OpenAI CLIP: heads = width // 64, in both towers
 # Scalars some OpenAI TorchScript archives keep in their state dict; checked against the shapes, then dropped.
@@ -143,11 +143,8 @@ def read_checkpoint_file(path: Path) -> tuple[dict[str, torch.Tensor], str]:
     """(state dict, format) of a single-file checkpoint; no pickled code is ever run."""
     if path.suffix == ".safetensors":
         return load_file(str(path)), "safetensors file"
-    if _is_torchscript(path):
-        with warnings.catch_warnings():  # torch.jit is deprecated for writing; these archives are only read
-            warnings.simplefilter("ignore", DeprecationWarning)
-            archive = torch.jit.load(str(path), map_location="cpu")
-        return {k: v.detach() for k, v in archive.state_dict().items()}, "TorchScript archive"
+    if is_torchscript_archive(path):
+        return read_torchscript_state_dict(path), "TorchScript archive"
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError) as error:
@@ -313,14 +310,6 @@ def _metadata_problems(state: dict, arch: OpenAIArchitecture) -> list[str]:
         for key in METADATA_KEYS
         if key in state and int(state[key]) != inferred[key]
     ]
-
-
-def _is_torchscript(path: Path) -> bool:
-    """torch.jit.save archives hold `<name>/constants.pkl` (and `code/`); torch.save files do not."""
-    if not zipfile.is_zipfile(path):
-        return False
-    with zipfile.ZipFile(path) as archive:
-        return any(name.split("/", 1)[-1] == "constants.pkl" for name in archive.namelist())
 
 
 def _state_dict_of(loaded, path: Path) -> dict[str, torch.Tensor]:

@@ -78,9 +78,12 @@ class CheckReport:
                 }
                 for m in self.manifests
             ],
-            "refused": [{"path": path, "problems": [str(p) for p in e.problems]} for path, e in self.refused],
-            "errors": [str(p) for p in self.all_problems if p.is_error],
-            "warnings": [str(p) for p in self.all_problems if not p.is_error],
+            "refused": [
+                {"path": path, "problems": [p.to_dict() for p in e.problems]} for path, e in self.refused
+            ],
+            # each problem as {"manifest", "entry", "video", "field", "message", "severity", "origin"}
+            "errors": [p.to_dict() for p in self.all_problems if p.is_error],
+            "warnings": [p.to_dict() for p in self.all_problems if not p.is_error],
             "summary": self.summary,
             "leakage": self.leakage.to_dict() if self.leakage is not None else None,
             "exit_code": self.exit_code,

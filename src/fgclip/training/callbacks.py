@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from transformers import TrainerCallback
 
 from fgclip.distributed import is_rank_zero
 from fgclip.losses.terms import LOSS_TERMS
-from fgclip.training.loss_plot import plot_loss_curves
+from fgclip.training.loss_plot import plot_loss_curves, warn_on_stderr
 from fgclip.training.step_report import StepReport
 
 METRICS_FILE = "metrics.jsonl"
@@ -72,8 +73,14 @@ class MetricsLogger(TrainerCallback):
                 print(console_line(row, state.max_steps, self.bank_capacity), flush=True)
 
     def _write(self, row: dict) -> None:
-        with self.path.open("a") as f:
-            f.write(json.dumps(row) + "\n")
+        with self.path.open("a+b") as f:  # appends always go to the end; the "+" lets us read the last byte
+            if _ends_mid_line(f):
+                warn_on_stderr(
+                    f"{self.path}: the last line was cut short (a crash or a full disk); it is skipped when "
+                    "read, and rows continue on a new line"
+                )
+                f.write(b"\n")
+            f.write((json.dumps(row) + "\n").encode())
         for name, value in row.items():
             if name not in ("step", "epoch") and isinstance(value, (int, float)):
                 self._writer.add_scalar(name, value, row["step"])
@@ -81,6 +88,14 @@ class MetricsLogger(TrainerCallback):
     def on_train_end(self, args, state, control, **kwargs):
         if self._writer is not None:
             self._writer.close()
+
+
+def _ends_mid_line(f) -> bool:
+    end = f.seek(0, os.SEEK_END)
+    if end == 0:
+        return False
+    f.seek(end - 1)
+    return f.read(1) != b"\n"
 
 
 def group_rates_of(optimizer) -> dict[str, float]:
@@ -94,15 +109,30 @@ def group_rates_of(optimizer) -> dict[str, float]:
 
 
 class LossCurvePlot(TrainerCallback):
-    """Refresh `loss_curves.png` from `metrics.jsonl` on every save and at the end."""
+    """Refresh `loss_curves.png` from `metrics.jsonl` on every save and at the end.
+
+    The plot is a by-product: a failure to draw or write it is reported in one line and the run goes on
+    (it must never cost a save or the final `model/`). Each torn metrics line is reported once per run.
+    """
 
     def __init__(self, output_dir: str | Path, memory_bank_warmup_steps: int | None):
         self.output_dir = Path(output_dir)
         self.warmup = memory_bank_warmup_steps
+        self._reported: set[str] = set()
 
     def _plot(self):
-        if is_rank_zero() and (self.output_dir / METRICS_FILE).is_file():
-            plot_loss_curves(self.output_dir / METRICS_FILE, self.output_dir / PLOT_FILE, self.warmup)
+        if not (is_rank_zero() and (self.output_dir / METRICS_FILE).is_file()):
+            return
+        out = self.output_dir / PLOT_FILE
+        try:
+            plot_loss_curves(self.output_dir / METRICS_FILE, out, self.warmup, warn=self._warn_once)
+        except Exception as error:  # any plotting failure (matplotlib, disk, data) is reported, never fatal
+            warn_on_stderr(f"{out} not written ({type(error).__name__}: {error}); training goes on")
+
+    def _warn_once(self, message: str) -> None:
+        if message not in self._reported:
+            self._reported.add(message)
+            warn_on_stderr(message)
 
     def on_save(self, args, state, control, **kwargs):
         self._plot()

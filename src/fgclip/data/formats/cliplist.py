@@ -13,6 +13,11 @@ nothing downstream sees annotation frames. The grid of a file is, in order: the 
 commands), else `ReadOptions.annotation_fps` (default 25). A per-manifest setting that contradicts the file's own
 is an error.
 
+Numbers: every box coordinate, timestamp and keyframe frame must be finite (JSON `NaN` / `Infinity`, which
+Python's reader accepts, are errors). A frame is an integer in [0, MAX_FRAME]; a float with an integral value
+(`12.0`, as some exporters write integers) is read as that integer, any other float (`3.5`) is an error, and
+so is a frame past MAX_FRAME = 2**31 - 1 (`1e12`: no video has that many frames; a corrupted value).
+
 How the real files' quirks are read (each one is reported, never silently):
 - coordinates outside [0, 1] by less than `box_tolerance` (float error) are clipped; farther out, or x1 >= x2,
   is an error naming the entry and keyframe;
@@ -30,6 +35,7 @@ lists them.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +46,7 @@ from fgclip.data.records import ABNORMAL, NORMAL, Box, Clip, Keyframe, Region, T
 from fgclip.data.text import normalize_caption
 
 INVALID_ENTRY_POLICIES = ("error", "skip")
+MAX_FRAME = 2**31 - 1  # 2.7 years of video at 25 fps
 
 
 @dataclass(frozen=True)
@@ -188,8 +195,12 @@ def read_clip_entries(
 
 def _annotation_fps(source: str, declared: Any, override: float | None, default: float) -> float:
     if declared is not None:
-        if isinstance(declared, bool) or not isinstance(declared, (int, float)) or not declared > 0:
-            raise _file_error(source, "annotation_fps", f"must be a positive number, got {declared!r}")
+        if (
+            isinstance(declared, bool)
+            or not isinstance(declared, (int, float))
+            or not 0 < declared < math.inf
+        ):
+            raise _file_error(source, "annotation_fps", f"must be a positive finite number, got {declared!r}")
         if override is not None and abs(float(override) - float(declared)) > 1e-9:
             raise _file_error(
                 source,
@@ -342,10 +353,11 @@ class _EntryReader:
         if not isinstance(keyframe, dict):
             self.problem(field_name, "a keyframe must be an object {frame, bbox}")
             return None
-        frame, bbox = keyframe.get("frame"), keyframe.get("bbox")
-        if isinstance(frame, bool) or not isinstance(frame, (int, float)) or frame < 0:
-            self.problem(f"{field_name}.frame", f"must be a frame number >= 0, got {frame!r}")
+        frame, message = parse_frame(keyframe.get("frame"))
+        if message:
+            self.problem(f"{field_name}.frame", message)
             return None
+        bbox = keyframe.get("bbox")
         box = self._box(f"{field_name}.bbox", bbox)
         if box is None:
             return None
@@ -373,6 +385,9 @@ class _EntryReader:
             self.problem("timestamps", f"must be null or [start_s, end_s], got {span!r}")
             return None
         start, end = float(span[0]), float(span[1])
+        if not (math.isfinite(start) and math.isfinite(end)):
+            self.problem("timestamps", f"non-finite value in {span!r} (needs finite seconds)")
+            return None
         if not 0 <= start < end:
             self.problem("timestamps", f"needs 0 <= start < end, got {span!r}")
             return None
@@ -440,6 +455,22 @@ class _EntryReader:
         return item.negatives
 
 
+def parse_frame(frame: Any) -> tuple[int | None, str | None]:
+    """A keyframe's frame number -> (the integer, None) or (None, error message); see the module docstring."""
+    if isinstance(frame, bool) or not isinstance(frame, (int, float)):
+        return None, f"must be a frame number >= 0, got {frame!r}"
+    if isinstance(frame, float):
+        if not math.isfinite(frame):
+            return None, f"non-finite frame number {frame!r}"
+        if not frame.is_integer():
+            return None, f"must be an integer frame number, got {frame!r}"
+    if frame < 0:
+        return None, f"must be a frame number >= 0, got {frame!r}"
+    if frame > MAX_FRAME:
+        return None, f"frame {frame!r} is past the largest frame number {MAX_FRAME}: a corrupted value?"
+    return int(frame), None
+
+
 def parse_box(bbox: Any, tolerance: float) -> tuple[Box | None, str | None, int]:
     """[x1, y1, x2, y2] -> (box clipped into [0, 1], error message, number of coordinates clipped)."""
     if (
@@ -449,6 +480,8 @@ def parse_box(bbox: Any, tolerance: float) -> tuple[Box | None, str | None, int]
     ):
         return None, f"must be [x1, y1, x2, y2] numbers, got {bbox!r}", 0
     values = [float(v) for v in bbox]
+    if not all(math.isfinite(v) for v in values):
+        return None, f"non-finite coordinate in {bbox} (NaN or infinity)", 0
     if any(v < -tolerance or v > 1 + tolerance for v in values):
         return None, f"{bbox} lies outside [0, 1] by more than the tolerance {tolerance}", 0
     x1, y1, x2, y2 = (min(max(v, 0.0), 1.0) for v in values)

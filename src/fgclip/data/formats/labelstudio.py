@@ -30,6 +30,7 @@ is removed and the rest URL-decoded, so the path resolves against `video_root` l
 
 from __future__ import annotations
 
+import math
 from typing import Any
 from urllib.parse import unquote
 
@@ -94,8 +95,9 @@ def _grid(tasks: list, source: str, given: float | None, conversion: Conversion)
         for task in tasks
         for kf in _keyframes(task)
         if isinstance(kf.get("time"), (int, float))
-        and kf["time"] > 0
+        and 0 < kf["time"] < math.inf  # a non-finite time says nothing about the grid
         and isinstance(kf.get("frame"), (int, float))
+        and math.isfinite(kf["frame"])
     }
     if not rates:
         if given is None:
@@ -262,6 +264,9 @@ class _Task:
             return None
         if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in numbers):
             self.problem(where, f"x, y, width, height must be numbers, got {numbers}")
+            return None
+        if not all(math.isfinite(v) for v in numbers):
+            self.problem(where, f"x, y, width, height must be finite, got {numbers}")
             return None
         if kf.get("rotation", 0) not in (0, 0.0):
             self.problem(

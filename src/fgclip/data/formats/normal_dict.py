@@ -22,6 +22,7 @@ or space, so it is refused as a whole with a report of everything wrong in it (`
 
 from __future__ import annotations
 
+import math
 import re
 from collections import Counter, defaultdict
 from typing import Any
@@ -188,6 +189,9 @@ def _spans(raw: Any, error) -> list[tuple[float, float]] | None:
             error(f"timestamps[{k}]", f"must be [start_s, end_s], got {pair!r}")
             return None
         start, end = float(pair[0]), float(pair[1])
+        if not (math.isfinite(start) and math.isfinite(end)):
+            error(f"timestamps[{k}]", f"non-finite value in {pair!r} (needs finite seconds)")
+            return None
         if start < 0 or start > end:
             error(f"timestamps[{k}]", f"inverted or negative span {pair!r} (needs 0 <= start < end)")
             return None
