@@ -22,6 +22,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from fgclip.commands import data_show
+
     parser = argparse.ArgumentParser(prog="fgclip", description="Fine-grained video-text alignment for CLIP.")
     commands = parser.add_subparsers(title="commands")
 
@@ -96,6 +98,7 @@ def _parser() -> argparse.ArgumentParser:
     _data_check_parser(data)
     _data_convert_parsers(data)
     _data_cache_parser(data)
+    data_show.register(data)
     _add_eval_commands(commands)
     return parser
 
