@@ -340,11 +340,18 @@ def _draw_frame(sheet: Image.Image, draw, view: ClipView, k: int, frame: np.ndar
         visible = bool(region_view.visible[k]) and region_view.used
         colour = PALETTE[region_view.index % len(PALETTE)]
         draw_box(draw, _to_px(region_view.boxes[k], cell), colour, dashed=not visible)
-    shown = float(view.plan.shown_s[k])
-    number = f"#{int(view.frame_numbers[k])}" if view.frame_numbers is not None else "#?"
-    draw.text((x, y + h + 3), f"{k + 1}: {shown:.3f} s  frame {number}", fill=INK, font=font)
-    sampled = float(view.plan.sampled_s[k])
-    draw.text((x, y + h + 16), f"sampled at {sampled:.3f} s", fill=MUTED, font=font)
+    shown, sampled = frame_caption(view, k)
+    draw.text((x, y + h + 3), shown, fill=INK, font=font)
+    draw.text((x, y + h + 16), sampled, fill=MUTED, font=font)
+
+
+def frame_caption(view: ClipView, k: int) -> tuple[str, str]:
+    """The two lines under frame k: the time and native index of the frame shown, and the sampled time."""
+    number = f"#{int(view.frame_numbers[k])}" if view.frame_numbers is not None else "# unknown (no video)"
+    return (
+        f"{k + 1}: {float(view.plan.shown_s[k]):.3f} s  frame {number}",
+        f"sampled at {float(view.plan.sampled_s[k]):.3f} s",
+    )
 
 
 # ------------------------------------------------------------------------------------------------ strip
