@@ -58,6 +58,9 @@ def register(data_subparsers) -> None:
     bare.add_argument("--video-root", default=".", help="folder the manifest's video paths are relative to")
     bare.add_argument("--path-remap", action="append", metavar="OLD=NEW", help="video path prefix remap")
     bare.add_argument(
+        "--hard-negatives", action="append", metavar="FILE", help="hard-negative file (repeatable)"
+    )
+    bare.add_argument(
         "--annotation-fps", type=float, help="grid of a manifest that declares none (default 25)"
     )
     bare.add_argument("--num-frames", type=int, default=8)
@@ -166,14 +169,17 @@ def _from_manifest(args) -> _Split:
     from fgclip.data.commands import parse_remaps
     from fgclip.data.dataset import SamplingOptions
     from fgclip.data.formats import load_manifest
-    from fgclip.data.formats.cliplist import ReadOptions
+    from fgclip.data.formats.cliplist import ReadOptions, read_hard_negatives
     from fgclip.data.paths import VideoResolver
 
     if not Path(args.source).is_file():
         raise ShowError(f"manifest not found: {args.source}")
     resolver = VideoResolver(args.video_root, parse_remaps(args.path_remap))
     read_options = ReadOptions(annotation_fps=args.annotation_fps or 25.0, invalid_entries="skip")
-    read = load_manifest(args.source, resolver, read_options)
+    negatives: dict = {}
+    for path in args.hard_negatives or []:
+        negatives.update(read_hard_negatives(path))
+    read = load_manifest(args.source, resolver, read_options, negatives)
     options = SamplingOptions(
         num_frames=args.num_frames,
         max_regions=args.max_regions,

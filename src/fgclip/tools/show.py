@@ -73,7 +73,7 @@ class ClipView:
     frame_numbers: np.ndarray | None  # (T,) native frame index of each frame shown; None without the video
     regions: list[RegionView]
     how: str  # "train seed S epoch E" or "eval"
-    source: str  # "decoded" or "frame cache"
+    source: str  # "decoded" or "from the frame cache"
     duration_s: float
     native_fps: float | None
     hold_s: float  # single-keyframe visibility (the dataset's option)
@@ -136,7 +136,7 @@ def clip_view(
         frame_numbers=numbers,
         regions=region_views(dataset, clip, plan.shown_s),
         how=f"train seed {seed} epoch {epoch}" if dataset.train else "eval (deterministic)",
-        source="frame cache" if dataset.frame_cache is not None else "decoded",
+        source="from the frame cache" if dataset.frame_cache is not None else "decoded",
         duration_s=duration,
         native_fps=info.fps if info is not None else None,
         hold_s=dataset.options.single_keyframe_hold_s,
@@ -358,7 +358,7 @@ def frame_caption(view: ClipView, k: int) -> tuple[str, str]:
 
 
 def _strip_height(view: ClipView) -> int:
-    return 34 + 16 * len(view.regions) + 18
+    return 48 + 16 * len(view.regions) + 18
 
 
 def _strip_axis(view: ClipView) -> tuple[float, float]:
@@ -382,7 +382,7 @@ def _draw_strip(draw, view: ClipView, box, font) -> None:
     def px(t: float) -> float:
         return x0 + label_w + (t - lo) / (hi - lo) * (w - label_w)
 
-    top = y0 + 14
+    top = y0 + 28  # title, then the sample numbers, then the span bar
     draw.text(
         (x0, y0), "timeline (s): span, keyframes |, visible windows, samples 1..T", fill=MUTED, font=font
     )
@@ -391,11 +391,11 @@ def _draw_strip(draw, view: ClipView, box, font) -> None:
     if lo <= view.duration_s <= hi:
         for yy in range(int(top), int(y0 + h - 16), 4):
             draw.line([(px(view.duration_s), yy), (px(view.duration_s), yy + 2)], fill=(200, 0, 0))
-        draw.text((px(view.duration_s) + 2, top - 12), "video end", fill=(200, 0, 0), font=font)
+        draw.text((px(view.duration_s) + 3, y0 + h - 14), "video end", fill=(200, 0, 0), font=font)
     rows_top = top + 18
     for k, t in enumerate(view.plan.shown_s):
-        draw.line([(px(float(t)), top), (px(float(t)), rows_top + 16 * len(view.regions))], fill=INK)
-        draw.text((px(float(t)) - 3, rows_top + 16 * len(view.regions) + 1), str(k + 1), fill=INK, font=font)
+        draw.line([(px(float(t)), top - 2), (px(float(t)), rows_top + 16 * len(view.regions))], fill=INK)
+        draw.text((px(float(t)) - 3, top - 14), str(k + 1), fill=INK, font=font)
     for r, region_view in enumerate(view.regions):
         y = rows_top + 16 * r
         colour = PALETTE[region_view.index % len(PALETTE)]
