@@ -391,7 +391,10 @@ def _draw_strip(draw, view: ClipView, box, font) -> None:
     if lo <= view.duration_s <= hi:
         for yy in range(int(top), int(y0 + h - 16), 4):
             draw.line([(px(view.duration_s), yy), (px(view.duration_s), yy + 2)], fill=(200, 0, 0))
-        draw.text((px(view.duration_s) + 3, y0 + h - 14), "video end", fill=(200, 0, 0), font=font)
+        label_x = px(view.duration_s) + 3
+        if label_x + _text_width("video end", font) > x0 + w:  # no room on the right: write it on the left
+            label_x = px(view.duration_s) - 3 - _text_width("video end", font)
+        draw.text((label_x, y0 + h - 14), "video end", fill=(200, 0, 0), font=font)
     rows_top = top + 18
     for k, t in enumerate(view.plan.shown_s):
         draw.line([(px(float(t)), top - 2), (px(float(t)), rows_top + 16 * len(view.regions))], fill=INK)
