@@ -9,7 +9,7 @@ the box its keyframes would give if the track ran on through the gap (the same i
 keyframes with the segment breaks removed, clamped to the first and last keyframe) is drawn DASHED, so a box
 drifting off its object, or a window the samples miss, is seen at once.
 
-Outputs: `draw_sheet` (a contact sheet PNG, optionally with `draw_strip`'s timeline under it), `write_mp4`
+Outputs: `draw_sheet` (a contact sheet PNG, optionally with the timeline under it), `write_mp4`
 (every native frame of the span, boxes drawn by the same interpolation, PyAV) and `draw_grid_check` (the clip
 with the annotation grid it was read on beside the same keyframe numbers read on the video's native fps).
 """
@@ -47,6 +47,7 @@ BACKGROUND, INK, MUTED = (255, 255, 255), (20, 20, 20), (110, 110, 110)
 BOX_WIDTH = 2  # px; the outline straddles the box edge (1 px each side)
 DASH = (6, 4)  # px on, px off
 MARGIN, GAP = 10, 8
+_LINE = 16  # px per legend line
 
 
 @dataclass(frozen=True)
@@ -263,7 +264,7 @@ def draw_sheet(
     line_h, label_h = 17, 30
     header_h = len(header) * line_h + GAP
     grid_h = rows * (cell_h + label_h + GAP)
-    legend_h = sum(h for _, _, h, _ in legend) + GAP
+    legend_h = sum(_LINE * len(lines) + 4 for _, lines in legend) + GAP
     strip_h = _strip_height(view) if strip else 0
     height = MARGIN + header_h + grid_h + legend_h + strip_h + MARGIN
     sheet = Image.new("RGB", (width, height), BACKGROUND)
@@ -280,9 +281,9 @@ def draw_sheet(
         cells.append(cell)
         _draw_frame(sheet, draw, view, k, frame, cell, small)
     y += grid_h
-    for region_view, lines, h, font_lines in legend:
-        _draw_legend_entry(draw, region_view, lines, font_lines, (MARGIN, y))
-        y += h
+    for region_view, lines in legend:
+        _draw_legend_entry(draw, region_view, lines, (MARGIN, y))
+        y += _LINE * len(lines) + 4
     y += GAP
     strip_box = None
     if strip:
@@ -305,8 +306,8 @@ def _header_lines(view: ClipView, font, width: int) -> list[tuple[str, object, t
     return lines
 
 
-def _legend_lines(view: ClipView, body, small, width: int) -> list[tuple[RegionView, list, int, list]]:
-    """Per region: its text lines (caption, hard negatives) with their fonts and the entry's height."""
+def _legend_lines(view: ClipView, body, small, width: int) -> list[tuple[RegionView, list[tuple]]]:
+    """Per region: its text lines (status and caption, then hard negatives) as (text, font, colour)."""
     entries = []
     for region_view in view.regions:
         region = region_view.region
@@ -321,16 +322,16 @@ def _legend_lines(view: ClipView, body, small, width: int) -> list[tuple[RegionV
         if region.hard_negatives:
             text = "hard negatives: " + " | ".join(region.hard_negatives)
             lines += [(line, small, MUTED) for line in _wrap(text, small, width)]
-        entries.append((region_view, [t for t, _, _ in lines], 16 * len(lines) + 4, lines))
+        entries.append((region_view, lines))
     return entries
 
 
-def _draw_legend_entry(draw, region_view: RegionView, _, lines, origin) -> None:
+def _draw_legend_entry(draw, region_view: RegionView, lines, origin) -> None:
     x, y = origin
     colour = PALETTE[region_view.index % len(PALETTE)]
     draw_box(draw, (x + 2, y + 3, x + 14, y + 13), colour, dashed=not region_view.used)
     for k, (text, font, fill) in enumerate(lines):
-        draw.text((x + 22, y + 16 * k), text, fill=fill, font=font)
+        draw.text((x + 22, y + _LINE * k), text, fill=fill, font=font)
 
 
 def _draw_frame(sheet: Image.Image, draw, view: ClipView, k: int, frame: np.ndarray, cell, font) -> None:
@@ -435,16 +436,6 @@ def _ticks(lo: float, hi: float, count: int = 8) -> list[float]:
             break
     first = math.ceil(lo / step) * step
     return [round(first + i * step, 6) for i in range(int((hi - first) / step) + 1)]
-
-
-def draw_strip(view: ClipView, width: int = 800) -> Image.Image:
-    """The timeline alone."""
-    height = _strip_height(view) + 2 * MARGIN
-    image = Image.new("RGB", (width, height), BACKGROUND)
-    _draw_strip(
-        ImageDraw.Draw(image), view, (MARGIN, MARGIN, width - 2 * MARGIN, height - 2 * MARGIN), _font(11)
-    )
-    return image
 
 
 # ------------------------------------------------------------------------------------------------ mp4
