@@ -309,3 +309,25 @@ def test_real_manifest_with_stand_in_videos(tmp_path, capsys):
     assert [read_index(f) for f in view.frames] == view.frame_numbers.tolist()
     for region, keyframe in zip(view.regions, (192, 816, 1912), strict=True):  # shown within the 0.5 s hold
         assert any(abs(t - keyframe / 25) <= 0.5 for t in view.plan.shown_s[region.visible])
+
+
+def test_config_frame_cache_gives_the_cached_frames(moving, tmp_path, capsys):
+    cache = tmp_path / "cache"
+    manifest = str(moving / "moving.json")
+    cached = ["data", "cache", manifest, "--video-root", str(moving), "--out", str(cache), "--size", "64"]
+    assert main([*cached, "--context-s", "0"]) == 0
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        f"data:\n  train_manifests: [{manifest}]\n  video_root: {moving}\n  context_s: 0.0\n"
+        f"  image_size: 64\n  frame_cache: {cache}\n"
+    )
+    argv = ["data", "show", str(config), "--entry", "0", "--out", str(tmp_path / "o")]
+    args, rest = _parser().parse_known_args(argv)
+    split = data_show._load_split(args, rest)
+    view = clip_view(split.dataset_for(split.clips[0]), split.clips[0], 0, seed=split.seed)
+    assert view.source == "from the frame cache" and view.frames.shape[1:] == (64, 64, 3)
+    cache_times = split.frame_cache.frame_times(split.clips[0].video)
+    assert len(cache_times) < len(video_frame_times(split.clips[0].video))  # 8 of the 25 frames per second
+    assert np.isin(view.plan.shown_s, cache_times).all()  # snapped to the cached frames, as the dataset does
+    assert main(argv) == 0
+    assert capsys.readouterr().out.strip().endswith("moving_entry0_train_seed42_epoch0.png")
