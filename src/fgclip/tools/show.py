@@ -90,16 +90,14 @@ class SheetLayout:
 
 
 class _Plans:
-    """Dataset view whose item `index` is the frame plan of `clip` (default: the dataset's clip `index`)."""
+    """Dataset view whose every item is the frame plan of `clip`: wrapped in `EpochSeededDataset`, the item
+    index only chooses the RNG seed, so a one-clip dataset draws what item `index` of the whole split draws."""
 
-    def __init__(self, dataset: ClipDataset, clip: Clip | None = None):
+    def __init__(self, dataset: ClipDataset, clip: Clip):
         self.dataset, self.clip = dataset, clip
 
-    def __len__(self) -> int:
-        return len(self.dataset)
-
     def __getitem__(self, index: int) -> FramePlan:
-        return self.dataset.frame_plan(self.clip if self.clip is not None else self.dataset.clips[index])
+        return self.dataset.frame_plan(self.clip)
 
 
 def plan_for(dataset: ClipDataset, clip: Clip, index: int, seed: int, epoch: int) -> FramePlan:
@@ -145,6 +143,7 @@ def clip_view(
 
 
 def _native_numbers(video: Path, times: np.ndarray) -> np.ndarray:
+    """Native index of the frame shown at each time (the rule of `snap_to_frames`, as an index)."""
     frame_times = video_frame_times(video)
     k = np.searchsorted(frame_times, np.asarray(times) + 1e-6, side="right") - 1
     return np.clip(k, 0, len(frame_times) - 1)
