@@ -230,15 +230,15 @@ def test_cli_writes_sheet_strip_mp4_and_grid_check(moving, tmp_path, capsys):
 
 
 @pytest.mark.parametrize(
-    "extra, message",
+    "extra, message, code",
     [
-        (["--entry", "7"], "no entry 7 (the manifest has entries 0-0)"),
-        (["--video", "other.mp4"], "no clip of video 'other.mp4'"),
-        (["--entry", "0", "--data.num_frames", "4"], "overrides need a YAML config"),
+        (["--entry", "7"], "no entry 7 (the manifest has entries 0-0)", 1),
+        (["--video", "other.mp4"], "no clip of video 'other.mp4'", 1),
+        (["--entry", "0", "--data.num_frames", "4"], "overrides need a YAML config", 2),
     ],
 )
-def test_cli_errors_for_a_missing_entry_or_video_name(moving, capsys, extra, message):
-    assert _show(str(moving / "moving.json"), "--video-root", str(moving), *extra) == 1
+def test_cli_errors_for_a_missing_entry_or_video_name(moving, capsys, extra, message, code):
+    assert _show(str(moving / "moving.json"), "--video-root", str(moving), *extra) == code
     err = capsys.readouterr().err.strip()
     assert err.startswith("fgclip data show: ") and message in err and "\n" not in err
 
@@ -331,3 +331,21 @@ def test_config_frame_cache_gives_the_cached_frames(moving, tmp_path, capsys):
     assert np.isin(view.plan.shown_s, cache_times).all()  # snapped to the cached frames, as the dataset does
     assert main(argv) == 0
     assert capsys.readouterr().out.strip().endswith("moving_entry0_train_seed42_epoch0.png")
+
+
+def test_cli_errors_for_a_refused_entry_and_an_ambiguous_one(moving, tmp_path, capsys):
+    entries = json.loads((moving / "moving.json").read_text())
+    bad = {**entries[0], "region_captions": ["only one caption for two tracks"]}
+    manifest = tmp_path / "bad.json"
+    manifest.write_text(json.dumps([entries[0], bad]))
+    assert _show(str(manifest), "--entry", "1", "--video-root", str(moving)) == 1
+    err = capsys.readouterr().err.strip()
+    assert f"{manifest}: entry 1 cannot be read, so no model sees it: " in err and "box_infos" in err
+    config = tmp_path / "two.yaml"
+    config.write_text(
+        f"data:\n  train_manifests: [{moving / 'moving.json'}, {manifest}]\n  video_root: {moving}\n"
+    )
+    assert _show(str(config), "--entry", "0") == 1
+    assert "--entry is ambiguous: the train split reads" in capsys.readouterr().err
+    assert _show(str(config), "--entry", "0", "--manifest", str(manifest), "--out", str(tmp_path / "o")) == 0
+    assert capsys.readouterr().out.strip().endswith("bad_entry0_train_seed42_epoch0.png")

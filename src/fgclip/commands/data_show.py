@@ -16,12 +16,23 @@ import argparse
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from fgclip.data.dataset import ClipDataset, SamplingOptions
+    from fgclip.data.formats import ManifestRead
+    from fgclip.data.frame_cache import FrameCache
+    from fgclip.data.records import Clip
 
 PROG = "fgclip data show"
 
 
 class ShowError(ValueError):
     """Bad input for data show: printed as one line, exit 1."""
+
+
+class ShowUsageError(ShowError):
+    """A wrong combination of arguments: printed as one line, exit 2."""
 
 
 def register(data_subparsers) -> None:
@@ -85,17 +96,17 @@ def run(args: argparse.Namespace, overrides: list[str]) -> int:
     except (ShowError, ConfigError, ManifestError, VideoError, FileNotFoundError) as error:
         text = str(error).replace("\n", " ")
         print(f"{PROG}: {text}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(error, ShowUsageError) else 1
     return 0
 
 
 @dataclass
 class _Split:
-    clips: list  # list[Clip], in the dataset's order (a clip's index is its item index)
-    manifests: list  # list[ManifestRead]
+    clips: list[Clip]  # in the dataset's order (a clip's index is its item index)
+    manifests: list[ManifestRead]
     ranges: list[tuple[int, int]]  # clips[a:b] came from manifests[k]
-    options: object  # SamplingOptions
-    frame_cache: object  # FrameCache | None
+    options: SamplingOptions
+    frame_cache: FrameCache | None
     train: bool
     seed: int
 
@@ -103,7 +114,7 @@ class _Split:
     def name(self) -> str:
         return "train" if self.train else "eval"
 
-    def dataset_for(self, clip):
+    def dataset_for(self, clip: Clip) -> ClipDataset:
         """A dataset of this split's settings holding `clip` (tokenizer-free: data show draws no tokens); the
         item seed is passed on by index, so the one-clip dataset draws what the whole split would."""
         from fgclip.data.dataset import ClipDataset
@@ -115,7 +126,7 @@ def _load_split(args, overrides: list[str]) -> _Split:
     if Path(args.source).suffix.lower() in (".yaml", ".yml"):
         return _from_config(args, overrides)
     if overrides:
-        raise ShowError(
+        raise ShowUsageError(
             f"unrecognized arguments {' '.join(overrides)}: --key value overrides need a YAML config, "
             f"{args.source} is a manifest"
         )
@@ -248,7 +259,7 @@ def _choose(split: _Split, args) -> list[int]:
 
     videos = [i for i, c in enumerate(split.clips) if not c.is_image]
     if args.random < 1:
-        raise ShowError(f"--random must be >= 1, got {args.random}")
+        raise ShowUsageError(f"--random must be >= 1, got {args.random}")
     rng = np.random.default_rng(split.seed)
     return sorted(int(i) for i in rng.choice(videos, size=min(args.random, len(videos)), replace=False))
 
