@@ -27,7 +27,7 @@ from fgclip.config import (
     load_config,
 )
 from fgclip.data.dataset import ClipDataset, SamplingOptions
-from fgclip.data.formats import ConvertOptions, ManifestRead, read_manifest
+from fgclip.data.formats import ConvertOptions, ManifestRead, load_manifest, read_manifest
 from fgclip.data.formats.cliplist import ReadOptions, read_hard_negatives
 from fgclip.data.frame_cache import FrameCache
 from fgclip.data.frames import FrameSource
@@ -131,16 +131,17 @@ def video_resolver(data: DataSection) -> VideoResolver:
     return VideoResolver(data.video_root, data.path_remaps)
 
 
-def read_manifests(data: DataSection, manifests: list[str]) -> list[ManifestRead]:
-    """Every manifest, in any supported format, with the hard negatives joined; one read per manifest."""
+def read_manifests(data: DataSection, manifests: list[str], refuse_errors: bool = True) -> list[ManifestRead]:
+    """Every manifest, in any supported format, with the hard negatives joined; one read per manifest.
+    A manifest with bad entries is refused (`data.invalid_entries: error`) unless `refuse_errors` is off
+    (viewers, which show what training would refuse)."""
     negatives: dict = {}
     for path in data.hard_negatives:
         negatives.update(read_hard_negatives(path))
     resolver, options, conversion = video_resolver(data), read_options(data), convert_options(data)
+    read = read_manifest if refuse_errors else load_manifest
     return [
-        read_manifest(
-            manifest, resolver, options, negatives, data.manifest_annotation_fps.get(manifest), conversion
-        )
+        read(manifest, resolver, options, negatives, data.manifest_annotation_fps.get(manifest), conversion)
         for manifest in manifests
     ]
 

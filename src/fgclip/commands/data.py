@@ -1,4 +1,4 @@
-"""`fgclip data synth | check | convert-labelstudio | convert-normal-dict | cache`.
+"""`fgclip data synth | check | convert-labelstudio | convert-normal-dict | cache | show` (show: `data_show.py`).
 
 `check` and `cache` read what training reads: give them the run config (`fgclip data check run.yaml`,
 trailing `--key value` pairs override it as for train; its train and eval manifests are read with its data
@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+
+from fgclip.commands import data_show
 
 # flag (argparse dest) -> the data setting it stands for, for bare manifests
 _DATA_FLAGS = {
@@ -35,6 +37,7 @@ def register(commands) -> None:
     _check_parser(data)
     _convert_parsers(data)
     _cache_parser(data)
+    data_show.register(data)
 
 
 # ---------------------------------------------------------------------------------------------- parsers

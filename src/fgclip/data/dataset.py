@@ -78,8 +78,17 @@ def sample_times(
     return start + (np.arange(num_frames) + offsets) * (end - start) / num_frames
 
 
+@dataclass(frozen=True)
+class FramePlan:
+    """One clip's frame selection: boxes are computed at `shown_s`, frames are read at `sampled_s`."""
+
+    span: tuple[float, float]  # seconds of the video the T frames are drawn from
+    sampled_s: np.ndarray  # (T,) sorted sample times (uniform draw + reserved region times)
+    shown_s: np.ndarray  # (T,) presentation time of the frame displayed at each sample time
+
+
 class ClipDataset(Dataset):
-    """Map-style dataset of clips; each item is one clip's tensors, padded later by `fgclip.data.collate.ClipCollator`."""
+    """Map-style dataset of clips; each item is one clip's tensors, padded by `fgclip.data.collate.ClipCollator`."""
 
     def __init__(
         self,
@@ -129,13 +138,27 @@ class ClipDataset(Dataset):
         size = (self.options.image_size, self.options.image_size)
         if clip.is_image:
             return np.zeros(1), _load_image(clip.video, size)
+        plan = self.frame_plan(clip)
+        return plan.shown_s, self.read_frames(clip, plan.sampled_s, size)
+
+    def frame_plan(self, clip: Clip) -> FramePlan:
+        """Where the clip's T frames go: its span, the sampled times and the frames shown at them.
+
+        Training draws from torch's global RNG (jitter, then the reserved region times), so the plan of an item
+        is the one `__getitem__` would use under the same RNG state (`EpochSeededDataset` seeds it per item).
+        """
         span = clip_span(clip, self._duration(clip), self.options)
         jitter = torch.rand(self.options.num_frames) if self.train else None
         times = sample_times(span, self.options.num_frames, jitter)
         tracks = [r.track for r in clip.regions[: self.options.max_regions] if r.track is not None]
         draw = (lambda: float(torch.rand(()))) if self.train else None
         times = reserve_region_times(times, tracks, span, self.options.single_keyframe_hold_s, draw)
-        return self.frames.sparse(clip.video, times)
+        return FramePlan(span, times, self.frames.shown_times(clip.video, times))
+
+    def read_frames(self, clip: Clip, times: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
+        """(T, H, W, 3) uint8: the frames shown at `times`, from the frame cache (at its own size) when there is
+        one, else decoded (at `size`; None: the video's own size)."""
+        return self.frames.read(clip.video, times, size)
 
     def _duration(self, clip: Clip) -> float:
         if self.frame_cache is not None:
@@ -147,7 +170,7 @@ class ClipDataset(Dataset):
     def _regions(self, clip: Clip, times: np.ndarray) -> dict:
         kept, boxes, visible = [], [], []
         for region in clip.regions[: self.options.max_regions]:
-            region_boxes, region_visible = self._boxes(region, times)
+            region_boxes, region_visible = self.region_boxes(region, times)
             if region_visible.any():
                 kept.append(region)
                 boxes.append(region_boxes)
@@ -168,7 +191,9 @@ class ClipDataset(Dataset):
             "dropped_regions": len(clip.regions) - len(kept),
         }
 
-    def _boxes(self, region: Region, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def region_boxes(self, region: Region, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(T, 4) boxes at `times` (zeros where not visible) and (T,) visibility; a trackless region is the
+        full frame throughout."""
         if region.track is None:
             return np.tile(np.array(FULL_FRAME), (len(times), 1)), np.ones(len(times), bool)
         hold = self.options.single_keyframe_hold_s

@@ -36,13 +36,16 @@ class FrameSource:
         return self.image_size, self.image_size
 
     # ----------------------------------------------------------------------------------------- sparse
-    def sparse(self, video: Path, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(T,) seconds of the frames shown, (T, H, W, 3) uint8 frames at or before `times`."""
+    def shown_times(self, video: Path, times: np.ndarray) -> np.ndarray:
+        """(T,) seconds of the frames a sparse read at `times` returns (the last frame at or before each)."""
+        cached = self.cache.frame_times(video) if self.cache is not None else None
+        return snap_to_frames(video_frame_times(video) if cached is None else cached, times)
+
+    def read(self, video: Path, times: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
+        """(T, H, W, 3) uint8 frames at or before `times`, squashed to `size` (None: the video's own size)."""
         if self.cache is not None:
-            frames = self.cache.read(video, times, size=self.size)
-            return snap_to_frames(self.cache.frame_times(video), times), frames
-        frames = decode_frames(video, times, size=self.size)
-        return snap_to_frames(video_frame_times(video), times), frames
+            return self.cache.read(video, times, size=size)
+        return decode_frames(video, times, size=size)
 
     # -------------------------------------------------------------------------------------- streamed
     def snippets(

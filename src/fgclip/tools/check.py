@@ -9,6 +9,7 @@ annotation grid or the wrong video); a span end past the end is clamped (warning
 
 from __future__ import annotations
 
+import shlex
 import statistics
 from collections import Counter
 from collections.abc import Sequence
@@ -51,6 +52,7 @@ class CheckReport:
     problems: list[EntryProblem]  # found here: videos, durations, duplicates, hard negatives
     summary: dict
     leakage: LeakageReport | None
+    show_flags: str = ""  # the reading flags `fgclip data show` needs to read the manifests the same way
 
     @property
     def all_problems(self) -> list[EntryProblem]:
@@ -64,6 +66,13 @@ class CheckReport:
     @property
     def exit_code(self) -> int:
         return 1 if self.num_errors else 0
+
+    def show_commands(self) -> list[str]:
+        """`fgclip data show` for each flagged entry that is still read as a clip (an entry refused for its
+        errors leaves nothing to draw)."""
+        readable = {(m.path, int(c.sample_id.rpartition(":")[2])) for m in self.manifests for c in m.clips}
+        flagged = dict.fromkeys((p.file, p.index) for p in self.all_problems if (p.file, p.index) in readable)
+        return [f"fgclip data show {shlex.quote(f)} --entry {i}{self.show_flags}" for f, i in flagged]
 
     def to_dict(self) -> dict:
         return {
@@ -86,6 +95,7 @@ class CheckReport:
             "warnings": [p.to_dict() for p in self.all_problems if not p.is_error],
             "summary": self.summary,
             "leakage": self.leakage.to_dict() if self.leakage is not None else None,
+            "show_commands": self.show_commands(),
             "exit_code": self.exit_code,
         }
 
@@ -108,6 +118,12 @@ class CheckReport:
                 lines += [f"  {p}" for p in items[:shown]]
                 if len(items) > shown:
                     lines.append(f"  ... and {len(items) - shown} more (--json lists all)")
+        commands = self.show_commands()
+        if commands:
+            lines.append(f"look at the {len(commands)} flagged entries as the model receives them:")
+            lines += [f"  {c}" for c in commands[:shown]]
+            if len(commands) > shown:
+                lines.append(f"  ... and {len(commands) - shown} more (--json lists all)")
         lines.append("summary:")
         lines += [f"  {key}: {_format_value(value)}" for key, value in self.summary.items()]
         if self.leakage is not None:
@@ -147,7 +163,26 @@ def check_manifests(paths: Sequence[str], options: CheckOptions) -> CheckReport:
         problems += video_problems
     summary = _summary(manifests, clips, durations, options)
     leakage = find_leakage(clips, options.test_list) if options.test_list else None
-    return CheckReport(manifests, refused, problems, summary, leakage)
+    return CheckReport(manifests, refused, problems, summary, leakage, _show_flags(options))
+
+
+def _show_flags(options: CheckOptions) -> str:
+    """The non-default reading and sampling flags, so `fgclip data show` reads an entry as this check did."""
+    default, sampling = SamplingOptions(), options.sampling
+    flags = [] if options.video_root == "." else ["--video-root", str(options.video_root)]
+    for old, new in options.path_remaps.items():
+        flags += ["--path-remap", f"{old}={new}"]
+    if options.read.annotation_fps != ReadOptions().annotation_fps:
+        flags += ["--annotation-fps", f"{options.read.annotation_fps:g}"]
+    for flag, name in (
+        ("--num-frames", "num_frames"),
+        ("--max-regions", "max_regions"),
+        ("--context-s", "context_s"),
+        ("--single-keyframe-hold-s", "single_keyframe_hold_s"),
+    ):
+        if getattr(sampling, name) != getattr(default, name):
+            flags += [flag, f"{getattr(sampling, name):g}"]
+    return "".join(f" {shlex.quote(f)}" for f in flags)
 
 
 def _locate(clip: Clip, manifests: list[ManifestRead]) -> tuple[str, int]:

@@ -827,7 +827,7 @@ def generate(
         "total": {c: sum(s.label == c for s in specs) for c in SYNTH_CLASSES},
     }
     meta = {
-        "generator": "fgclip.data.synth",
+        "generator": "fgclip.tools.synth",
         "generator_version": GENERATOR_VERSION,
         "seed": seed,
         "parameters": {
