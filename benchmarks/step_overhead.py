@@ -19,7 +19,9 @@ import time
 import torch
 from transformers import CLIPConfig, CLIPModel
 
-from fgclip.losses.objective import FGCLIPObjective, LossWeights
+from fgclip.losses.memory_bank import MemoryBankOptions
+from fgclip.losses.objective import FGCLIPObjective
+from fgclip.losses.task import AlignmentTask
 from fgclip.model.configuration import tiny_config
 from fgclip.model.modeling import FGCLIPModel
 
@@ -51,10 +53,8 @@ def make_batch(B: int, T: int, R: int, K: int, L: int, size: int, vocab: int, ge
     }
 
 
-def fgclip_step(model: FGCLIPModel, objective: FGCLIPObjective, batch: dict) -> None:
-    features = model(**batch)
-    losses, _ = objective(features, batch)
-    objective.total(losses).backward()
+def fgclip_step(model: FGCLIPModel, task: AlignmentTask, batch: dict) -> None:
+    task(model, batch, step=0).loss.backward()  # the trainer's compute_loss, bank off
 
 
 def clip_step(model: CLIPModel, frames: torch.Tensor, texts: torch.Tensor) -> None:
@@ -103,8 +103,8 @@ def main() -> None:
             batch["hard_negative_ids"].flatten(0, 2),
         ]
     )  # the same captions
-    objective = FGCLIPObjective(LossWeights())
-    step_ours = lambda: fgclip_step(ours, objective, batch)  # noqa: E731
+    task = AlignmentTask(FGCLIPObjective({}), MemoryBankOptions(size=0))
+    step_ours = lambda: fgclip_step(ours, task, batch)  # noqa: E731
     step_plain = lambda: clip_step(plain, frames, texts)  # noqa: E731
     step_ours(), step_plain()  # warm-up
     # Interleaved, so machine noise hits both alike.

@@ -86,12 +86,16 @@ class DataSection:
     frame_cache: str | None = None  # a `fgclip data cache` folder: frames come from it, never decoded
 
 
-# `loss.<term>_weight` for every term of the loss-term table, so a new term needs no edit here.
-LossSection = dataclasses.make_dataclass(
-    "LossSection",
-    [(term.weight_field, float, field(default=term.default_weight)) for term in LOSS_TERMS],
-)
-LossSection.__doc__ = "Weight of each loss term (0 turns it off; fgclip.losses.terms.LOSS_TERMS)."
+def loss_section_class(terms) -> type:
+    """`loss.<term>_weight` for every term of a loss-term table, so a new term needs no edit here."""
+    section = dataclasses.make_dataclass(
+        "LossSection", [(term.weight_field, float, field(default=term.default_weight)) for term in terms]
+    )
+    section.__doc__ = "Weight of each loss term (0 turns it off; fgclip.losses.terms.LOSS_TERMS)."
+    return section
+
+
+LossSection = loss_section_class(LOSS_TERMS)
 
 
 # CLIP encoder-layer submodules LoRA can adapt: attention (q/k/v/out) and MLP (fc1/fc2).

@@ -1,35 +1,42 @@
-"""A real 2-process gloo run on CPU: the region loss with the memory bank, under DDP, equals a single process on
-the concatenated batch (loss and gradients, 1e-5), and every rank ends with the identical bank."""
+"""A real 2-process gloo run on CPU through the alignment task (the object the trainer calls): the region loss
+with the memory bank, under DDP, equals a single process on the concatenated batch (loss and gradients, 1e-5),
+and every rank ends with the identical bank."""
 
 import os
+from types import SimpleNamespace
 
 import torch
 import torch.nn.functional as F
 from gloo_workers import free_port, init_gloo, shutdown_gloo, spawn
 from torch import nn
 
-from fgclip.distributed import gather_rows
-from fgclip.losses.contrastive import region_loss
-from fgclip.losses.memory_bank import RegionMemoryBank
+from fgclip.losses.memory_bank import MemoryBankOptions
+from fgclip.losses.objective import FGCLIPObjective
+from fgclip.losses.task import AlignmentTask
 
 STEPS = 4
 SPLIT = (2, 5)  # rows per rank: uneven on purpose (valid regions differ per rank)
 
 
 class Encoder(nn.Module):
+    """A stand-in for FGCLIPModel: batch in, the region features the region loss term reads out."""
+
+    config = SimpleNamespace(projection_dim=4)
+
     def __init__(self):
         super().__init__()
         torch.manual_seed(0)
         self.image = nn.Linear(6, 4)
         self.text = nn.Linear(6, 4)
-        self.logit_scale = nn.Parameter(torch.tensor(2.0))
+        self.logit_scale_finegraind = nn.Parameter(torch.tensor(2.0))
+        self.memory_bank = None
 
-    def forward(self, images, texts):
-        return (
-            F.normalize(self.image(images), dim=-1),
-            F.normalize(self.text(texts), dim=-1),
-            self.logit_scale.exp(),
-        )
+    def forward(self, images, texts, **_batch):
+        return {
+            "region_embeds": F.normalize(self.image(images), dim=-1),
+            "region_text_embeds": F.normalize(self.text(texts), dim=-1),
+            "logit_scale_finegraind": self.logit_scale_finegraind.exp(),
+        }
 
 
 def _data(step: int):
@@ -41,24 +48,35 @@ def _data(step: int):
     return images, texts, keys, labels
 
 
+def _batch(step: int, rows: slice) -> dict:
+    images, texts, keys, labels = (t[rows] for t in _data(step))
+    valid = torch.ones(len(keys), 1, dtype=torch.bool)  # one region slot per "clip"
+    return {
+        "images": images,
+        "texts": texts,
+        "region_valid": valid,
+        "region_caption_keys": keys.unsqueeze(1),
+        "region_labels": labels.unsqueeze(1),
+    }
+
+
 def _train(model, rows: slice, forward_model=None):
-    """STEPS steps of region loss + bank; returns per-step losses, grads and the final bank."""
+    """STEPS steps of region loss + bank through the task; returns per-step losses, grads and the final bank."""
     forward_model = forward_model or model
-    bank = RegionMemoryBank(4, capacity=9, per_label=True)
-    bank.enable()
+    task = AlignmentTask(
+        FGCLIPObjective({"global": 0, "region": 1, "hard_negative": 0}),
+        MemoryBankOptions(size=9, warmup_steps=0, per_label=True),
+    )
+    bank = task.attach_bank(model)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
     losses, grads = [], []
     for step in range(STEPS):
-        images, texts, keys, labels = (t[rows] for t in _data(step))
-        region, text, scale = forward_model(images, texts)
-        loss, _ = region_loss(region, text, keys, scale, bank.read(step))
+        loss = task(forward_model, _batch(step, rows), step).loss
         optimizer.zero_grad()
         loss.backward()
         losses.append(loss.detach())
         grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
         optimizer.step()
-        gathered = [gather_rows(t, grad=False)[0] for t in (region.detach(), text.detach(), keys, labels)]
-        bank.write(*gathered, step=step)
     return torch.stack(losses), torch.stack(grads), {k: v.clone() for k, v in bank.state_dict().items()}
 
 

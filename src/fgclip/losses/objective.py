@@ -12,7 +12,7 @@ import torch
 
 from fgclip.data.batch import Batch
 from fgclip.losses.contrastive import RegionNegatives
-from fgclip.losses.terms import LOSS_TERMS, TEMPERATURES, LossTerm
+from fgclip.losses.terms import LOSS_TERMS, LossTerm
 
 
 class FGCLIPObjective:
@@ -44,7 +44,7 @@ class FGCLIPObjective:
         for term in self.enabled:
             losses[term.loss_key], extra = term.compute(features, batch, region_negatives)
             report.update(extra)
-        temperatures = dict.fromkeys([*TEMPERATURES, *(t.temperature for t in self.terms)])
+        temperatures = dict.fromkeys(t.temperature for t in self.enabled)  # shared ones once, in table order
         report.update({f"temperature/{name}": features[name].detach() for name in temperatures})
         return losses, report
 
