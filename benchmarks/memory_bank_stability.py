@@ -95,7 +95,11 @@ def run_one(setting: Setting, seed: int, data: Path, out: Path, args) -> dict:
     outcome = train(config)
     seconds = time.perf_counter() - started
     dataset = dataset_from_manifests(
-        config.data, config.data.eval_manifests, outcome.tokenizer, model_image_size(outcome.model), train=False
+        config.data,
+        config.data.eval_manifests,
+        outcome.tokenizer,
+        model_image_size(outcome.model),
+        train=False,
     )
     embedded = embed_dataset(outcome.model, dataset, outcome.tokenizer.pad_token_id, progress=False)
     region = retrieval_metrics(embedded)["region"]

@@ -16,7 +16,10 @@ def _yaml(tmp_path, text):
 
 
 def test_yaml_and_overrides(tmp_path):
-    path = _yaml(tmp_path, "model:\n  init: tiny\n  temporal_num_layers: 2\nbank:\n  size: 32\ntrain:\n  max_steps: 7\n")
+    path = _yaml(
+        tmp_path,
+        "model:\n  init: tiny\n  temporal_num_layers: 2\nbank:\n  size: 32\ntrain:\n  max_steps: 7\n",
+    )
     config = load_config(path, ["--train.per_device_batch_size", "3", "--learning_rate=2e-4", "--bf16"])
     assert config.model.options == {"temporal_num_layers": 2}
     assert config.bank.size == 32 and config.bank.warmup_steps == 50

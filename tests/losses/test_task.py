@@ -19,8 +19,17 @@ from fgclip.model.modeling import FGCLIPModel
 def _model() -> FGCLIPModel:
     torch.manual_seed(0)
     return FGCLIPModel(
-        tiny_config(vocab_size=40, image_size=32, patch_size=8, vision_width=32, text_width=32,
-                    vision_layers=1, text_layers=1, heads=2, projection_dim=16)  # fmt: skip
+        tiny_config(
+            vocab_size=40,
+            image_size=32,
+            patch_size=8,
+            vision_width=32,
+            text_width=32,
+            vision_layers=1,
+            text_layers=1,
+            heads=2,
+            projection_dim=16,
+        )  # fmt: skip
     )
 
 
