@@ -745,8 +745,61 @@ def generate(
 ) -> SynthSummary:
     """Write the synthetic benchmark under `out_dir` (the video root); see the module docstring."""
     started = time.perf_counter()
-    from fgclip.data.video import write_video
+    parameters = {
+        "num_videos": num_videos,
+        "test_fraction": test_fraction,
+        "size": size,
+        "fps": fps,
+        "duration_s": duration_s,
+        "annotation_fps": annotation_fps,
+        "keyframe_every": keyframe_every,
+        "num_hard_negatives": num_hard_negatives,
+    }
+    _check_parameters(**parameters)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    specs = _write_videos(out, seed, num_videos, size, fps, duration_s, annotation_fps)
+    train, test = split_videos(specs, seed, test_fraction)
+    paths = {name: out / name for name in OUTPUT_FILES}
+    _dump_json(paths["train.json"], [s.manifest_entry(keyframe_every) for s in train])
+    _dump_json(paths["test.json"], [s.manifest_entry(keyframe_every) for s in test])
+    _dump_json(paths["hard_negatives.json"], _hard_negative_file(train + test, seed, num_hard_negatives))
+    _write_test_files(paths, test)
+    prompts = prompt_set()
+    _dump_json(paths["prompts.json"], prompts)
+    counts = _split_counts(specs, train, test)
+    parameters["num_frames"] = specs[0].num_frames
+    _dump_json(paths["meta.json"], _meta(seed, parameters, specs, train, test, prompts, counts))
+    return SynthSummary(
+        out_dir=out,
+        train_path=paths["train.json"],
+        test_path=paths["test.json"],
+        hard_negatives_path=paths["hard_negatives.json"],
+        test_annotation_path=paths["test_annotation.txt"],
+        test_list_path=paths["test_list.txt"],
+        prompts_path=paths["prompts.json"],
+        meta_path=paths["meta.json"],
+        videos_dir=out / "videos",
+        num_videos=len(specs),
+        counts=counts,
+        seconds=time.perf_counter() - started,
+    )
 
+
+OUTPUT_FILES = (
+    "train.json",
+    "test.json",
+    "hard_negatives.json",
+    "test_annotation.txt",
+    "test_list.txt",
+    "prompts.json",
+    "meta.json",
+)
+
+
+def _check_parameters(
+    *, num_videos, test_fraction, size, fps, duration_s, annotation_fps, keyframe_every, num_hard_negatives
+) -> None:
     if num_videos < 2:
         raise ValueError(f"num_videos must be >= 2, got {num_videos}")
     if not 0.0 <= test_fraction < 1.0:
@@ -762,8 +815,10 @@ def generate(
             f"duration_s must be >= {2 * EVENT_MARGIN_S + EVENT_LENGTH_S[0]} s, got {duration_s}"
         )
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+
+def _write_videos(out: Path, seed, num_videos, size, fps, duration_s, annotation_fps) -> list:
+    from fgclip.data.video import write_video
+
     specs = list(
         iter_video_specs(
             seed, num_videos, size=size, fps=fps, duration_s=duration_s, annotation_fps=annotation_fps
@@ -771,31 +826,15 @@ def generate(
     )
     for spec in specs:
         write_video(out / spec.video, spec.render(), fps, crf=18, options=X264_OPTIONS)
-    train, test = split_videos(specs, seed, test_fraction)
+    return specs
 
-    paths = {
-        name: out / name
-        for name in (
-            "train.json",
-            "test.json",
-            "hard_negatives.json",
-            "test_annotation.txt",
-            "test_list.txt",
-            "prompts.json",
-            "meta.json",
-        )
-    }
-    _dump_json(paths["train.json"], [s.manifest_entry(keyframe_every) for s in train])
-    _dump_json(paths["test.json"], [s.manifest_entry(keyframe_every) for s in test])
 
+def _hard_negative_file(specs: list, seed: int, num_hard_negatives: int) -> dict:
+    """Format 2: one item per video's region, each with hard negatives that change one attribute."""
     items = []
-    for spec in train + test:
+    for spec in specs:
         rng = np.random.default_rng([seed, 0x4E47, SYNTH_CLASSES.index(spec.label), spec.index])
-        if spec.is_abnormal:
-            t0, t1 = spec.event_span_s
-            span = (t0, t1)
-        else:
-            span = spec.timestamps
+        span = spec.event_span_s if spec.is_abnormal else spec.timestamps
         items.append(
             {
                 "video": spec.video,
@@ -806,41 +845,37 @@ def generate(
                 "timestamps": [round(span[0], 4), round(span[1], 4)],
             }
         )
-    _dump_json(
-        paths["hard_negatives.json"],
-        {
-            "meta_file": "train.json",
-            "model": "fgclip-synth",
-            "created_at": f"fgclip-synth v{GENERATOR_VERSION} seed={seed}",
-            "items": items,
-        },
-    )
+    return {
+        "meta_file": "train.json",
+        "model": "fgclip-synth",
+        "created_at": f"fgclip-synth v{GENERATOR_VERSION} seed={seed}",
+        "items": items,
+    }
+
+
+def _write_test_files(paths: dict[str, Path], test: list) -> None:
+    """The UCF-style temporal annotation of the test split and its test list (`Class/Name.mp4`)."""
     ordered = sorted(test, key=lambda s: s.name)
     paths["test_annotation.txt"].write_text("".join(s.annotation_line() + "\n" for s in ordered))
     paths["test_list.txt"].write_text("".join(f"{s.label}/{s.name}.mp4\n" for s in ordered))
-    prompts = prompt_set()
-    _dump_json(paths["prompts.json"], prompts)
 
-    counts = {
+
+def _split_counts(specs: list, train: list, test: list) -> dict:
+    return {
         "train": {c: sum(s.label == c for s in train) for c in SYNTH_CLASSES},
         "test": {c: sum(s.label == c for s in test) for c in SYNTH_CLASSES},
         "total": {c: sum(s.label == c for s in specs) for c in SYNTH_CLASSES},
     }
-    meta = {
+
+
+def _meta(
+    seed: int, parameters: dict, specs: list, train: list, test: list, prompts: dict, counts: dict
+) -> dict:
+    return {
         "generator": "fgclip.tools.synth",
         "generator_version": GENERATOR_VERSION,
         "seed": seed,
-        "parameters": {
-            "num_videos": num_videos,
-            "test_fraction": test_fraction,
-            "size": size,
-            "fps": fps,
-            "duration_s": duration_s,
-            "num_frames": specs[0].num_frames,
-            "annotation_fps": annotation_fps,
-            "keyframe_every": keyframe_every,
-            "num_hard_negatives": num_hard_negatives,
-        },
+        "parameters": parameters,
         "classes": list(SYNTH_CLASSES),
         "event_verbs": dict(EVENT_VERBS),
         "palette": {k: list(v) for k, v in PALETTE.items()},
@@ -858,21 +893,6 @@ def generate(
         # normal video -> its abnormal twin (same shapes and trajectories, no event); always the same split
         "twins": {s.name: "{}{:04d}_x264".format(*twin_of(s.index)) for s in specs if not s.is_abnormal},
     }
-    _dump_json(paths["meta.json"], meta)
-    return SynthSummary(
-        out_dir=out,
-        train_path=paths["train.json"],
-        test_path=paths["test.json"],
-        hard_negatives_path=paths["hard_negatives.json"],
-        test_annotation_path=paths["test_annotation.txt"],
-        test_list_path=paths["test_list.txt"],
-        prompts_path=paths["prompts.json"],
-        meta_path=paths["meta.json"],
-        videos_dir=out / "videos",
-        num_videos=len(specs),
-        counts=counts,
-        seconds=time.perf_counter() - started,
-    )
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -126,8 +126,3 @@ def load_lora_training_state(peft_model, checkpoint: str | Path) -> None:
         for name, value in core.state_dict(keep_vars=True).items():
             if name in state:
                 value.copy_(state[name])
-
-
-def plain_name(name: str) -> str:
-    """A parameter name as FG-CLIP calls it, whatever peft prefixed it with."""
-    return name.removeprefix(_PEFT_PREFIX)

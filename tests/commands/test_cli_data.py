@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent / "data"))
+sys.path.insert(0, str(Path(__file__).parents[1] / "data"))
 from stand_ins import index_video, real_data_dir  # noqa: E402
 
 from fgclip.cli import main  # noqa: E402
