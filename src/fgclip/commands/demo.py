@@ -69,8 +69,9 @@ def synth_data_overrides(data: Path) -> list[str]:
     ]
 
 
-def _demo_overrides(out_dir: Path, seed: int) -> list[str]:
-    data = out_dir / "data"
+def demo_overrides(data: Path, run_dir: Path, seed: int) -> list[str]:
+    """The demo's overrides of `demo.yaml`: train on the synthetic benchmark in `data`, evaluate on its test
+    split (prompts and temporal annotations included), write the run to `run_dir`."""
     return [
         *synth_data_overrides(data),
         "--eval.prompts",
@@ -78,12 +79,16 @@ def _demo_overrides(out_dir: Path, seed: int) -> list[str]:
         "--eval.temporal_annotations",
         str(data / "test_annotation.txt"),
         "--train.output_dir",
-        str(out_dir / "run"),
+        str(run_dir),
         "--train.overwrite_output_dir",  # the demo regenerates everything; a second run replaces the first
         "true",
         "--train.seed",
         str(seed),
     ]
+
+
+def _demo_overrides(out_dir: Path, seed: int) -> list[str]:
+    return demo_overrides(out_dir / "data", out_dir / "run", seed)
 
 
 def evaluate_run(config: ExperimentConfig, model, tokenizer, data_dir: Path) -> dict:
