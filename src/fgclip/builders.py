@@ -35,6 +35,7 @@ from fgclip.data.paths import VideoResolver
 from fgclip.data.records import Clip
 from fgclip.data.sampler import BalancedBatchSampler, GroupedShuffleSampler
 from fgclip.data.text import CaptionTokenizer, build_word_tokenizer
+from fgclip.data.text import load_tokenizer as load_tokenizer_directory
 from fgclip.distributed import is_rank_zero
 from fgclip.losses.objective import FGCLIPObjective, loss_weights
 from fgclip.losses.task import AlignmentTask
@@ -65,7 +66,10 @@ def build_tokenizer(section: ModelSection) -> PreTrainedTokenizerBase:
         )
     if not Path(source).is_dir():
         raise ConfigError(f"model.tokenizer: {source!r} is not a local directory (nothing is downloaded)")
-    return AutoTokenizer.from_pretrained(source, local_files_only=True)
+    try:
+        return load_tokenizer_directory(source)
+    except (FileNotFoundError, ValueError) as error:
+        raise ConfigError(f"model.tokenizer: {error}") from error
 
 
 def build_model(
@@ -312,6 +316,7 @@ def load_run(
     config: str | Path | None = None,
     overrides: list[str] | None = None,
     device: str | None = None,
+    allow_random_init: bool = False,
 ) -> LoadedRun:
     """Model (exact load, see `load_pretrained`), tokenizer and run config with `--key value` overrides."""
     checkpoint = Path(checkpoint)
@@ -320,6 +325,11 @@ def load_run(
     config_path = run_config_path(checkpoint, config)
     run_config = load_config(config_path, overrides)
     model, report = load_pretrained(checkpoint)
+    if report.random_init and not allow_random_init:
+        raise ConfigError(
+            f"{checkpoint}: a config.json without weights: the model would be RANDOM and its scores meaningless; "
+            "evaluate a trained checkpoint, or pass --allow-random-init for a deliberate smoke test"
+        )
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     model = model.to(device).eval()
     return LoadedRun(checkpoint, config_path, run_config, model, load_tokenizer(checkpoint), report)

@@ -45,7 +45,8 @@ LEGACY_BANK_KEYS["memory_bank_size"] = "size"
 
 @dataclass
 class ModelSection:
-    init: str = "tiny"  # "tiny", "vit-b-32" (random init), or a local checkpoint path
+    # "tiny", "vit-b-32" (random init), a local checkpoint path, or a config.json (random init of its architecture)
+    init: str = "tiny"
     tokenizer: str | None = None  # a tokenizer directory; default: the checkpoint's own
     allow_partial_load: bool = False  # opt out of the missing-backbone-weight error, deliberately
     tiny: dict[str, Any] = field(default_factory=dict)  # overrides of `tiny_config` (widths, layers, ...)

@@ -211,6 +211,18 @@ def test_cache_command_extracts_every_clip_span(videos, tmp_path, capsys):
     assert len(cache.frame_times(videos / "clips" / "ok.mp4")) == 21  # 10 fps over 2 s, both ends
 
 
+def test_cache_command_writes_raw_frames_when_asked(videos, tmp_path, capsys):
+    from fgclip.data import frame_cache
+
+    manifest = _write(tmp_path / "m.json", [_entry("clips/ok.mp4")])
+    out = tmp_path / "cache"
+    argv = ["data", "cache", str(manifest), "--video-root", str(videos), "--out", str(out), "--size", "32",
+            "--encoding", "raw"]  # fmt: skip
+    assert main(argv) == 0 and "fps, raw)" in capsys.readouterr().out
+    header = frame_cache._read_header(FrameCache(out).path_for(videos / "clips" / "ok.mp4"))
+    assert header.encoding == "raw" and set(header.lengths.tolist()) == {32 * 32 * 3}
+
+
 def test_cache_refuses_a_manifest_with_errors_unless_skipping(videos, tmp_path, capsys):
     manifest = _write(
         tmp_path / "m.json", [_entry("clips/ok.mp4"), _entry("clips/ok.mp4", region_captions=[])]

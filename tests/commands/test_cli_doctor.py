@@ -49,10 +49,14 @@ def test_demo_config_is_healthy_and_every_check_reports_its_numbers(tiny_synth, 
     assert "no training video is on the test list" in message["leakage"]
     assert message["frames"].startswith("4 frames per clip from spans of")
     assert "6 training clips" in message["data"]
+    assert (
+        "global: 6 captions, tokens median" in message["captions"]
+    )  # in the synthetic word tokenizer's tokens
+    assert "0 (0.0%) over 77 are truncated" in message["captions"]
 
     assert main(argv) == 0  # the table: one line per finding, then the counts
     table = capsys.readouterr().out.splitlines()
-    assert table[-1] == "0 error(s), 1 warning(s), 8 note(s)" and table[0].startswith("WARNING  data.size")
+    assert table[-1] == "0 error(s), 1 warning(s), 11 note(s)" and table[0].startswith("WARNING  data.size")
 
 
 def test_errors_are_found_and_exit_code_is_1(tiny_synth, tmp_path, capsys):

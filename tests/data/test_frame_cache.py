@@ -160,3 +160,34 @@ def test_write_is_atomic(video, tmp_path, monkeypatch):
         cache.write(video, [(2.0, 3.9)], cache_fps=0)  # merging rewrite fails half way
     assert [p.name for p in root.iterdir()] == [file.name] and file.read_bytes() == before
     assert [read_index(f) for f in cache.read(video, [0.0, 0.52])] == [0, 13]
+
+
+def test_raw_encoding_is_lossless_memory_mapped_and_self_describing(tmp_path):
+    path = natural_video(tmp_path / "natural.mp4")
+    times = np.arange(0, 49) / FPS
+    raw = FrameCache(tmp_path / "raw", size=(64, 48), encoding="raw")
+    file = raw.write(path, [(0.0, 1.96)], cache_fps=0)
+    decoded = decode_frames(path, times, size=(64, 48))
+    assert np.array_equal(raw.read(path, times), decoded)  # bit-exact: no JPEG loss
+    frames = len(raw.frame_times(path))
+    assert file.stat().st_size > frames * 64 * 48 * 3  # H x W x 3 bytes per frame, plus the header
+    # A reader built without the option reads it too: the header says how the file is encoded.
+    assert np.array_equal(FrameCache(tmp_path / "raw", size=(64, 48)).read(path, times[:5]), decoded[:5])
+    jpeg = FrameCache(tmp_path / "jpeg", size=(64, 48)).write(path, [(0.0, 1.96)], cache_fps=0)
+    assert jpeg.stat().st_size < file.stat().st_size / 2
+
+
+def test_raw_rewrite_replaces_a_jpeg_cache_and_a_short_raw_frame_is_refused(video, tmp_path):
+    FrameCache(tmp_path, size=(64, 48)).write(video, [(0.5, 1.5)], cache_fps=0)
+    raw = FrameCache(tmp_path, size=(64, 48), encoding="raw")
+    file = raw.write(video, [(2.0, 2.5)], cache_fps=0)  # other encoding: replaced, not merged
+    assert raw.spans(video) == ((2.0, 2.5),)
+    assert [read_index(f) for f in raw.read(video, [2.0, 2.48])] == [50, 62]
+    header = frame_cache_module._read_header(file)
+    assert header.encoding == "raw" and set(header.lengths.tolist()) == {64 * 48 * 3}
+    with open(file, "r+b") as handle:  # a truncated raw file is refused, never reshaped from garbage
+        handle.truncate(int(header.offsets[-1]) + 10)
+    with pytest.raises(FrameCacheError):
+        raw.read(video, [2.48])
+    with pytest.raises(ValueError, match="encoding must be one of"):
+        FrameCache(tmp_path, encoding="png")

@@ -80,9 +80,15 @@ def test_whole_grid_box_pools_the_mean_of_dense_features(tiny):
 def test_dense_features_use_the_value_path_of_the_last_layer(tiny):
     pixels = torch.randn(2, 3, 32, 32)
     pooled, dense = tiny.encode_frames(pixels)
-    reference = tiny.vision_model(pixel_values=pixels).pooler_output
-    assert torch.allclose(pooled, reference, atol=1e-5)
+    out = tiny.vision_model(pixel_values=pixels, output_hidden_states=True)
+    assert torch.allclose(pooled, out.pooler_output, atol=1e-5)  # CLS: the last layer as HF runs it
     assert dense.shape == (2, 32, 4, 4)
+    # Patch tokens: the last layer with attention replaced by its value path, x + out(v(ln1(x))), then the MLP.
+    last, x = tiny.vision_model.encoder.layers[-1], out.hidden_states[-2]  # (2, 17, 32)
+    x = x + last.self_attn.out_proj(last.self_attn.v_proj(last.layer_norm1(x)))
+    x = x + last.mlp(last.layer_norm2(x))
+    reference = tiny.vision_model.post_layernorm(x[:, 1:]).transpose(1, 2).reshape(2, 32, 4, 4)
+    assert torch.allclose(dense, reference, atol=1e-5)
 
 
 def test_save_pretrained_round_trip(tiny, tmp_path):

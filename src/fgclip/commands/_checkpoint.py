@@ -26,6 +26,8 @@ def common_arguments(parser, scoring: bool = True) -> None:
     parser.add_argument("--write-frame-cache", action="store_true", help="cache videos the frame cache lacks")
     parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--allow-random-init", action="store_true",
+                        help="accept a checkpoint that is a config.json without weights (random init)")  # fmt: skip
 
 
 def overrides_of(pairs: dict[str, object], rest: list[str]) -> list[str]:
@@ -41,7 +43,11 @@ def load_checkpoint_run(args, pairs: dict[str, object], rest: list[str]):
     from fgclip.builders import load_run
 
     run = load_run(
-        args.checkpoint, config=args.config, overrides=overrides_of(pairs, rest), device=args.device
+        args.checkpoint,
+        config=args.config,
+        overrides=overrides_of(pairs, rest),
+        device=args.device,
+        allow_random_init=args.allow_random_init,
     )
     print(f"[fgclip] {run.load_report.summary().splitlines()[0]}; run config: {run.config_path}", flush=True)
     return run

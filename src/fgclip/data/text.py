@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
-from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
+from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
+
+from fgclip.data.records import Clip
 
 BOS, EOS, PAD, UNK = "<|startoftext|>", "<|endoftext|>", "<pad>", "<unk>"
 _SPACES = re.compile(r"\s+")
@@ -75,3 +80,96 @@ def build_word_tokenizer(vocabulary: Sequence[str]) -> PreTrainedTokenizerFast:
         unk_token=UNK,
         model_max_length=77,
     )
+
+
+def token_lengths(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str]) -> list[int]:
+    """Untruncated length of each caption in the tokenizer's tokens, BOS and EOS included."""
+    if not texts:
+        return []
+    encoded = tokenizer(list(texts), truncation=False, add_special_tokens=True, verbose=False)
+    return [len(ids) for ids in encoded["input_ids"]]
+
+
+@dataclass(frozen=True)
+class LengthSummary:
+    """Caption lengths of one kind (global, region, hard negative) against the length it is cut to."""
+
+    kind: str
+    limit: int  # the kind's truncation length (data.caption_max_length / data.global_caption_max_length)
+    lengths: tuple[int, ...]
+
+    @property
+    def count(self) -> int:
+        return len(self.lengths)
+
+    @property
+    def longest(self) -> int:
+        return max(self.lengths, default=0)
+
+    def over(self, limit: int | None = None) -> int:
+        """How many captions are longer than `limit` (default: this kind's own): the ones truncated."""
+        limit = self.limit if limit is None else limit
+        return sum(length > limit for length in self.lengths)
+
+    def share_over(self, limit: int | None = None) -> float:
+        return self.over(limit) / self.count if self.count else 0.0
+
+    def percentile(self, q: float) -> int:
+        """Nearest-rank percentile (q in [0, 100]) of the lengths; 0 when there are none."""
+        if not self.lengths:
+            return 0
+        ordered = sorted(self.lengths)
+        return ordered[max(math.ceil(q / 100 * len(ordered)) - 1, 0)]
+
+    def describe(self) -> str:
+        return (
+            f"{self.kind}: {self.count} captions, tokens median {self.percentile(50)} / p95 {self.percentile(95)} / "
+            f"max {self.longest}; {self.over()} ({100 * self.share_over():.1f}%) over {self.limit} are truncated"
+        )
+
+
+def summarize_lengths(
+    tokenizer: PreTrainedTokenizerBase, kind: str, texts: Sequence[str], limit: int
+) -> LengthSummary:
+    return LengthSummary(kind, limit, tuple(token_lengths(tokenizer, texts)))
+
+
+def clip_caption_lengths(
+    tokenizer: PreTrainedTokenizerBase,
+    clips: Iterable[Clip],
+    caption_max_length: int = 77,
+    global_caption_max_length: int = 248,
+) -> list[LengthSummary]:
+    """Global, region and hard-negative caption lengths of `clips`, each against the length it is cut to."""
+    clips = list(clips)
+    regions = [region for clip in clips for region in clip.regions]
+    return [
+        summarize_lengths(tokenizer, "global", [c.global_caption for c in clips], global_caption_max_length),
+        summarize_lengths(tokenizer, "region", [r.caption for r in regions], caption_max_length),
+        summarize_lengths(
+            tokenizer, "hard negative", [n for r in regions for n in r.hard_negatives], caption_max_length
+        ),
+    ]
+
+
+TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "tokenizer_config.json")
+
+
+def load_tokenizer(directory: str | Path) -> PreTrainedTokenizerBase:
+    """A local HF tokenizer directory (e.g. CLIP's BPE: vocab.json + merges.txt / tokenizer.json). Never downloaded.
+
+    The released FG-CLIP base directory is one: its config.json (the weights' side) and its tokenizer files
+    sit together, so `model.tokenizer` may name the same directory as `model.init`.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise FileNotFoundError(f"tokenizer directory not found: {directory} (nothing is downloaded)")
+    if not any((directory / name).is_file() for name in TOKENIZER_FILES):
+        raise FileNotFoundError(
+            f"{directory}: no tokenizer files ({', '.join(TOKENIZER_FILES)}); a CLIP tokenizer directory holds "
+            "vocab.json + merges.txt or tokenizer.json (CLIPTokenizer.save_pretrained writes both)"
+        )
+    tokenizer = AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
+    if tokenizer.eos_token_id is None:
+        raise ValueError(f"{directory}: the tokenizer has no EOS token; CLIP pools the text embedding at EOS")
+    return tokenizer

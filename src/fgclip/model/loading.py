@@ -6,7 +6,10 @@ initialised keys, dtype casts, conversion notes):
 - a local HF CLIP directory (config.json + *.safetensors or pytorch_model*.bin), including fgclip's own
   checkpoints and FG-CLIP v1 checkpoints (same layout plus `text_filip_projection`, the long position
   tables and two more temperatures);
-- an OpenAI CLIP `.pt` (TorchScript archive or plain state dict), converted by `openai_checkpoint`.
+- an OpenAI CLIP `.pt` (TorchScript archive or plain state dict), converted by `openai_checkpoint`;
+- a `config.json` alone (the file, or a directory holding one and no weights, like the released FG-CLIP base
+  config without its weights): that architecture at RANDOM init, for shape, memory and speed work. The report
+  says so in its first line (`random_init`), and `fgclip eval` refuses such a model unless asked.
 
 A missing backbone weight is an error unless the caller opts out explicitly (`allow_partial_load`).
 What a checkpoint does not carry is initialised and reported: `roi_projection <- visual_projection`,
@@ -30,7 +33,14 @@ from fgclip.model.configuration import FGCLIPConfig
 from fgclip.model.errors import CheckpointError
 from fgclip.model.modeling import FGCLIPModel
 
-__all__ = ["CheckpointError", "LoadReport", "apply_state_dict", "load_pretrained"]
+__all__ = [
+    "CheckpointError",
+    "LoadReport",
+    "apply_state_dict",
+    "build_from_config",
+    "is_config_only",
+    "load_pretrained",
+]
 
 BACKBONE_PREFIXES = ("text_model.", "vision_model.", "visual_projection.", "text_projection.")
 HEAD_SOURCES = {
@@ -66,8 +76,15 @@ class LoadReport:
     unexpected: list[str] = field(default_factory=list)
     cast_to_fp32: dict[str, int] = field(default_factory=dict)  # checkpoint dtype -> number of tensors
     notes: list[str] = field(default_factory=list)
+    random_init: bool = False  # built from a config alone: no weight was loaded
 
     def summary(self) -> str:
+        if self.random_init:
+            return (
+                f"RANDOM INIT: {self.source} is a config without weights; every weight of this model is random "
+                "(for shape, memory and speed work only; its scores mean nothing)\n"
+                + "\n".join(f"  note: {note}" for note in self.notes)
+            ).rstrip()
         lines = [
             f"load {self.source} ({self.source_format}): {len(self.loaded)} loaded, {len(self.missing_backbone)} "
             f"missing backbone, {len(self.initialised)} initialised, {len(self.unexpected)} unexpected"
@@ -101,6 +118,7 @@ class LoadReport:
         return {
             "source": self.source,
             "source_format": self.source_format,
+            "random_init": self.random_init,
             "counts": {
                 "loaded": len(self.loaded),
                 "missing_backbone": len(self.missing_backbone),
@@ -127,9 +145,40 @@ def load_pretrained(
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"checkpoint not found: {path} (nothing is downloaded; give a local path)")
+    if is_config_only(path):
+        return build_from_config(path, **options)
     if path.is_dir():
         return _load_directory(path, allow_partial_load, options)
     return _load_openai_file(path, allow_partial_load, options)
+
+
+def is_config_only(path: str | Path) -> bool:
+    """A `*.json` file, or a directory with a config.json and no weight files: an architecture, no weights."""
+    path = Path(path)
+    if path.is_file():
+        return path.suffix == ".json"
+    return path.is_dir() and (path / "config.json").is_file() and not _weight_files(path)
+
+
+def build_from_config(path: str | Path, **options) -> tuple[FGCLIPModel, LoadReport]:
+    """The architecture of a CLIP / FG-CLIP `config.json` (or of the directory holding it) at random init.
+
+    `options` override FGCLIPConfig fields as for `load_pretrained`. The report is marked `random_init`.
+    """
+    path = Path(path)
+    config_file = path / "config.json" if path.is_dir() else path
+    config, raw = _read_config_file(config_file, options)
+    model = FGCLIPModel(config)
+    vision, text = config.vision_config, config.text_config
+    report = LoadReport(str(path), "config.json only (random init)", random_init=True)
+    report.notes.append(
+        f"architecture: ViT {vision.hidden_size}-wide x {vision.num_hidden_layers} layers, patch {vision.patch_size}, "
+        f"{vision.image_size} px; text {text.hidden_size}-wide x {text.num_hidden_layers} layers, vocabulary "
+        f"{text.vocab_size}; {sum(p.numel() for p in model.parameters()):,} parameters"
+    )
+    report.initialised = {name: "random init (no weights)" for name in model.state_dict()}
+    _check_fp32(model, report.source)
+    return model, report
 
 
 def _load_directory(path: Path, allow_partial_load: bool, options: dict) -> tuple[FGCLIPModel, LoadReport]:
@@ -274,7 +323,14 @@ def _read_config(path: Path, options: dict) -> tuple[FGCLIPConfig, dict]:
     config_file = path / "config.json"
     if not config_file.is_file():
         raise CheckpointError(f"{path}: no config.json")
-    raw = json.loads(config_file.read_text())
+    return _read_config_file(config_file, options)
+
+
+def _read_config_file(config_file: Path, options: dict) -> tuple[FGCLIPConfig, dict]:
+    try:
+        raw = json.loads(config_file.read_text())
+    except json.JSONDecodeError as error:
+        raise CheckpointError(f"{config_file}: not valid JSON ({error})") from error
     if raw.get("model_type") not in ("clip", "fgclip"):
         raise CheckpointError(
             f"{config_file}: model_type {raw.get('model_type')!r} is not a CLIP ('clip' or 'fgclip')"
@@ -283,6 +339,10 @@ def _read_config(path: Path, options: dict) -> tuple[FGCLIPConfig, dict]:
     if raw.get("model_type") == "clip":
         keep.pop("logit_scale_init_value", None)  # CLIP's 2.6592; the checkpoint's own logit_scale is loaded
     return FGCLIPConfig(**{**keep, **options}), raw
+
+
+def _weight_files(path: Path) -> list[Path]:
+    return sorted(path.glob("*.safetensors")) + sorted(path.glob("pytorch_model*.bin"))
 
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:

@@ -105,17 +105,21 @@ class FGCLIPModel(CLIPPreTrainedModel):
     def encode_frames(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """pixel_values (N, 3, H, W) -> (pooled CLS features (N, Cv), dense patch features (N, Cv, h, w)).
 
-        The encoder runs once up to its penultimate layer; the last layer then runs twice on that state:
-        normally for the CLS token (the image embedding), and with attention replaced by its value path
-        for the patch tokens (FG-CLIP's dense features, which keep each patch's own content).
+        The encoder runs once up to its penultimate layer; the last layer then runs once on that state with
+        two kinds of token: the CLS token attends as usual (the image embedding), the patch tokens take
+        attention's value path instead (FG-CLIP's dense features, which keep each patch's own content).
         """
         vision = self.vision_model
         hidden = vision.pre_layrnorm(vision.embeddings(pixel_values))  # (N, 1+P, Cv)
         *layers, last = vision.encoder.layers
         for layer in layers:
             hidden = layer(hidden, None)
-        pooled = vision.post_layernorm(last(hidden, None)[:, 0])  # (N, Cv)
-        dense = vision.post_layernorm(_value_path(last, hidden)[:, 1:])  # (N, P, Cv)
+        if last.gradient_checkpointing and self.training:  # as HF checkpoints the layers it calls itself
+            hidden = last._gradient_checkpointing_func(_last_layer, last, hidden)
+        else:
+            hidden = _last_layer(last, hidden)  # (N, 1+P, Cv)
+        pooled = vision.post_layernorm(hidden[:, 0])  # (N, Cv)
+        dense = vision.post_layernorm(hidden[:, 1:])  # (N, P, Cv)
         grid_h, grid_w = _patch_grid(self.config.vision_config, pixel_values.shape[-2:])
         dense = dense.transpose(1, 2).reshape(dense.shape[0], -1, grid_h, grid_w)  # (N, Cv, h, w)
         return pooled, dense
@@ -254,10 +258,31 @@ class FGCLIPModel(CLIPPreTrainedModel):
         return features
 
 
-def _value_path(layer, hidden: torch.Tensor) -> torch.Tensor:
-    """The encoder layer with self-attention replaced by its value path: x + out(v(ln1(x))), then the MLP."""
+def _last_layer(layer, hidden: torch.Tensor) -> torch.Tensor:
+    """The last encoder layer for both outputs in one pass: (N, 1+P, C) -> (N, 1+P, C).
+
+    Row 0 (CLS) is the layer's ordinary output: its query attends to every token's key and value. Rows 1..P
+    are the value path, x + out(v(ln1(x))) then the MLP: FG-CLIP's dense features. Only the CLS query and
+    its attention are computed on top of the value path, so the last layer costs about what one ordinary
+    layer does (queries and attention scores for the patch tokens would be discarded).
+    """
     attention = layer.self_attn
-    hidden = hidden + attention.out_proj(attention.v_proj(layer.layer_norm1(hidden)))
+    normed = layer.layer_norm1(hidden)  # (N, 1+P, C)
+    values = attention.v_proj(normed)  # (N, 1+P, C)
+    heads = (hidden.shape[0], -1, attention.num_heads, attention.head_dim)
+    query = attention.q_proj(normed[:, :1]).view(heads).transpose(1, 2)  # (N, h, 1, d)
+    keys = attention.k_proj(normed).view(heads).transpose(1, 2)  # (N, h, 1+P, d)
+    cls = F.scaled_dot_product_attention(
+        query,
+        keys,
+        values.view(heads).transpose(1, 2),
+        dropout_p=attention.dropout if attention.training else 0.0,
+        scale=attention.scale,
+    )  # (N, h, 1, d)
+    mixed = torch.cat(
+        [cls.transpose(1, 2).reshape(hidden.shape[0], 1, -1), values[:, 1:]], dim=1
+    )  # (N, 1+P, C)
+    hidden = hidden + attention.out_proj(mixed)
     return hidden + layer.mlp(layer.layer_norm2(hidden))
 
 

@@ -52,6 +52,7 @@ def run_doctor(config: ExperimentConfig, world_size: int = 1, read_data: bool = 
     if data is not None:
         findings += check_leakage(config, data.clips)
         findings += check_frames_per_clip(config, data.clips)
+        findings += check_caption_lengths(config, data.clips)
         findings += check_epochs(config, world_size, len(data.clips))
     order = {severity: i for i, severity in enumerate(SEVERITIES)}
     return sorted(findings, key=lambda f: order[f.severity])
@@ -228,6 +229,14 @@ def check_model(config: ExperimentConfig) -> list[Finding]:
     if config.train.lora is not None:
         model = unwrap_model(apply_lora(model, config.train.lora))
     findings = []
+    if report is not None and report.random_init:
+        findings.append(
+            Finding(
+                "warning",
+                "model",
+                f"model.init={config.model.init} is a config without weights: training starts from RANDOM init",
+            )
+        )
     if report is not None and report.cast_to_fp32:
         findings.append(
             Finding("info", "precision", f"checkpoint weights cast to fp32 on load: {report.cast_to_fp32}")
@@ -408,6 +417,50 @@ def check_frames_per_clip(config: ExperimentConfig, clips: list[Clip]) -> list[F
                 f"{num_frames} (frames repeat), e.g. {clip.sample_id} with {native:.0f}",
             )
         )
+    return findings
+
+
+def check_caption_lengths(config: ExperimentConfig, clips: list[Clip]) -> list[Finding]:
+    """Caption lengths in the model's own tokens; a warning for each kind with captions its length would cut.
+
+    Region and hard-negative captions go through CLIP's short (77) position table, global captions through
+    the long one; `data.*caption_max_length` truncates them (EOS kept), silently at training time.
+    """
+    from fgclip.builders import build_tokenizer
+    from fgclip.data.text import clip_caption_lengths
+
+    try:
+        tokenizer = build_tokenizer(config.model)
+    except (ConfigError, FileNotFoundError, OSError):
+        return []  # check_model reports why the tokenizer cannot be built
+    data = config.data
+    findings = []
+    summaries = clip_caption_lengths(
+        tokenizer, clips, data.caption_max_length, data.global_caption_max_length
+    )
+    for summary in summaries:
+        if not summary.count:
+            continue
+        findings.append(Finding("info", "captions", summary.describe()))
+        if summary.over():
+            findings.append(
+                Finding(
+                    "warning",
+                    "captions",
+                    f"{summary.over()} of {summary.count} {summary.kind} captions are longer than {summary.limit} "
+                    f"tokens (the longest {summary.longest}) and are cut to {summary.limit}"
+                    + (" by the short (77-position) table" if summary.kind != "global" else ""),
+                )
+            )
+        elif summary.kind == "global" and summary.over(data.caption_max_length):
+            findings.append(
+                Finding(
+                    "info",
+                    "captions",
+                    f"{summary.over(data.caption_max_length)} global captions are longer than the short table's "
+                    f"{data.caption_max_length} tokens: they rely on the long table ({summary.limit})",
+                )
+            )
     return findings
 
 
