@@ -11,7 +11,7 @@ import sys
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from fgclip.config import ConfigError, DataSection, LossSection
+from fgclip.config import ConfigError, DataSection, ExperimentConfig, LossSection
 from fgclip.data.leakage import LeakageReport, find_leakage
 from fgclip.data.records import Clip
 from fgclip.distributed import is_rank_zero
@@ -116,3 +116,39 @@ def check_model(
     check_caption_lengths(data, model)
     check_precision(model)
     check_heads_trainable(model, loss)
+
+
+# ------------------------------------------------------------------------------------- the run config
+TINY_KEYS = ("image_size", "patch_size", "vision_width", "vision_layers", "text_width", "text_layers", "heads",
+             "projection_dim", "max_positions")  # fmt: skip
+
+
+def run_config_errors(config: ExperimentConfig) -> list[tuple[str, str]]:
+    """(check, message) for each setting that makes a run meaningless: `fgclip train` refuses on any of them
+    before step 1, and `fgclip doctor` lists them as errors (the same list, so the two never disagree)."""
+    train, bank = config.train, config.bank
+    errors = []
+    if train.warmup_steps >= train.max_steps:
+        errors.append(("lr.warmup", f"train.warmup_steps={train.warmup_steps} >= train.max_steps={train.max_steps}: "
+                                    "the learning rate never reaches train.learning_rate"))  # fmt: skip
+    if bank.size > 0 and config.loss.region_weight and bank.warmup_steps >= train.max_steps:
+        errors.append(("memory_bank.warmup", f"bank.warmup_steps={bank.warmup_steps} >= train.max_steps="
+                       f"{train.max_steps} optimizer steps: the bank never switches on"))  # fmt: skip
+    rates = {name: getattr(train, name) for name in ("learning_rate", "text_lr", "vision_lr", "head_lr",
+                                                     "logit_scale_lr", "weight_decay")}  # fmt: skip
+    negative = {name: value for name, value in rates.items() if value is not None and value < 0}
+    if negative:
+        shown = ", ".join(f"train.{name}={value}" for name, value in negative.items())
+        errors.append(
+            ("optimizer", f"{shown}: learning rates and weight decay must be >= 0 (the loss would rise)")
+        )
+    unknown = sorted(set(config.model.tiny) - set(TINY_KEYS))
+    if unknown:
+        errors.append(("model.tiny", f"model.tiny: unknown key(s) {unknown}; known: {list(TINY_KEYS)}"))
+    return errors
+
+
+def check_run_config(config: ExperimentConfig) -> None:
+    errors = run_config_errors(config)
+    if errors:
+        raise ConfigError("\n".join(message for _, message in errors))

@@ -39,6 +39,8 @@ def test_train_writes_metrics_tensorboard_and_a_loadable_checkpoint(synth_dir, t
             str(run),
             "--max_steps",
             "3",
+            "--train.warmup_steps",
+            "0",
             "--per_device_batch_size",
             "4",
             "--save_steps",

@@ -80,17 +80,10 @@ def check_output_dir(config: ExperimentConfig) -> list[Finding]:
 
 
 def check_schedule(config: ExperimentConfig) -> list[Finding]:
+    from fgclip.checks import run_config_errors
+
     train = config.train
-    findings = []
-    if train.warmup_steps >= train.max_steps:
-        findings.append(
-            Finding(
-                "error",
-                "lr.warmup",
-                f"train.warmup_steps={train.warmup_steps} >= train.max_steps={train.max_steps}: the learning rate "
-                "never reaches train.learning_rate",
-            )
-        )
+    findings = [Finding("error", check, message) for check, message in run_config_errors(config)]
     if train.save_steps > train.max_steps:
         findings.append(
             Finding(
@@ -116,17 +109,8 @@ def check_memory_bank(config: ExperimentConfig, world_size: int, data: DataSumma
                 "loss.region_weight=0: the bank feeds nothing (it serves the region loss)",
             )
         ]
-    findings = []
-    if warmup >= train.max_steps:
-        findings.append(
-            Finding(
-                "error",
-                "memory_bank.warmup",
-                f"bank.warmup_steps={warmup} >= train.max_steps={train.max_steps} optimizer steps: the bank "
-                "never switches on",
-            )
-        )
-    elif warmup > train.max_steps / 2:
+    findings = []  # a bank that never switches on is an error of fgclip.checks.run_config_errors
+    if train.max_steps / 2 < warmup < train.max_steps:
         findings.append(
             Finding(
                 "warning",
