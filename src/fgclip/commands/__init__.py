@@ -19,6 +19,7 @@ VERBS = {
     "eval": "eval",
     "infer": "infer",
     "export-features": "export_features",
+    "head": "head",
 }
 
 
