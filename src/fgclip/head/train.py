@@ -40,7 +40,7 @@ HEAD_CONFIG = "head.json"
 SELECTION_SCORES = ("max", "topk")
 
 
-class TestSelectionRefused(FeatureError):
+class SelectionOnTestRefused(FeatureError):
     """Model selection on the test videos was asked for implicitly (a test list) without the explicit flag."""
 
 
@@ -158,7 +158,7 @@ def split_training_videos(
                 f"{len(shared)} video(s) are in both the training and the test list, e.g. {shared[:5]}"
             )
         if not select_on_test:
-            raise TestSelectionRefused(
+            raise SelectionOnTestRefused(
                 "a test list was given for model selection: refused (it would choose the checkpoint on the test "
                 "videos and inflate the reported numbers); drop it, or pass --select-on-test to do so knowingly"
             )
