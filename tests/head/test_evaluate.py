@@ -13,7 +13,12 @@ from fgclip.evaluation.anomaly import (
     frame_level_metrics,
     read_temporal_annotations,
 )
-from fgclip.head.evaluate import evaluate_head, native_frame_scores, read_ground_truth, vadclip_convention_metrics
+from fgclip.head.evaluate import (
+    evaluate_head,
+    native_frame_scores,
+    read_ground_truth,
+    vadclip_convention_metrics,
+)
 from fgclip.head.features import FeatureError, VideoFeatures, read_labels
 from fgclip.head.model import AnomalyHead, HeadConfig
 from fgclip.head.train import head_snippet_scores
@@ -41,7 +46,10 @@ def test_evaluation_equals_the_projects_frame_level_metrics(planted, head, tmp_p
         counts[name] = video.num_frames
     assert evaluation.report["frame_level"] == frame_level_metrics(scores, annotations, counts)
     assert all(len(evaluation.frame_scores[n]) == counts[n] for n in counts)  # every native frame
-    assert json.loads((tmp_path / "head_eval.json").read_text())["frame_level"] == evaluation.report["frame_level"]
+    assert (
+        json.loads((tmp_path / "head_eval.json").read_text())["frame_level"]
+        == evaluation.report["frame_level"]
+    )
     assert len(list((tmp_path / "timelines").glob("*.png"))) == 3
 
 
@@ -49,7 +57,9 @@ def test_long_videos_are_scored_in_chunks_and_padding_never_leaks(planted, head)
     """Chunks of one video are padded into one batch; each must score as if it were alone."""
     video = next(v for v in planted[1].videos.values() if v.num_snippets > 16)
     whole = head_snippet_scores(head, video.features)
-    pieces = np.concatenate([head_snippet_scores(head, video.features[i : i + 8]) for i in range(0, video.num_snippets, 8)])
+    pieces = np.concatenate(
+        [head_snippet_scores(head, video.features[i : i + 8]) for i in range(0, video.num_snippets, 8)]
+    )
     assert len(whole) == video.num_snippets and np.allclose(whole, pieces)
 
 

@@ -29,7 +29,9 @@ def trained(planted):
 def test_head_localises_a_planted_event_from_video_labels_only(planted, trained):
     paths, features, _ = planted
     test_labels = read_labels(paths.test_list)
-    assert not set(test_labels) & set(trained.report["videos"]["train"] + trained.report["videos"]["validation"])
+    assert not set(test_labels) & set(
+        trained.report["videos"]["train"] + trained.report["videos"]["validation"]
+    )
     report = evaluate_head(trained.head, features, test_labels, read_ground_truth(paths.annotations)).report
     auc = report["frame_level"]["overall"]["auc"]
     abnormal_only = report["frame_level"]["abnormal_videos"]["auc"]
@@ -43,7 +45,9 @@ def test_untrained_head_does_not_localise(planted):
     """The same evaluation of a head after one step: the AUC above comes from training."""
     paths, features, labels = planted
     barely = _train(features, labels, seed=0, steps=1)
-    report = evaluate_head(barely.head, features, read_labels(paths.test_list), read_ground_truth(paths.annotations))
+    report = evaluate_head(
+        barely.head, features, read_labels(paths.test_list), read_ground_truth(paths.annotations)
+    )
     assert report.report["frame_level"]["overall"]["auc"] < 0.8
 
 
@@ -55,3 +59,29 @@ def test_same_seed_same_head_other_seed_other_head(planted):
     assert first.report["videos"] == again.report["videos"] and first.history == again.history
     assert not all(torch.equal(state[k], state_other[k]) for k in state)
     assert first.report["videos"]["validation"] != other.report["videos"]["validation"]
+
+
+def test_mil_align_branch_trains_against_class_prompts(planted):
+    import numpy as np
+
+    from fgclip.head.train import ClassPrompts
+
+    _, features, labels = planted
+    rng = np.random.default_rng(0)
+    embeddings = rng.normal(size=(2, features.dim)).astype(np.float32)
+    prompts = ClassPrompts(
+        ("Normal", "Planted"), embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)
+    )
+    split = split_training_videos(labels, val_fraction=0.2, seed=0)
+    trained = train_head(
+        features.select(split.train, "train"), features.select(split.validation, "validation"), labels, split,
+        config=HeadConfig(feature_dim=features.dim, num_classes=2, **RECIPE),
+        options=TrainOptions(steps=30, batch_size=8, lr=2e-3, eval_every=10), class_prompts=prompts,
+    )  # fmt: skip
+    align = [row["loss/align"] for row in trained.history]
+    assert all(row["loss"] == pytest.approx(row["loss/mil"] + row["loss/align"]) for row in trained.history)
+    assert sum(align[-5:]) < sum(align[:5])  # the class branch learns Normal vs Planted too
+    assert trained.report["class_prompts"] == ["Normal", "Planted"]
+    with pytest.raises(ValueError, match="do not match the head"):
+        train_head(features.select(split.train, "train"), features.select(split.validation, "validation"), labels,
+                   split, config=HeadConfig(feature_dim=features.dim, **RECIPE), class_prompts=prompts)  # fmt: skip

@@ -10,7 +10,9 @@ from fgclip.head.train import SelectionOnTestRefused, split_training_videos
 def test_validation_is_a_stratified_split_of_the_training_videos(planted):
     _, _, labels = planted
     split = split_training_videos(labels, val_fraction=0.25, seed=0)
-    assert not set(split.train) & set(split.validation) and set(split.train) | set(split.validation) == set(labels)
+    assert not set(split.train) & set(split.validation) and set(split.train) | set(split.validation) == set(
+        labels
+    )
     abnormal = [labels[n].abnormal for n in split.validation]
     assert abnormal.count(True) == abnormal.count(False) == 10  # 25% of 40 of each label
     assert not split.on_test and "validation split of the training videos" in split.source
@@ -22,7 +24,11 @@ def test_a_test_list_without_the_flag_is_refused(planted):
         split_training_videos(labels, val_fraction=0.2, seed=0, test_labels=read_labels(paths.test_list))
     split = split_training_videos(labels, val_fraction=0.2, seed=0, test_labels=read_labels(paths.test_list),
                                   select_on_test=True)  # fmt: skip
-    assert split.on_test and split.train == sorted(labels) and split.validation == sorted(read_labels(paths.test_list))
+    assert (
+        split.on_test
+        and split.train == sorted(labels)
+        and split.validation == sorted(read_labels(paths.test_list))
+    )
 
 
 def test_cli_refuses_and_then_reports_test_selection(planted, tmp_path, capsys):
@@ -35,7 +41,7 @@ def test_cli_refuses_and_then_reports_test_selection(planted, tmp_path, capsys):
     assert main([*base, "--select-on-test", "--test-list", str(paths.test_list)]) == 0
     assert "MODEL SELECTED ON THE TEST SET" in capsys.readouterr().out
     argv = ["head", "eval", str(tmp_path / "h"), str(paths.features), "--temporal-annotations",
-            str(paths.annotations), "--test-list", str(paths.test_list)]  # fmt: skip
+            str(paths.annotations), "--test-list", str(paths.test_list), "--timelines", "0"]  # fmt: skip
     assert main(argv) == 0
     assert "THIS HEAD WAS SELECTED ON THE TEST SET" in capsys.readouterr().out
 

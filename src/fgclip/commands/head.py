@@ -210,6 +210,10 @@ def _eval(args) -> int:
 
 
 def run_compare(args, _=None) -> int:
+    if len(args.seeds) < 3:
+        print(f"fgclip head compare: --seeds needs at least 3 seeds for mean ± sd and paired differences, "
+              f"got {args.seeds}", file=sys.stderr)  # fmt: skip
+        return 2
     return _guarded("compare", _compare, args)
 
 

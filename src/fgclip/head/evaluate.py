@@ -37,7 +37,7 @@ from fgclip.evaluation.anomaly import (
 from fgclip.evaluation.figures import plot_timeline
 from fgclip.head.features import FeatureError, FeatureSet, VideoFeatures, VideoLabel
 from fgclip.head.model import AnomalyHead
-from fgclip.head.train import head_snippet_scores
+from fgclip.head.train import score_videos
 
 VADCLIP_SNIPPET_FRAMES = 16
 
@@ -124,7 +124,7 @@ def evaluate_head(
     names = sorted(test_labels)
     videos = {v.name: v for v in features.select(names, "the test list")}
     _check_labels_match(test_labels, annotations)
-    snippet = {n: head_snippet_scores(head, videos[n].features) for n in names}
+    snippet = dict(zip(names, score_videos(head, [videos[n].features for n in names]), strict=True))
     frame = {n: native_frame_scores(videos[n], snippet[n]) for n in names}
     counts = {n: videos[n].num_frames for n in names}
     abnormal = [n for n in names if annotations[n].is_abnormal]

@@ -123,16 +123,31 @@ def unpool_scores(bin_scores: np.ndarray, edges: np.ndarray) -> np.ndarray:
     return np.repeat(np.asarray(bin_scores), np.diff(edges))
 
 
-@torch.no_grad()
 def head_snippet_scores(head: AnomalyHead, features: np.ndarray) -> np.ndarray:
-    """(S, D) features of one whole video -> (S,) snippet scores, in `max_len` chunks (no pooling)."""
+    """(S, D) features of one whole video -> (S,) snippet scores (see `score_videos`)."""
+    return score_videos(head, [features])[0]
+
+
+@torch.no_grad()
+def score_videos(head: AnomalyHead, videos: list[np.ndarray], batch_chunks: int = 64) -> list[np.ndarray]:
+    """Snippet scores of whole videos: each cut into `max_len` chunks (no pooling at evaluation), the chunks
+    of all videos padded into batches of `batch_chunks` (padding is masked, so a chunk scores as if alone)."""
     head.eval()
     max_len = head.config.max_len
-    chunks = [torch.from_numpy(features[i : i + max_len]) for i in range(0, len(features), max_len)]
-    lengths = torch.tensor([len(c) for c in chunks])
-    padded = torch.nn.utils.rnn.pad_sequence(chunks, batch_first=True)  # (n, max_len or less, D)
-    scores = head(padded, lengths)["snippet_scores"]  # (n, T)
-    return torch.cat([scores[i, : lengths[i]] for i in range(len(chunks))]).numpy().astype(np.float64)
+    chunks = [
+        (v, torch.from_numpy(f[i : i + max_len]))
+        for v, f in enumerate(videos)
+        for i in range(0, len(f), max_len)
+    ]
+    parts: list[list[np.ndarray]] = [[] for _ in videos]
+    for first in range(0, len(chunks), batch_chunks):
+        batch = chunks[first : first + batch_chunks]
+        lengths = torch.tensor([len(c) for _, c in batch])  # (n,)
+        padded = torch.nn.utils.rnn.pad_sequence([c for _, c in batch], batch_first=True)  # (n, T, D)
+        scores = head(padded, lengths)["snippet_scores"].double().numpy()  # (n, T)
+        for row, (video, _) in enumerate(batch):
+            parts[video].append(scores[row, : lengths[row]])
+    return [np.concatenate(p) for p in parts]
 
 
 def video_score(snippet_scores: np.ndarray, rule: str) -> float:
@@ -272,7 +287,7 @@ def _train_step(head, optimizer, batch, prompts, align_weight: float) -> dict:
 
 def validate(head, videos: list[VideoFeatures], labels: dict[str, VideoLabel], rule: str) -> dict:
     """Video-level ROC-AUC of the video scores (max or top-k mean snippet score) and the MIL loss, on labelled videos."""
-    snippet_scores = [head_snippet_scores(head, v.features) for v in videos]
+    snippet_scores = score_videos(head, [v.features for v in videos])
     abnormal = np.array([labels[v.name].abnormal for v in videos])
     topk = np.array([video_score(s, "topk") for s in snippet_scores]).clip(1e-6, 1 - 1e-6)
     loss = -np.mean(np.where(abnormal, np.log(topk), np.log(1 - topk)))  # the training MIL BCE, whole videos
