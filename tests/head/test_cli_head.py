@@ -117,3 +117,12 @@ def test_head_on_features_exported_from_tiny_fgclip_checkpoints(tmp_path, capsys
             "--temporal-annotations", str(data.test_annotation_path), *recipe]  # fmt: skip
     assert main(argv) == 0
     assert "paired B - A" in capsys.readouterr().out
+
+
+def test_compare_checks_the_test_features_before_training(planted, tmp_path, capsys):
+    paths, _, _ = planted
+    other = write_planted_features(tmp_path / "other", seed=7, num_train=80, num_test=30, snippets=(12, 30))
+    argv = ["head", "compare", str(paths.features), str(other.features), "--labels", str(paths.train_list),
+            "--test-list", str(paths.test_list), "--temporal-annotations", str(paths.annotations)]  # fmt: skip
+    assert main(argv) == 1  # other videos (seed 7) under the same names: the annotations do not fit them
+    assert f"fgclip head compare: {other.features}: " in capsys.readouterr().err

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from fgclip.evaluation.anomaly import TemporalAnnotation
-from fgclip.head.evaluate import evaluate_head, read_ground_truth
+from fgclip.head.evaluate import check_test_set, evaluate_head, read_ground_truth
 from fgclip.head.features import FeatureError, FeatureSet, VideoLabel, read_features, read_labels
 from fgclip.head.model import HeadConfig
 from fgclip.head.train import TrainOptions, split_training_videos, train_head
@@ -65,6 +65,8 @@ def compare_backbones(
         raise ValueError(f"compare needs exactly two backbones, got {list(backbones)}")
     if len(seeds) < 3:
         raise ValueError(f"a comparison rests on >= 3 seeds, got {list(seeds)}")
+    for _, test in backbones.values():  # fail on a mismatched test set before training any head
+        check_test_set(test, test_labels, annotations)
     runs = {
         name: [run_seed(train, test, labels, test_labels, annotations, head_config or {}, replace(options, seed=s))
                for s in seeds]

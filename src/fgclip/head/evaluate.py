@@ -30,6 +30,7 @@ from fgclip.evaluation.anomaly import (
     AnnotationError,
     SnippetLayout,
     TemporalAnnotation,
+    frame_ground_truth,
     frame_level_metrics,
     frame_truths,
     read_temporal_annotations,
@@ -122,8 +123,7 @@ def evaluate_head(
 ) -> HeadEvaluation:
     """Score every test video, then the native and VadCLIP-convention frame metrics and a video-level AUC."""
     names = sorted(test_labels)
-    videos = {v.name: v for v in features.select(names, "the test list")}
-    _check_labels_match(test_labels, annotations)
+    videos = check_test_set(features, test_labels, annotations)
     snippet = dict(zip(names, score_videos(head, [videos[n].features for n in names]), strict=True))
     frame = {n: native_frame_scores(videos[n], snippet[n]) for n in names}
     counts = {n: videos[n].num_frames for n in names}
@@ -143,6 +143,20 @@ def evaluate_head(
     if out_dir is not None:
         write_evaluation(evaluation, Path(out_dir), videos, annotations, timelines)
     return evaluation
+
+
+def check_test_set(
+    features: FeatureSet, test_labels: dict[str, VideoLabel], annotations: dict[str, TemporalAnnotation]
+) -> dict[str, VideoFeatures]:
+    """Every test video has features, an annotation that agrees with its list label and fits its frame count."""
+    videos = {v.name: v for v in features.select(sorted(test_labels), "the test list")}
+    _check_labels_match(test_labels, annotations)
+    for name, video in videos.items():
+        try:
+            frame_ground_truth(video.num_frames, annotations[name])
+        except AnnotationError as error:
+            raise AnnotationError(f"{features.root}: {error}") from None
+    return videos
 
 
 def _check_labels_match(
