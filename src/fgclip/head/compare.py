@@ -94,13 +94,16 @@ def _mean_sd(values: list[float]) -> dict:
 def format_comparison(result: dict) -> str:
     a, b = result["backbones"]
     seeds = ",".join(map(str, result["seeds"]))
+    paired = result["paired_difference"]
+    width = max(len(a), len(b), len("paired " + paired["of"])) + 2
     lines = [f"head frame AUC / AP over seeds {seeds} (mean ± sd; native convention; VadCLIP-convention AUC)",
-             f"{'backbone':<28} {'frame AUC':>17} {'frame AP':>17} {'AUC (VadCLIP)':>17}"]  # fmt: skip
+             f"{'backbone':<{width}} {'frame AUC':>17} {'frame AP':>17} {'AUC (VadCLIP)':>17}"]  # fmt: skip
     for name in (a, b):
         row = result["summary"][name]
-        lines.append(f"{name:<28} {_pm(row['auc']):>17} {_pm(row['ap']):>17} {_pm(row['vadclip_auc']):>17}")
-    paired = result["paired_difference"]
-    lines.append(f"{'paired ' + paired['of']:<28} {_pm(paired['auc'], signed=True):>17} "
+        lines.append(
+            f"{name:<{width}} {_pm(row['auc']):>17} {_pm(row['ap']):>17} {_pm(row['vadclip_auc']):>17}"
+        )
+    lines.append(f"{'paired ' + paired['of']:<{width}} {_pm(paired['auc'], signed=True):>17} "
                  f"{_pm(paired['ap'], signed=True):>17}")  # fmt: skip
     return "\n".join(lines)
 
