@@ -9,6 +9,7 @@ read: the seed moves both heads together, so the paired sd is the honest spread 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from fgclip.head.model import HeadConfig
 from fgclip.head.train import TrainOptions, split_training_videos, train_head
 
 METRICS = ("auc", "ap")
+logger = logging.getLogger(__name__)
 
 
 def run_seed(
@@ -41,6 +43,8 @@ def run_seed(
     )  # fmt: skip
     report = evaluate_head(trained.head, test, test_labels, annotations).report
     overall = report["frame_level"]["overall"]
+    logger.info("[fgclip] head on %s, seed %d: frame AUC %.4f, AP %.4f", train.root, options.seed,
+                overall["auc"], overall["ap"])  # fmt: skip
     return {
         "seed": options.seed, "auc": overall["auc"], "ap": overall["ap"],
         "vadclip_auc": report["vadclip_convention"]["overall"]["auc"],
