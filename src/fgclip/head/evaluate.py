@@ -151,6 +151,8 @@ def check_test_set(
     """Every test video has features, an annotation that agrees with its list label and fits its frame count."""
     videos = {v.name: v for v in features.select(sorted(test_labels), "the test list")}
     _check_labels_match(test_labels, annotations)
+    if not any(annotations[n].is_abnormal for n in videos):
+        raise AnnotationError("the test list has no abnormal video: frame AUC / AP are undefined")
     for name, video in videos.items():
         try:
             frame_ground_truth(video.num_frames, annotations[name])
