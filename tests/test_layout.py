@@ -1,4 +1,4 @@
-"""The library (data/, model/, losses/, evaluation/) never imports the application (config, builders, checks,
+"""The library (data/, model/, losses/, evaluation/, head/) never imports the application (config, builders, checks,
 commands, training, tools, cli) nor HF's Trainer classes: what a library module needs comes in as plain
 arguments, so it can be used, tested and read without the config system."""
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).parents[1] / "src" / "fgclip"
-LIBRARY = ("data", "model", "losses", "evaluation")
+LIBRARY = ("data", "model", "losses", "evaluation", "head")
 APPLICATION = ("fgclip.config", "fgclip.builders", "fgclip.checks", "fgclip.commands", "fgclip.training",
                "fgclip.tools", "fgclip.cli")  # fmt: skip
 TRAINER_NAMES = {"Trainer", "TrainerCallback", "TrainingArguments", "TrainerState", "TrainerControl"}
