@@ -59,7 +59,7 @@ def _train_args(synth: Path, output_dir: Path, *overrides: str) -> list[str]:
         "--bank.size",
         "32",
         "--bank.warmup_steps",
-        "2",
+        "0",
         *overrides,
     ]
 

@@ -18,7 +18,9 @@ BAD = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize(("overrides", "check", "message"), BAD, ids=[b[1] + str(i) for i, b in enumerate(BAD)])
+@pytest.mark.parametrize(
+    ("overrides", "check", "message"), BAD, ids=[b[1] + str(i) for i, b in enumerate(BAD)]
+)
 def test_doctor_errors_are_refused_by_train(tmp_path, capsys, overrides, check, message):
     run = tmp_path / "run"
     base = [str(demo_config_path()), "--output_dir", str(run), *overrides]

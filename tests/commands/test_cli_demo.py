@@ -85,6 +85,8 @@ def test_demo_entry_point_writes_a_report(tmp_path):
             "12",
             "--max_steps",
             "2",
+            "--train.warmup_steps",
+            "0",
             "--model.tiny",
             TINY,
             "--num_workers",

@@ -109,3 +109,35 @@ def format_report(report: dict) -> str:
     if (report.get("hard_negatives") or {}).get("accuracy") is not None:
         lines.append(f"{'hard-negative accuracy':<38} {report['hard_negatives']['accuracy']:>7.3f}")
     return "\n".join(lines)
+
+
+def head_comparison(
+    config: ExperimentConfig, backbones: dict, data: Path, out: Path, seeds=(0, 1, 2)
+) -> dict:
+    """The field's headline number on the demo data: export snippet features of every synthetic video with
+    each backbone (`fgclip export-features`' code), train the weakly supervised head on the training videos'
+    features (video labels only), evaluate frame AUC/AP on the test videos, same seeds for both backbones."""
+    from fgclip import builders
+    from fgclip.evaluation.inference import export_features
+    from fgclip.head.compare import head_comparison_for_demo
+    from fgclip.head.train import TrainOptions
+
+    train_videos = [e["video"].removeprefix("videos/") for e in json.loads((data / "train.json").read_text())]
+    train_list = out / "train_list.txt"
+    train_list.parent.mkdir(parents=True, exist_ok=True)
+    train_list.write_text("".join(f"{video}\n" for video in dict.fromkeys(train_videos)))
+    test_videos = (data / "test_list.txt").read_text().split()
+    videos = [data / "videos" / v for v in dict.fromkeys(train_videos + test_videos)]
+    folders = {}
+    for name, (model, _tokenizer) in backbones.items():
+        image_size = builders.sampling_options(config.data, builders.model_image_size(model)).image_size
+        folders[name] = out / name.replace(" ", "_")
+        export_features(
+            model.eval(), videos, folders[name], builders.FrameSource(image_size),
+            snippet_frames=config.eval.snippet_frames, frames_per_snippet=config.eval.frames_per_snippet,
+            progress=False,
+        )  # fmt: skip
+    return head_comparison_for_demo(
+        folders, folders, train_list, data / "test_list.txt", data / "test_annotation.txt",
+        seeds=tuple(seeds), options=TrainOptions(steps=200),
+    )  # fmt: skip

@@ -99,7 +99,9 @@ class TrainOutcome:
 
 def train(config: ExperimentConfig, callbacks: list[TrainerCallback] | None = None) -> TrainOutcome:
     output_dir = Path(config.train.output_dir)
-    checks.check_run_config(config)  # what `fgclip doctor` calls an error is refused before anything is written
+    checks.check_run_config(
+        config
+    )  # what `fgclip doctor` calls an error is refused before anything is written
     with OutputDirLock(output_dir):  # rank 0, before anything reads or writes the dir
         return _train_locked(config, callbacks, output_dir)
 
