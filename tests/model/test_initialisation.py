@@ -67,7 +67,9 @@ def test_context_of_unit_frames_has_unit_scale_norm(wide):
     mask = torch.ones(4, NUM_FRAMES, dtype=torch.bool)
     temporal = wide.temporal
     with torch.no_grad():
-        context = temporal.encoder(frames + temporal.position_embedding[:NUM_FRAMES], src_key_padding_mask=~mask)
+        context = temporal.encoder(
+            frames + temporal.position_embedding[:NUM_FRAMES], src_key_padding_mask=~mask
+        )
     norms = context.norm(dim=-1)  # (B, T)
     assert 0.5 < norms.min().item() and norms.max().item() < 10.0
 
@@ -86,7 +88,9 @@ def test_few_adamw_steps_do_not_collapse_pooling_onto_one_frame(wide):
         loss.backward()
         optimizer.step()
     with torch.no_grad():
-        context = temporal.encoder(frames + temporal.position_embedding[:NUM_FRAMES], src_key_padding_mask=~mask)
+        context = temporal.encoder(
+            frames + temporal.position_embedding[:NUM_FRAMES], src_key_padding_mask=~mask
+        )
         weights = temporal.score(context).squeeze(-1).softmax(-1)  # (B, T)
     assert weights.max().item() < 0.5
 
