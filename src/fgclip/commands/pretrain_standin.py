@@ -18,9 +18,9 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--out", required=True, help="output directory (must not exist, or be empty)")
     parser.add_argument("--seed", type=int, help="default 0")
-    parser.add_argument("--steps", type=int, help="optimizer steps (default 250)")
+    parser.add_argument("--steps", type=int, help="optimizer steps (default 160)")
     parser.add_argument("--batch-size", type=int, help="image-caption pairs per step (default 64)")
-    parser.add_argument("--learning-rate", type=float, help="AdamW peak rate (default 2e-3)")
+    parser.add_argument("--learning-rate", type=float, help="AdamW peak rate (default 1e-3)")
     parser.add_argument("--images", type=int, help="training images rendered (default 2048)")
     parser.set_defaults(run=run)
 

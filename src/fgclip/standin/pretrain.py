@@ -21,6 +21,7 @@ import json
 import math
 import time
 from dataclasses import asdict, dataclass
+from functools import partial
 from importlib import resources
 from pathlib import Path
 
@@ -42,11 +43,11 @@ PROVENANCE_FILE = "standin.json"
 @dataclass(frozen=True)
 class PretrainSettings:
     seed: int = 0
-    steps: int = 250
+    steps: int = 160
     batch_size: int = 64
-    learning_rate: float = 2e-3
+    learning_rate: float = 1e-3
     weight_decay: float = 0.05
-    warmup_steps: int = 25
+    warmup_steps: int = 16
     num_train_images: int = 2048  # rendered once; each epoch re-draws their captions' attribute subsets
     num_heldout_images: int = 500
     log_every: int = 50
@@ -87,7 +88,8 @@ def build_standin_model(tokenizer: PreTrainedTokenizerFast) -> FGCLIPModel:
     return FGCLIPModel(config)
 
 
-def pretrain(settings: PretrainSettings = PretrainSettings(), *, log=print) -> PretrainResult:
+def pretrain(settings: PretrainSettings = PretrainSettings(), *, log=None) -> PretrainResult:
+    log = log or partial(print, flush=True)
     started, cpu_started = time.perf_counter(), time.process_time()
     torch.manual_seed(settings.seed)
     tokenizer = standin_tokenizer()
