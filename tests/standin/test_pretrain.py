@@ -64,3 +64,11 @@ def test_fgclip_heads_start_as_copies_of_the_trained_clip_heads(short_run):
     assert torch.equal(
         embeddings.position_embedding_ori.weight[:keep], embeddings.position_embedding.weight[:keep]
     )
+
+
+def test_command_refuses_a_non_empty_output_directory(tmp_path, capsys):
+    from fgclip.cli import main
+
+    (tmp_path / "old.txt").write_text("x")
+    assert main(["pretrain-standin", "--out", str(tmp_path)]) == 1
+    assert "fgclip pretrain-standin: --out" in capsys.readouterr().err

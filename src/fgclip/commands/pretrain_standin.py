@@ -26,10 +26,6 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace, overrides: list[str]) -> int:
-    from dataclasses import replace
-
-    from fgclip.standin.pretrain import PretrainSettings, pretrain, save_standin
-
     out = Path(args.out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         print(
@@ -37,6 +33,10 @@ def run(args: argparse.Namespace, overrides: list[str]) -> int:
             file=sys.stderr,
         )
         return 1
+    from dataclasses import replace
+
+    from fgclip.standin.pretrain import PretrainSettings, pretrain, save_standin
+
     given = {
         "seed": args.seed, "steps": args.steps, "batch_size": args.batch_size,
         "learning_rate": args.learning_rate, "num_train_images": args.images,
