@@ -2,11 +2,11 @@
 
 import json
 
-from fgclip.data.check import CheckOptions, check_manifests
 from fgclip.data.errors import WARNING
 from fgclip.data.formats import load_manifest
 from fgclip.data.formats.cliplist import read_hard_negatives
 from fgclip.data.text import caption_key
+from fgclip.tools.check import CheckOptions, check_manifests
 
 ENTRY = {
     "video": "a/Abuse001.mp4",

@@ -3,6 +3,8 @@
 import pytest
 import torch
 
+from fgclip.builders import build_model, build_tokenizer
+from fgclip.checks import check_tokenizer
 from fgclip.config import ModelSection
 from fgclip.model.loading import load_pretrained
 from fgclip.standin import corpus
@@ -13,7 +15,6 @@ from fgclip.standin.pretrain import (
     pretrain,
     save_standin,
 )
-from fgclip.training.run import build_model, build_tokenizer, check_tokenizer
 
 SHORT = PretrainSettings(
     steps=20, batch_size=16, num_train_images=16, num_heldout_images=16, warmup_steps=2, log_every=10
@@ -48,7 +49,6 @@ def test_saved_standin_loads_exactly_with_its_own_tokenizer(short_run):
     captions = corpus.render_batch(0, "heldout", range(3))[2]
     assert tokenizer(captions)["input_ids"] == result.tokenizer(captions)["input_ids"]
     assert model.config.vision_config.hidden_size == demo_tiny_architecture()["vision_width"]
-    assert model.config.memory_bank_size == 0
     built, _ = build_model(section, tokenizer)
     for name, tensor in result.model.state_dict().items():
         assert torch.equal(built.state_dict()[name], tensor), name

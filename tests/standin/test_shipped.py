@@ -6,6 +6,8 @@ from dataclasses import asdict
 
 import pytest
 
+from fgclip.builders import build_model, build_tokenizer
+from fgclip.checks import check_tokenizer
 from fgclip.config import ModelSection
 from fgclip.standin import standin_path
 from fgclip.standin.pretrain import (
@@ -14,7 +16,6 @@ from fgclip.standin.pretrain import (
     demo_tiny_architecture,
     heldout_retrieval,
 )
-from fgclip.training.run import build_model, build_tokenizer, check_tokenizer
 
 MAX_SHIPPED_BYTES = 8 * 2**20
 

@@ -2,7 +2,7 @@
 
 It plays the part of the web image-text data a released CLIP was pretrained on: general concepts, none of
 the downstream task. Each image (64 x 64 by default, the demo's size) shows 1-3 shapes of the synthetic
-benchmark's palette and kinds (drawn with its renderer, `fgclip.data.synth`) on a dark tinted, noisy
+benchmark's palette and kinds (drawn with its renderer, `fgclip.tools.synth`) on a dark tinted, noisy
 background; each caption describes what is drawn with a random subset of its attributes:
 
 - colour and kind (always): "a red circle";
@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fgclip.data.synth import (
+from fgclip.tools.synth import (
     COLOURS,
     KINDS,
     NOISE_LEVELS,

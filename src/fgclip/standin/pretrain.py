@@ -66,8 +66,8 @@ class PretrainResult:
 
 def demo_tiny_architecture() -> dict:
     """The demo's `model.tiny` settings (src/fgclip/configs/demo.yaml): the stand-in has its architecture."""
+    from fgclip.commands.demo import demo_config_path
     from fgclip.config import load_config
-    from fgclip.demo import demo_config_path
 
     return dict(load_config(demo_config_path()).model.tiny)
 
@@ -82,7 +82,6 @@ def build_standin_model(tokenizer: PreTrainedTokenizerFast) -> FGCLIPModel:
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
-        memory_bank_size=0,  # a pretrained CLIP carries no bank; a fine-tuning run configures its own
         **demo_tiny_architecture(),
     )
     return FGCLIPModel(config)
@@ -206,7 +205,7 @@ def code_hash(settings: PretrainSettings) -> str:
     digest = hashlib.sha256()
     for name in ("corpus.py", "pretrain.py"):
         digest.update((resources.files("fgclip.standin") / name).read_bytes())
-    digest.update((resources.files("fgclip.data") / "synth.py").read_bytes())  # renderer and palette
+    digest.update((resources.files("fgclip.tools") / "synth.py").read_bytes())  # renderer and palette
     digest.update(json.dumps([asdict(settings), demo_tiny_architecture()], sort_keys=True).encode())
     return digest.hexdigest()[:16]
 
