@@ -42,12 +42,14 @@ from fgclip.losses.task import AlignmentTask
 from fgclip.model.configuration import FGCLIPConfig, tiny_config
 from fgclip.model.loading import LoadReport, load_pretrained
 from fgclip.model.modeling import FGCLIPModel
+from fgclip.standin import resolve_init
 from fgclip.training.checkpoints import RUN_CONFIG_FILE
 
 
 # ----------------------------------------------------------------------------------------- model, text
 def build_tokenizer(section: ModelSection) -> PreTrainedTokenizerBase:
     """The tokenizer named in the config, else the checkpoint's own. Never downloaded."""
+    section = dataclasses.replace(section, init=resolve_init(section.init))  # "standin": the shipped one
     if section.tokenizer == "synthetic":
         from fgclip.tools.synth import synth_vocabulary
 
@@ -75,6 +77,7 @@ def build_tokenizer(section: ModelSection) -> PreTrainedTokenizerBase:
 def build_model(
     section: ModelSection, tokenizer: PreTrainedTokenizerBase
 ) -> tuple[FGCLIPModel, LoadReport | None]:
+    section = dataclasses.replace(section, init=resolve_init(section.init))  # "standin": the shipped one
     if section.init == "tiny":
         config = tiny_config(
             vocab_size=len(tokenizer),

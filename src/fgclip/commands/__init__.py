@@ -20,6 +20,7 @@ VERBS = {
     "infer": "infer",
     "export-features": "export_features",
     "head": "head",
+    "pretrain-standin": "pretrain_standin",
 }
 
 

@@ -28,6 +28,17 @@ def caption_key(text: str) -> int:
     return int.from_bytes(digest, "little") & 0x7FFF_FFFF_FFFF_FFFF
 
 
+def drop_positive_captions(negatives: Sequence[str], caption: str) -> tuple[tuple[str, ...], int]:
+    """Hard negatives without those equal to the region's own caption (by caption key), and how many went.
+
+    A negative identical to the positive scores exactly as the positive does, so the region's loss could
+    never fall below ln 2; it is a labelling slip, not a negative.
+    """
+    positive = caption_key(caption)
+    kept = tuple(n for n in negatives if caption_key(n) != positive)
+    return kept, len(negatives) - len(kept)
+
+
 class CaptionTokenizer:
     """Tokenises captions to id lists with BOS/EOS, truncated to a maximum length (EOS kept).
 

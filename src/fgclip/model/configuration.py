@@ -31,6 +31,9 @@ class FGCLIPConfig(CLIPConfig):
     long_text_max_positions / long_text_keep_positions: FG-CLIP's long-caption position table (global
         captions): the first `keep` positions are copied, later ones interpolated 4x, so its length is
         4 * max_position_embeddings - 3 * keep (248 for CLIP's 77 and FG-CLIP's 20).
+    initializer_range: std of fgclip's own new layers (the temporal transformer), times `initializer_factor`,
+        as CLIP's sub-configs use it. `CLIPConfig` has no top-level one, and HF's generic init then draws
+        unknown `nn.Linear` layers with std = `initializer_factor` (1.0).
     """
 
     model_type = "fgclip"
@@ -43,6 +46,7 @@ class FGCLIPConfig(CLIPConfig):
     region_pooling: str = "mean"
     long_text_max_positions: int = 248
     long_text_keep_positions: int = KEEP_POSITIONS
+    initializer_range: float = 0.02
 
     def validate_architecture(self):
         if self.region_pooling not in ("mean", "max"):

@@ -62,6 +62,7 @@ class FGCLIPModel(CLIPPreTrainedModel):
         super()._init_weights(module)
         factor = self.config.initializer_factor
         if isinstance(module, TemporalPooler):
+            _init_temporal_encoder(module.encoder, std=self.config.initializer_range * factor)
             # Zero scores: the clip embedding starts as the mean of its frames.
             init.zeros_(module.position_embedding)
             init.zeros_(module.score.weight)
@@ -256,6 +257,22 @@ class FGCLIPModel(CLIPPreTrainedModel):
             features["hard_negative_embeds"] = negatives
             features["hard_negative_present"] = present
         return features
+
+
+def _init_temporal_encoder(encoder: nn.TransformerEncoder, std: float) -> None:
+    """Every weight matrix N(0, std), biases 0, as CLIP's own layers (std 0.02 · factor).
+
+    HF's generic init would give the feed-forward and attention-output linears N(0, 1) (the top-level
+    config has no `initializer_range`: it falls back to `initializer_factor`) and the fused `in_proj`
+    PyTorch's Xavier init; at D = 512 that made the context of 8 unit-norm frames ~11,700 in norm.
+    """
+    for layer in encoder.layers:
+        attention = layer.self_attn
+        init.normal_(attention.in_proj_weight, std=std)
+        init.zeros_(attention.in_proj_bias)
+        for linear in (attention.out_proj, layer.linear1, layer.linear2):
+            init.normal_(linear.weight, std=std)
+            init.zeros_(linear.bias)
 
 
 def _last_layer(layer, hidden: torch.Tensor) -> torch.Tensor:

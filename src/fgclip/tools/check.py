@@ -314,6 +314,9 @@ def _summary(manifests, clips: list[Clip], durations: dict[Path, float], options
         "keyframes per track": _distribution(keyframes),
         "single-keyframe tracks": sum(k == 1 for k in keyframes),
         "box coordinates clipped into [0,1]": sum(m.boxes_clipped for m in manifests),
+        "hard negatives dropped (equal to their region's caption)": sum(
+            m.hard_negatives_dropped for m in manifests
+        ),
         f"regions dropped (over max_regions={sampling.max_regions})": over_max,
         f"regions uniform {sampling.num_frames}-frame sampling would miss (frames are reserved for them)": unseen,
     }

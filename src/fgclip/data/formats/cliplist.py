@@ -43,7 +43,7 @@ from typing import Any
 
 from fgclip.data.errors import WARNING, EntryProblem, ManifestError
 from fgclip.data.records import ABNORMAL, NORMAL, Box, Clip, Keyframe, Region, Track
-from fgclip.data.text import normalize_caption
+from fgclip.data.text import drop_positive_captions, normalize_caption
 
 INVALID_ENTRY_POLICIES = ("error", "skip")
 MAX_FRAME = 2**31 - 1  # 2.7 years of video at 25 fps
@@ -82,6 +82,7 @@ class ManifestRead:
     clips: list[Clip] = field(default_factory=list)
     problems: list[EntryProblem] = field(default_factory=list)
     boxes_clipped: int = 0  # coordinates clipped into [0, 1] (within the tolerance)
+    hard_negatives_dropped: int = 0  # negatives equal to their region's own caption (by caption key)
     hard_negatives_used: set[tuple[str, int]] = field(default_factory=set)
 
     @property
@@ -190,6 +191,7 @@ def read_clip_entries(
         if clip is not None and not any(p.is_error for p in reader.problems):
             result.clips.append(clip)
             result.hard_negatives_used.update(reader.hard_negatives_used)
+            result.hard_negatives_dropped += reader.hard_negatives_dropped
     return result
 
 
@@ -273,6 +275,7 @@ class _EntryReader:
         self.video = entry.get("video") if isinstance(entry, dict) else None
         self.problems: list[EntryProblem] = []
         self.boxes_clipped = 0
+        self.hard_negatives_dropped = 0
         self.hard_negatives_used: set[tuple[str, int]] = set()
 
     def problem(self, field_name: str | None, message: str, severity: str = "error") -> None:
@@ -452,7 +455,16 @@ class _EntryReader:
             )
             return ()
         self.hard_negatives_used.add((self.video, i))
-        return item.negatives
+        negatives, dropped = drop_positive_captions(item.negatives, caption)
+        if dropped:
+            self.hard_negatives_dropped += dropped
+            self.problem(
+                f"region_captions[{i}]",
+                f"{dropped} hard negative(s) from {item.file} item {item.item_index} equal this region's own "
+                f"caption {caption!r}: dropped (a negative identical to the positive is not a negative)",
+                WARNING,
+            )
+        return negatives
 
 
 def parse_frame(frame: Any) -> tuple[int | None, str | None]:

@@ -18,9 +18,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from fgclip.data.errors import EntryProblem
+from fgclip.data.errors import WARNING, EntryProblem
 from fgclip.data.formats.cliplist import DEFAULT_READ_OPTIONS, ManifestRead, ReadOptions, parse_box
 from fgclip.data.records import ABNORMAL, IMAGE, NORMAL, Clip, Keyframe, Region, Track
+from fgclip.data.text import drop_positive_captions
 
 
 def is_image_records(data: Any) -> bool:
@@ -41,6 +42,8 @@ def read_image_records(
         result.boxes_clipped += reader.boxes_clipped
         if clip is not None:
             result.clips.append(clip)
+            result.problems.extend(reader.warnings)
+            result.hard_negatives_dropped += reader.hard_negatives_dropped
     return result
 
 
@@ -49,7 +52,9 @@ class _RecordReader:
         self.source, self.index, self.record, self.options = source, index, record, options
         self.path = record.get("f_path") if isinstance(record, dict) else None
         self.problems: list[EntryProblem] = []
+        self.warnings: list[EntryProblem] = []  # kept apart: any entry in `problems` refuses the record
         self.boxes_clipped = 0
+        self.hard_negatives_dropped = 0
 
     def problem(self, field_name: str | None, message: str) -> None:
         self.problems.append(EntryProblem(self.source, self.index, self.path, field_name, message))
@@ -113,4 +118,14 @@ class _RecordReader:
                 negatives = tuple(v.strip() for v in raw.values())
         if box is None or not isinstance(text, str) or not text.strip():
             return None
+        negatives, dropped = drop_positive_captions(negatives, text)
+        if dropped:
+            self.hard_negatives_dropped += dropped
+            self.warnings.append(
+                EntryProblem(
+                    self.source, self.index, self.path, f"{where}.short_expr_negs",
+                    f"{dropped} negative(s) equal the region's own short_expr {text.strip()!r}: dropped",
+                    WARNING,
+                )
+            )  # fmt: skip
         return Region(text.strip(), Track((Keyframe(0.0, box),)), label, negatives)
