@@ -99,6 +99,11 @@ def test_demo_entry_point_writes_a_report(tmp_path):
     )
     assert code == 0
     report = json.loads((out / "report.json").read_text())
-    for key in ("clip_retrieval_R@1", "region_retrieval_R@1", "frame_auc"):
-        assert 0.0 <= report[key]["value"] <= 1.0 and 0.0 < report[key]["chance"] < 1.0
+    for part in (report, report["zero_shot"]):  # fine-tuned, and the stand-in before it
+        for key in ("clip_retrieval_R@1", "region_retrieval_R@1", "frame_auc"):
+            assert 0.0 <= part[key]["value"] <= 1.0 and 0.0 < part[key]["chance"] < 1.0
+    assert report["zero_shot"] != {k: report[k] for k in report["zero_shot"]}  # training changed the model
+    head = report["head"]  # the weakly supervised head on both backbones' exported features, same seeds
+    assert set(head["summary"]) == {"stand-in", "fine-tuned"} and head["seeds"] == [0, 1, 2]
+    assert 0.0 <= head["summary"]["fine-tuned"]["auc"]["mean"] <= 1.0
     assert (out / "run" / "loss_curves.png").is_file()

@@ -10,45 +10,89 @@ from pathlib import Path
 from fgclip.commands.train import train
 from fgclip.config import ExperimentConfig, load_config
 
-DEMO_CONFIG = "demo.yaml"
+DEMO_CONFIG = "demo_finetune.yaml"  # the demo: fine-tune the pretrained stand-in
+SCRATCH_CONFIG = "demo.yaml"  # a tiny CLIP from scratch (tests and benchmarks build on it; `--from-scratch`)
 
 
 def register(commands) -> None:
     demo = commands.add_parser(
-        "demo", help="synthetic data -> tiny CLIP -> train -> evaluate (a few minutes on CPU)"
+        "demo",
+        help="synthetic data -> fine-tune the pretrained stand-in -> evaluate before/after -> anomaly head "
+        "(a few minutes on CPU)",
     )
     demo.add_argument("--out", default="demo_out")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--num-videos", type=int, default=200)
+    demo.add_argument("--from-scratch", action="store_true", help="train a tiny CLIP from scratch instead")
+    demo.add_argument("--no-head", action="store_true", help="skip the weakly supervised head comparison")
     demo.set_defaults(run=run, accepts_overrides=True)
 
 
 def run(args, overrides) -> int:
-    run_demo(args.out, seed=args.seed, num_videos=args.num_videos, overrides=overrides)
+    run_demo(
+        args.out, seed=args.seed, num_videos=args.num_videos, overrides=overrides,
+        from_scratch=args.from_scratch, head=not args.no_head,
+    )  # fmt: skip
     return 0
 
 
 def demo_config_path() -> Path:
-    return Path(str(resources.files("fgclip") / "configs" / DEMO_CONFIG))
+    """The from-scratch tiny config (what tests and benchmarks train)."""
+    return _packaged(SCRATCH_CONFIG)
+
+
+def finetune_config_path() -> Path:
+    """The demo's config: the shipped stand-in fine-tuned at a fine-tuning learning rate."""
+    return _packaged(DEMO_CONFIG)
+
+
+def _packaged(name: str) -> Path:
+    return Path(str(resources.files("fgclip") / "configs" / name))
 
 
 def run_demo(
-    out_dir: str | Path, *, seed: int = 0, num_videos: int = 200, overrides: list[str] | None = None
+    out_dir: str | Path,
+    *,
+    seed: int = 0,
+    num_videos: int = 200,
+    overrides: list[str] | None = None,
+    from_scratch: bool = False,
+    head: bool = True,
 ) -> dict:
+    """synthetic data -> (stand-in zero-shot) -> fine-tune -> evaluate -> (head on both backbones' features)."""
+    from fgclip import builders
     from fgclip.tools.synth import generate
 
     out_dir = Path(out_dir)
     started = time.perf_counter()
     data = generate(out_dir / "data", seed=seed, num_videos=num_videos)
     print(f"[demo] synthetic benchmark: {data.out_dir} ({time.perf_counter() - started:.1f} s)", flush=True)
-    config = load_config(demo_config_path(), _demo_overrides(out_dir, seed) + list(overrides or []))
+    path = demo_config_path() if from_scratch else finetune_config_path()
+    config = load_config(path, _demo_overrides(out_dir, seed) + list(overrides or []))
+    before = None
+    if config.model.init not in ("tiny", "vit-b-32"):
+        tokenizer = builders.build_tokenizer(config.model)
+        pretrained, _ = builders.build_model(config.model, tokenizer)
+        before = (pretrained, tokenizer)
+        zero_shot = evaluate_run(config, pretrained, tokenizer, data.out_dir)
+        print(f"[demo] {config.model.init} zero-shot:\n{format_report(zero_shot)}", flush=True)
     outcome = train(config)
     trained = time.perf_counter()
-    report = evaluate_run(config, outcome.model, outcome.tokenizer, out_dir / "data")
+    report = evaluate_run(config, outcome.model, outcome.tokenizer, data.out_dir)
+    if before is not None:
+        report["zero_shot"] = zero_shot
+    if head:
+        backbones = {"fine-tuned": (outcome.model, outcome.tokenizer)}
+        if before is not None:
+            backbones = {"stand-in": before, **backbones}
+        if len(backbones) == 2:
+            comparison = head_comparison(config, backbones, data.out_dir, out_dir / "head")
+            report["head"] = {k: comparison[k] for k in ("summary", "paired_difference", "seeds")}
+            print(comparison["table"], flush=True)
     report["timing_s"] = {"total": time.perf_counter() - started, "train": trained - started}
     report["global_step"] = outcome.global_step
     (out_dir / "report.json").write_text(json.dumps(report, indent=2))
-    print(format_report(report), flush=True)
+    print(format_report(report, report.get("zero_shot")), flush=True)
     print(
         f"[demo] report: {out_dir / 'report.json'}; curves: {Path(config.train.output_dir) / 'loss_curves.png'}"
     )
@@ -93,21 +137,35 @@ def _demo_overrides(out_dir: Path, seed: int) -> list[str]:
 
 def evaluate_run(config: ExperimentConfig, model, tokenizer, data_dir: Path) -> dict:
     """The shared evaluation (`fgclip.builders.evaluate`), so `fgclip eval` on the saved model agrees."""
-    from fgclip.builders import evaluate
+    from fgclip.builders import EvalOptions, evaluate
 
-    return evaluate(config, model, tokenizer).report
+    return evaluate(config, model, tokenizer, EvalOptions(progress=False)).report
 
 
-def format_report(report: dict) -> str:
+def format_report(report: dict, before: dict | None = None) -> str:
+    """The headline figures; with `before` (the stand-in zero-shot) beside the fine-tuned ones."""
     rows = [
-        ("clip retrieval R@1 (text->clip)", report["clip_retrieval_R@1"]),
-        ("region retrieval R@1 (text->region)", report["region_retrieval_R@1"]),
-        ("frame-level anomaly AUC", report["frame_auc"]),
+        ("clip retrieval R@1 (text->clip)", lambda r: r["clip_retrieval_R@1"]["value"]),
+        ("region retrieval R@1 (text->region)", lambda r: r["region_retrieval_R@1"]["value"]),
+        ("hard-negative accuracy", lambda r: (r.get("hard_negatives") or {}).get("accuracy")),
+        ("frame-level anomaly AUC (zero-shot)", lambda r: r["frame_auc"]["value"]),
+        ("frame-level anomaly AP (zero-shot)", lambda r: r["frame_ap"]),
     ]
-    lines = [f"{'metric':<38} {'value':>7} {'chance':>7}"]
-    lines += [f"{name:<38} {m['value']:>7.3f} {m['chance']:>7.3f}" for name, m in rows]
-    if (report.get("hard_negatives") or {}).get("accuracy") is not None:
-        lines.append(f"{'hard-negative accuracy':<38} {report['hard_negatives']['accuracy']:>7.3f}")
+    chance = {
+        "clip retrieval R@1 (text->clip)": report["clip_retrieval_R@1"]["chance"],
+        "region retrieval R@1 (text->region)": report["region_retrieval_R@1"]["chance"],
+        "frame-level anomaly AUC (zero-shot)": 0.5,
+    }
+    columns = (["stand-in"] if before else []) + ["trained", "chance"]
+    lines = [f"{'metric':<40}" + "".join(f"{c:>10}" for c in columns)]
+    for name, value in rows:
+        cells = ([value(before)] if before else []) + [value(report), chance.get(name)]
+        lines.append(f"{name:<40}" + "".join(f"{'-' if v is None else f'{v:.3f}':>10}" for v in cells))
+    for backbone, summary in (report.get("head") or {}).get("summary", {}).items():
+        auc, ap = summary["auc"], summary["ap"]
+        lines.append(
+            f"{'head frame AUC / AP, ' + backbone:<40}{auc['mean']:>10.3f}{ap['mean']:>10.3f}  (mean of seeds)"
+        )
     return "\n".join(lines)
 
 
@@ -118,6 +176,7 @@ def head_comparison(
     each backbone (`fgclip export-features`' code), train the weakly supervised head on the training videos'
     features (video labels only), evaluate frame AUC/AP on the test videos, same seeds for both backbones."""
     from fgclip import builders
+    from fgclip.data.frames import FrameSource
     from fgclip.evaluation.inference import export_features
     from fgclip.head.compare import head_comparison_for_demo
     from fgclip.head.train import TrainOptions
@@ -133,7 +192,7 @@ def head_comparison(
         image_size = builders.sampling_options(config.data, builders.model_image_size(model)).image_size
         folders[name] = out / name.replace(" ", "_")
         export_features(
-            model.eval(), videos, folders[name], builders.FrameSource(image_size),
+            model.eval(), videos, folders[name], FrameSource(image_size),
             snippet_frames=config.eval.snippet_frames, frames_per_snippet=config.eval.frames_per_snippet,
             progress=False,
         )  # fmt: skip
