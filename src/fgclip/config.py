@@ -445,6 +445,8 @@ def check_config(config: ExperimentConfig) -> None:
         )
     if train.lora is not None:
         check_lora(train.lora)
+        if config.bank.momentum is not None:  # the EMA shadow is keyed by the un-adapted vision weights
+            raise ConfigError("bank.momentum is not supported with train.lora: set bank.momentum: null")
     if train.deepspeed is not None:
         check_deepspeed_file(train.deepspeed)
     fields = {f.name for f in dataclasses.fields(FGCLIPConfig)}

@@ -165,7 +165,7 @@ class AlignmentTask:
         if length > text_length:
             raise ValueError(
                 f"region captions are {length} tokens but bank.text_length is {text_length}: raise "
-                "bank.text_length (or shorten data.max_region_caption_tokens) so banked captions fit"
+                "bank.text_length to the region caption length (77, CLIP's table) so banked captions fit"
             )
         return [F.pad(ids, (0, text_length - length)), F.pad(mask.long(), (0, text_length - length))]
 
