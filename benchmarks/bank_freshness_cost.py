@@ -34,7 +34,9 @@ SETTINGS = {
     "fresh_text 32": MemoryBankOptions(size=BANK, warmup_steps=0, fresh_text=32),
     "fresh_text 128": MemoryBankOptions(size=BANK, warmup_steps=0, fresh_text=128),
     "momentum 0.99": MemoryBankOptions(size=BANK, warmup_steps=0, momentum=0.99),
-    "fresh_text 32 + momentum 0.99": MemoryBankOptions(size=BANK, warmup_steps=0, fresh_text=32, momentum=0.99),
+    "fresh_text 32 + momentum 0.99": MemoryBankOptions(
+        size=BANK, warmup_steps=0, fresh_text=32, momentum=0.99
+    ),
 }
 
 
@@ -68,7 +70,10 @@ class Run:
             ids = torch.randint(4, vocab, (BANK, bank.text_length), generator=generator)
             ids[:, caption_length:] = 0
             ids[:, caption_length - 1] = 1  # EOS
-            extra = {"caption_ids": ids, "caption_mask": (torch.arange(bank.text_length) < caption_length).long()}
+            extra = {
+                "caption_ids": ids,
+                "caption_mask": (torch.arange(bank.text_length) < caption_length).long(),
+            }
             extra["caption_mask"] = extra["caption_mask"].expand(BANK, -1).contiguous()
         bank.write(image, text, keys, labels, step=0, **extra)
 
@@ -83,7 +88,9 @@ class Run:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--regions", type=int, default=1)

@@ -42,7 +42,10 @@ def test_demo_config_is_healthy_and_every_check_reports_its_numbers(tiny_synth, 
     message = {check: " | ".join(f["message"] for f in fs) for check, fs in found.items()}
     # demo: batch 16, 1 region per synthetic clip, (here) bank 32, warm-up 50 of 300 steps, 4 frames
     assert "batch 16 x 1.00 regions/clip" in message["negatives.region"]
-    assert "x world size 2 - 1 = 31 in-batch + 0 fresh text (bank.fresh_text) + 32 banked" in message["negatives.region"]
+    assert (
+        "x world size 2 - 1 = 31 in-batch + 0 fresh text (bank.fresh_text) + 32 banked"
+        in message["negatives.region"]
+    )
     assert "switches on at optimizer step 50 of 300" in message["memory_bank"]
     assert "32 clips per optimizer step" in message["accumulation"]
     assert "logit_scale 4.6052 (x100.0)" in message["temperatures"]

@@ -79,7 +79,9 @@ def test_fresh_text_zero_is_the_stale_bank_of_today():
     model, task = _filled(MemoryBankOptions(size=16, warmup_steps=0))
     bank = task.bank
     assert "caption_ids" not in bank.state_dict() and not bank.stores_text
-    stored = RegionNegatives(bank.image_embeds[:8].clone(), bank.text_embeds[:8].clone(), bank.caption_keys[:8])
+    stored = RegionNegatives(
+        bank.image_embeds[:8].clone(), bank.text_embeds[:8].clone(), bank.caption_keys[:8]
+    )
     batch = _batch(2)
     losses, _ = task.objective(model(**batch), batch, region_negatives=stored)
     out = task(model, batch, 2)
@@ -124,7 +126,9 @@ def test_the_caption_buffers_round_trip_through_a_checkpoint(tmp_path):
 
 def test_a_caption_longer_than_text_length_is_refused():
     model = _model()
-    task = AlignmentTask(FGCLIPObjective(REGION_ONLY), MemoryBankOptions(size=16, fresh_text=2, text_length=4))
+    task = AlignmentTask(
+        FGCLIPObjective(REGION_ONLY), MemoryBankOptions(size=16, fresh_text=2, text_length=4)
+    )
     task.attach_bank(model)
     with pytest.raises(ValueError, match="bank.text_length is 4"):
         task(model, _batch(0), 0)

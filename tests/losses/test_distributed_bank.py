@@ -80,7 +80,9 @@ def _data(step: int):
 def _batch(step: int, rows: slice) -> dict:
     images, texts, keys, labels = (t[rows] for t in _data(step))
     valid = torch.ones(len(keys), 1, dtype=torch.bool)  # one region slot per "clip"
-    ids = torch.randint(0, VOCAB, (sum(SPLIT), 1, CAPTION_LENGTH), generator=torch.Generator().manual_seed(step))
+    ids = torch.randint(
+        0, VOCAB, (sum(SPLIT), 1, CAPTION_LENGTH), generator=torch.Generator().manual_seed(step)
+    )
     return {
         "images": images,
         "texts": texts,

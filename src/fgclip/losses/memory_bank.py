@@ -177,7 +177,9 @@ class RegionMemoryBank(nn.Module):
         columns.update(caption_keys=caption_keys, labels=labels)
         if self.stores_text:
             if caption_ids is None or caption_mask is None:
-                raise ValueError("this bank stores caption ids (bank.fresh_text > 0): write them with the rows")
+                raise ValueError(
+                    "this bank stores caption ids (bank.fresh_text > 0): write them with the rows"
+                )
             columns.update(caption_ids=caption_ids, caption_mask=caption_mask)
         for queue in range(self.num_queues):
             rows = labels == queue if self.num_queues > 1 else torch.ones_like(labels, dtype=torch.bool)

@@ -26,9 +26,8 @@ import logging
 from dataclasses import dataclass
 
 import torch
-from torch import nn
-
 import torch.nn.functional as F
+from torch import nn
 
 from fgclip.distributed import gather_rows, is_rank_zero
 from fgclip.losses.contrastive import RegionNegatives
@@ -153,8 +152,13 @@ class AlignmentTask:
         keep = torch.isfinite(image).all(-1) & torch.isfinite(text).all(-1)  # (M,)
         if not loss_is_finite:
             keep = torch.zeros_like(keep)
-        rows = [gather_rows(t[keep], grad=False)[0] for t in columns]
-        bank.write(*rows[:4], step=step, **dict(zip(("caption_ids", "caption_mask"), rows[4:])))
+        image_rows, text_rows, key_rows, label_rows, *caption_rows = (
+            gather_rows(t[keep], grad=False)[0] for t in columns
+        )
+        captions = (
+            dict(zip(("caption_ids", "caption_mask"), caption_rows, strict=True)) if caption_rows else {}
+        )
+        bank.write(image_rows, text_rows, key_rows, label_rows, step=step, **captions)
 
     @staticmethod
     def _caption_rows(batch: dict, text_length: int) -> list[torch.Tensor]:

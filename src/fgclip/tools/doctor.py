@@ -479,7 +479,9 @@ def _image_side(config: ExperimentConfig) -> str:
     momentum = config.bank.momentum
     if momentum is None:
         return ""
-    return f"; image side from the EMA encoder, bank.momentum={momentum}: ~{1 / (1 - momentum):.0f}-step average"
+    return (
+        f"; image side from the EMA encoder, bank.momentum={momentum}: ~{1 / (1 - momentum):.0f}-step average"
+    )
 
 
 def _regions_per_clip(config: ExperimentConfig, data: DataSummary | None) -> float:
