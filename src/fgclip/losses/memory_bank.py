@@ -39,6 +39,7 @@ class MemoryBankOptions:
     # Momentum (EMA, MoCo-style) copy of the vision tower + roi_projection: banked region image embeddings
     # come from it (ema = m * ema + (1 - m) * online after each optimizer step). None = off.
     momentum: float | None = None
+    # A checkpoint written with both off has none of their buffers: it resumes only with both off.
 
     def __post_init__(self):
         if self.size < 0 or self.warmup_steps < 0:
