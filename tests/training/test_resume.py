@@ -49,10 +49,7 @@ RUN = (
 FRESH_AND_MOMENTUM = ("--bank.fresh_text", "4", "--bank.momentum", "0.9")
 
 
-@pytest.mark.parametrize(
-    "bank_options",
-    [(), pytest.param(FRESH_AND_MOMENTUM, marks=pytest.mark.slow, id="fresh_text+momentum")],
-)
+@pytest.mark.parametrize("bank_options", [(), FRESH_AND_MOMENTUM], ids=["bank", "fresh_text+momentum"])
 def test_ten_steps_equal_five_resume_five(tiny_synth, tmp_path, train_args, read_rows, bank_options):
     """With fresh text and momentum the bank also holds caption ids and the EMA shadow; both must resume."""
     run_args = (*RUN, *bank_options)
