@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from test_task import _batch, _model
 
+from fgclip.config import ConfigError, load_config
 from fgclip.losses.contrastive import RegionNegatives
 from fgclip.losses.memory_bank import MemoryBankOptions
 from fgclip.losses.momentum import MomentumEncoder
@@ -215,3 +216,11 @@ def test_momentum_zero_is_the_online_encoder_and_off_is_todays_bank():
     assert zero_losses == pytest.approx(off_losses, abs=1e-6)
     torch.testing.assert_close(zero.image_embeds, off.image_embeds, atol=1e-6, rtol=0)
     assert torch.equal(zero.text_embeds, off.text_embeds)
+
+
+def test_the_config_refuses_a_text_length_shorter_than_the_region_captions():
+    with pytest.raises(
+        ConfigError, match=r"bank.text_length \(16\) must be >= data.caption_max_length \(77\)"
+    ):
+        load_config(None, ["--bank.fresh_text", "8", "--bank.text_length", "16"])
+    assert load_config(None, ["--bank.fresh_text", "8"]).bank.fresh_text == 8
