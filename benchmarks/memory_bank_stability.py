@@ -11,6 +11,10 @@ from scratch on the synthetic benchmark with the same seeds, data and schedule; 
 
     python benchmarks/memory_bank_stability.py                 # the full sweep quoted in the README
     python benchmarks/memory_bank_stability.py --quick         # a smoke run (minutes), numbers not meaningful
+    python benchmarks/memory_bank_stability.py --only "capacity 128" "capacity 128, fresh text 32"
+
+The fresh-text and momentum rows (`bank.fresh_text`, `bank.momentum`) are the issue-12 freshness options;
+the last column is each row's held-out region R@1 minus the first selected row's, paired by seed.
 """
 
 from __future__ import annotations
@@ -40,6 +44,8 @@ class Setting:
     name: str
     size: int
     max_age: int | None = None
+    fresh_text: int = 0
+    momentum: float | None = None
 
 
 SETTINGS = (
@@ -48,6 +54,10 @@ SETTINGS = (
     Setting("capacity 128", 128),
     Setting("capacity 32, max age 1", 32, 1),
     Setting("capacity 128, max age 2", 128, 2),
+    Setting("capacity 128, fresh text 32", 128, fresh_text=32),
+    Setting("capacity 128, fresh text 128", 128, fresh_text=128),
+    Setting("capacity 128, momentum 0.99", 128, momentum=0.99),
+    Setting("capacity 128, fresh text 32, momentum 0.99", 128, fresh_text=32, momentum=0.99),
 )
 
 
@@ -66,6 +76,10 @@ def run_one(setting: Setting, seed: int, data: Path, out: Path, args) -> dict:
         str(args.warmup),
         "--bank.max_age",
         "null" if setting.max_age is None else str(setting.max_age),
+        "--bank.fresh_text",
+        str(setting.fresh_text),
+        "--bank.momentum",
+        "null" if setting.momentum is None else str(setting.momentum),
         "--train.output_dir",
         str(out),
         "--train.seed",
@@ -142,18 +156,23 @@ def table(results: list[dict], args, settings) -> str:
         f"chance {results[0]['region_r1_chance']:.3f}); {args.steps} optimizer steps, warm-up {args.warmup}, "
         f"batch 4 x accumulation 8, seeds {args.seeds}",
         "",
-        "| setting | CV before | CV after | region R@1 (mean ± sd, min–max) | negatives/query | mean bank age | s/step |",
-        "|---|---|---|---|---|---|---|",
+        "| setting | CV before | CV after | region R@1 (mean ± sd, min–max) | negatives/query | mean bank age "
+        f"| s/step | Δ R@1 vs {settings[0].name} (paired by seed, mean ± sd) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
+    first = {r["seed"]: r["region_r1"] for r in results if r["setting"] == settings[0].name}
     for setting in settings:
         rows = [r for r in results if r["setting"] == setting.name]
         r1 = [r["region_r1"] for r in rows]
+        paired = [r["region_r1"] - first[r["seed"]] for r in rows]
+        paired_sd = statistics.stdev(paired) if len(paired) > 1 else 0.0
         sd = statistics.stdev(r1) if len(r1) > 1 else 0.0
         age = _mean([r["mean_age"] for r in rows]) if setting.size else float("nan")
         lines.append(
             f"| {setting.name} | {_mean([r['cv_before'] for r in rows]):.3f} | {_mean([r['cv_after'] for r in rows]):.3f} "
             f"| {statistics.fmean(r1):.3f} ± {sd:.3f} ({min(r1):.3f}–{max(r1):.3f}) | {_mean([r['negatives'] for r in rows]):.1f} "
-            f"| {'—' if setting.size == 0 else f'{age:.2f}'} | {_mean([r['seconds_per_step'] for r in rows]):.2f} |"
+            f"| {'—' if setting.size == 0 else f'{age:.2f}'} | {_mean([r['seconds_per_step'] for r in rows]):.2f} "
+            f"| {statistics.fmean(paired):+.3f} ± {paired_sd:.3f} |"
         )
     return "\n".join(lines)
 
@@ -175,11 +194,18 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, default=None, help="keep runs here (default: a temp dir)")
     parser.add_argument("--quick", action="store_true", help="1 seed, 24 steps, 2 settings: a smoke run")
+    parser.add_argument("--only", nargs="+", default=None, help="run only these settings (names as listed)")
     args = parser.parse_args()
     settings = SETTINGS
     if args.quick:
         args.seeds, args.steps, args.warmup, args.window, args.num_videos = [0], 24, 8, 5, 40
         settings = SETTINGS[:2]
+    if args.only is not None:
+        names = {s.name: s for s in SETTINGS}
+        unknown = [name for name in args.only if name not in names]
+        if unknown:
+            parser.error(f"--only: unknown setting(s) {unknown}; choose from {list(names)}")
+        settings = tuple(names[name] for name in args.only)
     root = args.out or Path(tempfile.mkdtemp(prefix="bank_stability_"))
     data = root / "data"
     if not (data / "train.json").is_file():

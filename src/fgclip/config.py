@@ -443,8 +443,16 @@ def check_config(config: ExperimentConfig) -> None:
         raise ConfigError(
             f"train.max_grad_norm ({train.max_grad_norm}) and train.warmup_steps ({train.warmup_steps}) must be >= 0"
         )
+    if config.bank.fresh_text and config.bank.text_length < data.caption_max_length:
+        # checked here, before training: a too-long caption found at a write would stop one rank only
+        raise ConfigError(
+            f"bank.text_length ({config.bank.text_length}) must be >= data.caption_max_length "
+            f"({data.caption_max_length}) with bank.fresh_text: every banked region caption must fit"
+        )
     if train.lora is not None:
         check_lora(train.lora)
+        if config.bank.momentum is not None:  # the EMA shadow is keyed by the un-adapted vision weights
+            raise ConfigError("bank.momentum is not supported with train.lora: set bank.momentum: null")
     if train.deepspeed is not None:
         check_deepspeed_file(train.deepspeed)
     fields = {f.name for f in dataclasses.fields(FGCLIPConfig)}

@@ -42,7 +42,10 @@ def test_demo_config_is_healthy_and_every_check_reports_its_numbers(tiny_synth, 
     message = {check: " | ".join(f["message"] for f in fs) for check, fs in found.items()}
     # demo: batch 16, 1 region per synthetic clip, (here) bank 32, warm-up 50 of 300 steps, 4 frames
     assert "batch 16 x 1.00 regions/clip" in message["negatives.region"]
-    assert "x world size 2 - 1 = 31 in-batch + 32 bank" in message["negatives.region"]
+    assert (
+        "x world size 2 - 1 = 31 in-batch + 0 fresh text (bank.fresh_text) + 32 banked"
+        in message["negatives.region"]
+    )
     assert "switches on at optimizer step 50 of 300" in message["memory_bank"]
     assert "32 clips per optimizer step" in message["accumulation"]
     assert "logit_scale 4.6052 (x100.0)" in message["temperatures"]
@@ -57,6 +60,17 @@ def test_demo_config_is_healthy_and_every_check_reports_its_numbers(tiny_synth, 
     assert main(argv) == 0  # the table: one line per finding, then the counts
     table = capsys.readouterr().out.splitlines()
     assert table[-1] == "0 error(s), 1 warning(s), 11 note(s)" and table[0].startswith("WARNING  data.size")
+
+
+def test_the_negatives_composition_names_fresh_and_banked_parts(tiny_synth, tmp_path, capsys):
+    argv = [
+        "doctor", str(demo_config_path()), *_data_args(tiny_synth), "--output_dir", str(tmp_path / "run"),
+        "--bank.size", "32", "--bank.warmup_steps", "50", "--bank.fresh_text", "8", "--bank.momentum", "0.99",
+    ]  # fmt: skip
+    assert main([*argv, "--json"]) == 0
+    message = " | ".join(f["message"] for f in _findings(capsys)["negatives.region"])
+    assert "= 15 in-batch + 8 fresh text (bank.fresh_text) + 24 banked" in message
+    assert "EMA encoder, bank.momentum=0.99: ~100-step average" in message
 
 
 def test_errors_are_found_and_exit_code_is_1(tiny_synth, tmp_path, capsys):

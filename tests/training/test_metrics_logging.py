@@ -44,7 +44,7 @@ def test_rows_console_tensorboard_and_plot(tiny_synth, tmp_path, train_args, rea
     number = r"[0-9.e+-]+"
     assert re.fullmatch(
         rf"step 3/4 \| loss {number} \| global {number} \| region {number} \| hard_negative {number} \| "
-        rf"bank \d+/8 \| lr 1\.00e-03 \| {number} samples/s",
+        rf"bank \d+/8 \| neg \d+\+\d+b \| lr 1\.00e-03 \| {number} samples/s",
         lines[2],
     ), lines[2]
     assert "bank 0/8 (warm-up)" in lines[0]
@@ -66,3 +66,15 @@ def test_console_line_marks_skipped_steps_and_the_bank_fill():
     assert console_line(row, 10, bank_capacity=32) == (
         "step 7/10 | SKIPPED (non-finite loss) | bank 5/32 | lr 2.00e-04 | 12.0 samples/s"
     )
+
+
+def test_console_line_shows_the_negatives_composition():
+    row = {"step": 3, "loss": 1.0, "lr": 1e-3, "samples_per_s": 4.0, "memory_bank/size": 32.0}
+    row.update({"memory_bank/enabled": 1.0, "region/negatives_per_query": 35.0})
+    row.update({"memory_bank/negatives_per_query": 32.0, "memory_bank/fresh_text": 8.0})
+    row["memory_bank/fresh_negatives_per_query"] = 7.0  # one fresh entry shares the query's caption
+    assert "| neg 3+7f+25b |" in console_line(row, 10, bank_capacity=32)
+    del row["memory_bank/fresh_text"], row["memory_bank/fresh_negatives_per_query"]
+    assert "| neg 3+32b |" in console_line(row, 10, bank_capacity=32)
+    no_bank = {"step": 3, "region/negatives_per_query": 15.0, "samples_per_s": 4.0}
+    assert console_line(no_bank, 10) == "step 3/10 | neg 15 | 4.0 samples/s"

@@ -46,9 +46,15 @@ RUN = (
 )
 
 
-def test_ten_steps_equal_five_resume_five(tiny_synth, tmp_path, train_args, read_rows):
+FRESH_AND_MOMENTUM = ("--bank.fresh_text", "4", "--bank.momentum", "0.9")
+
+
+@pytest.mark.parametrize("bank_options", [(), FRESH_AND_MOMENTUM], ids=["bank", "fresh_text+momentum"])
+def test_ten_steps_equal_five_resume_five(tiny_synth, tmp_path, train_args, read_rows, bank_options):
+    """With fresh text and momentum the bank also holds caption ids and the EMA shadow; both must resume."""
+    run_args = (*RUN, *bank_options)
     straight = tmp_path / "straight"
-    assert main(train_args(tiny_synth, straight, *RUN)) == 0
+    assert main(train_args(tiny_synth, straight, *run_args)) == 0
 
     # The resumed run's directory holds what the straight run had after step 5: checkpoint-5 and 5 rows.
     resumed = tmp_path / "resumed"
@@ -57,13 +63,16 @@ def test_ten_steps_equal_five_resume_five(tiny_synth, tmp_path, train_args, read
     shutil.copy(straight / "fgclip_config.yaml", resumed / "fgclip_config.yaml")
     rows = (straight / "metrics.jsonl").read_text().splitlines()
     (resumed / "metrics.jsonl").write_text("\n".join(rows[:5]) + "\n")
-    assert main(train_args(tiny_synth, resumed, *RUN, "--resume", "latest")) == 0
+    assert main(train_args(tiny_synth, resumed, *run_args, "--resume", "latest")) == 0
 
     final_straight = load_file(straight / "checkpoint-10" / "model.safetensors")
     final_resumed = load_file(resumed / "checkpoint-10" / "model.safetensors")
     assert final_straight.keys() == final_resumed.keys()
     bank_keys = [k for k in final_straight if k.startswith("memory_bank.")]
     assert bank_keys and final_straight["memory_bank.enabled"].item() is True
+    if bank_options:
+        assert final_straight["memory_bank.caption_ids"].any()
+        assert final_straight["memory_bank.momentum_encoder.updated_at"].item() == 9
     for key in final_straight:
         assert torch.equal(final_straight[key], final_resumed[key]), f"{key} differs after resume"
     moments = [torch.load(d / "checkpoint-10" / "optimizer.pt")["state"] for d in (straight, resumed)]

@@ -10,6 +10,14 @@ warm-up; read its usable entries; run the model; run the objective with the entr
 negatives; then write this micro-batch's region rows — detached, gathered from every rank, after the loss
 so a row is never its own negative — and report the bank's state. The trainer, the tests and the
 benchmarks all train through this object, so what is tested is what runs.
+
+Two freshness options (both off by default):
+- `bank.fresh_text = N`: the bank also stores its entries' caption token ids; each call re-encodes the
+  newest N usable ones with the current text tower, with gradient, and they replace those entries' stored
+  (stale) text embeddings in the region -> text direction (ordinary negatives). The bank is identical on
+  every rank, so every rank re-encodes the same rows.
+- `bank.momentum = m`: the region image embeddings written to the bank come from an EMA copy of the vision
+  tower + roi_projection (`fgclip.losses.momentum`), updated at the first call after each optimizer step.
 """
 
 from __future__ import annotations
@@ -18,10 +26,13 @@ import logging
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from fgclip.distributed import gather_rows, is_rank_zero
+from fgclip.losses.contrastive import RegionNegatives
 from fgclip.losses.memory_bank import MemoryBankOptions, RegionMemoryBank
+from fgclip.losses.momentum import MomentumEncoder
 from fgclip.losses.objective import FGCLIPObjective
 
 logger = logging.getLogger(__name__)
@@ -53,6 +64,8 @@ class AlignmentTask:
             return None
         dim = model.config.projection_dim
         self.bank = RegionMemoryBank.from_options(dim, self.bank_options).to(_device_of(model))
+        if self.bank_options.momentum is not None:  # the shadow starts as the model's weights now
+            self.bank.momentum_encoder = MomentumEncoder(_core(model), self.bank_options.momentum)
         model.memory_bank = self.bank
         return self.bank
 
@@ -62,17 +75,41 @@ class AlignmentTask:
         bank = self.bank
         if bank is not None:
             self._maybe_switch_on(bank, step)
-        negatives = bank.read(step) if bank is not None and bank.is_enabled else None
+            if bank.momentum_encoder is not None:
+                bank.momentum_encoder.update(_core(model), step)
         features = model(**batch)
+        negatives, fresh = None, None
+        if bank is not None and bank.is_enabled:
+            negatives, fresh = self._read(model, bank, step)
         losses, report = self.objective(features, batch, region_negatives=negatives)
         loss = self.objective.total(losses)
         finite = bool(torch.isfinite(loss.detach()))
         if bank is not None:
             region_keys = batch["region_caption_keys"][batch["region_valid"]]  # (M,)
-            report.update(bank.report(region_keys, step))
+            report.update(bank.report(region_keys, step, fresh))
             if bank.is_enabled or self.bank_options.fill_during_warmup:
-                self._write(bank, features, batch, step, finite)
+                self._write(bank, model, features, batch, step, finite)
         return TaskOutput(loss, losses, report, features, finite)
+
+    def _read(
+        self, model: nn.Module, bank: RegionMemoryBank, step: int
+    ) -> tuple[RegionNegatives, torch.Tensor | None]:
+        """The usable entries, the newest `fresh_text` of them with their captions re-encoded now.
+
+        Returns the negatives and the positions (within them) of the fresh rows (None without fresh_text).
+        """
+        negatives = bank.read(step)
+        if not self.bank_options.fresh_text:
+            return negatives, None
+        fresh = bank.newest(step, self.bank_options.fresh_text)  # (n,)
+        if fresh.numel() == 0:
+            return negatives, fresh
+        ids, mask = (t[fresh] for t in bank.texts(step))  # (n, text_length)
+        used = int(mask.any(0).nonzero().max()) + 1  # drop all-padding columns (after every EOS: no effect)
+        embeds = F.normalize(_core(model).get_text_features(ids[:, :used], mask[:, :used]), dim=-1)  # (n, D)
+        stale = negatives.text_embeds.to(embeds.dtype)  # (U, D)
+        text = stale.index_put((fresh,), embeds)  # out of place: the fresh rows carry gradient
+        return RegionNegatives(negatives.image_embeds, text, negatives.caption_keys), fresh
 
     def _maybe_switch_on(self, bank: RegionMemoryBank, step: int) -> None:
         """With warm-up W the first W updates never see the bank; update W+1 is the first trained with it."""
@@ -87,8 +124,15 @@ class AlignmentTask:
                 bank.filled(),
             )
 
-    @staticmethod
-    def _write(bank: RegionMemoryBank, features: dict, batch: dict, step: int, loss_is_finite: bool) -> None:
+    def _write(
+        self,
+        bank: RegionMemoryBank,
+        model: nn.Module,
+        features: dict,
+        batch: dict,
+        step: int,
+        loss_is_finite: bool,
+    ) -> None:
         """Detached rows gathered from every rank: all ranks append the same rows.
 
         A rank whose loss is non-finite contributes no rows, and rows with a non-finite value are dropped
@@ -97,15 +141,45 @@ class AlignmentTask:
         if "region_embeds" not in features:
             return
         valid = batch["region_valid"]
-        image = features["region_embeds"].detach()  # (M, D)
+        if bank.momentum_encoder is not None:
+            image = bank.momentum_encoder.region_embeds(_core(model), batch)  # (M, D), the EMA encoder's
+        else:
+            image = features["region_embeds"].detach()  # (M, D)
         text = features["region_text_embeds"].detach()  # (M, D)
-        keys = batch["region_caption_keys"][valid]  # (M,)
-        labels = batch["region_labels"][valid]  # (M,)
+        columns = [image, text, batch["region_caption_keys"][valid], batch["region_labels"][valid]]
+        if bank.stores_text:
+            columns += self._caption_rows(batch, bank.text_length)  # 2 x (M, text_length)
         keep = torch.isfinite(image).all(-1) & torch.isfinite(text).all(-1)  # (M,)
         if not loss_is_finite:
             keep = torch.zeros_like(keep)
-        rows = [gather_rows(t[keep], grad=False)[0] for t in (image, text, keys, labels)]
-        bank.write(*rows, step=step)
+        image_rows, text_rows, key_rows, label_rows, *caption_rows = (
+            gather_rows(t[keep], grad=False)[0] for t in columns
+        )
+        captions = (
+            dict(zip(("caption_ids", "caption_mask"), caption_rows, strict=True)) if caption_rows else {}
+        )
+        bank.write(image_rows, text_rows, key_rows, label_rows, step=step, **captions)
+
+    @staticmethod
+    def _caption_rows(batch: dict, text_length: int) -> list[torch.Tensor]:
+        """The valid regions' caption ids and mask, padded to the bank's fixed length (a fixed gather shape)."""
+        valid = batch["region_valid"]
+        ids, mask = batch["region_caption_ids"][valid], batch["region_caption_mask"][valid]  # (M, L)
+        length = ids.shape[-1]
+        if length > text_length:
+            raise ValueError(
+                f"region captions are {length} tokens but bank.text_length is {text_length}: raise "
+                "bank.text_length to the region caption length (77, CLIP's table) so banked captions fit"
+            )
+        return [F.pad(ids, (0, text_length - length)), F.pad(mask.long(), (0, text_length - length))]
+
+
+def _core(model: nn.Module) -> nn.Module:
+    """The model inside DDP (`.module`) / peft (`get_base_model()`) wrappers: fresh texts and the momentum
+    encoder use its methods and weights directly (gradients still reach DDP's hooks on the same parameters)."""
+    while hasattr(model, "module"):
+        model = model.module
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
 def _device_of(model: nn.Module) -> torch.device:

@@ -162,11 +162,13 @@ def check_negatives(config: ExperimentConfig, world_size: int, data: DataSummary
         elif config.bank.max_age is not None:
             bank = min(bank, config.bank.max_age * _regions_per_step(config, world_size, data))
         total = in_batch + bank
+        fresh = min(config.bank.fresh_text, bank)  # re-encoded by the current text tower at every step
         source = "mean regions/clip from the data" if data is not None else "data.max_regions (upper bound)"
         message = (
             f"~{total:.0f} negatives per region query once the bank is full: batch {config.train.per_device_batch_size} "
             f"x {_regions_per_clip(config, data):.2f} regions/clip ({source}) x world size {world_size} - 1 = "
-            f"{in_batch:.0f} in-batch + {bank:.0f} bank (before masking same-caption duplicates)"
+            f"{in_batch:.0f} in-batch + {fresh:.0f} fresh text (bank.fresh_text) + {bank - fresh:.0f} banked "
+            f"(stored embeddings{_image_side(config)}) (before masking same-caption duplicates)"
         )
         severity = "warning" if total < FEW_NEGATIVES else "info"
         if severity == "warning":
@@ -473,6 +475,15 @@ def check_epochs(config: ExperimentConfig, world_size: int, num_clips: int) -> l
 
 
 # --------------------------------------------------------------------------------------------- helpers
+def _image_side(config: ExperimentConfig) -> str:
+    momentum = config.bank.momentum
+    if momentum is None:
+        return ""
+    return (
+        f"; image side from the EMA encoder, bank.momentum={momentum}: ~{1 / (1 - momentum):.0f}-step average"
+    )
+
+
 def _regions_per_clip(config: ExperimentConfig, data: DataSummary | None) -> float:
     return data.regions_per_clip if data is not None else float(config.data.max_regions)
 

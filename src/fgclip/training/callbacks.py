@@ -162,8 +162,21 @@ class TemperatureClamp(TrainerCallback):
         self.model.clamp_logit_scales()
 
 
+def negatives_composition(row: dict) -> str:
+    """`neg 3+8f+24b`: in-batch + fresh text + banked negatives per region query (`neg 3` without a bank)."""
+    banked = row.get("memory_bank/negatives_per_query", 0.0)
+    fresh = row.get("memory_bank/fresh_negatives_per_query", 0.0)
+    text = f"neg {row['region/negatives_per_query'] - banked:.0f}"
+    if "memory_bank/fresh_text" in row:
+        text += f"+{fresh:.0f}f"
+    return text + (f"+{banked - fresh:.0f}b" if "memory_bank/negatives_per_query" in row else "")
+
+
 def console_line(row: dict, max_steps: int, bank_capacity: int | None = None) -> str:
-    """`step 40/300 | loss 9.1 | global 2.3 | region 4.1 | hard_negative 2.7 | bank 32/32 | lr 1.0e-03 | 51.2 samples/s`"""
+    """`step 40/300 | loss 9.1 | global 2.3 | region 4.1 | hard_negative 2.7 | bank 32/32 | neg 3+8f+24b | lr 1.0e-03 | 51.2 samples/s`
+
+    `neg` is the mean region query's negatives: in-batch + fresh text (`f`, re-encoded this step) + banked
+    (`b`, stored embeddings), after masking same-caption duplicates."""
     parts = [f"step {row['step']}/{max_steps}"]
     if row.get("train/skipped_step", 0) > 0:
         parts.append("SKIPPED (non-finite loss)")
@@ -175,6 +188,8 @@ def console_line(row: dict, max_steps: int, bank_capacity: int | None = None) ->
     if "memory_bank/size" in row:
         fill = f"{int(row['memory_bank/size'])}" + (f"/{bank_capacity}" if bank_capacity else "")
         parts.append(f"bank {fill}" + ("" if row.get("memory_bank/enabled", 0) >= 1 else " (warm-up)"))
+    if "region/negatives_per_query" in row:
+        parts.append(negatives_composition(row))
     if row.get("lr") is not None:
         parts.append(f"lr {row['lr']:.2e}")
     parts.append(f"{row['samples_per_s']:.1f} samples/s")
