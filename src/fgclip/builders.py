@@ -385,6 +385,7 @@ class EvalOptions:
 
     scoring: str = "softmax_sum"  # zero-shot rule, see fgclip.evaluation.zeroshot
     batch_frames: int = 256  # frames decoded and embedded at a time (bounds memory on long videos)
+    workers: int = 0  # snippet-decoding worker processes (0: decode in the main process)
     frame_cache: str | None = None  # read snippet frames from this FrameCache root where it covers a video
     write_frame_cache: bool = False  # fill the cache for videos it does not cover yet
     anomaly_videos: str | None = None  # list file (`Class/Name.mp4` per line); default: the manifests' videos
@@ -398,6 +399,8 @@ class EvalOptions:
             raise ConfigError(f"scoring must be one of {SCORING_RULES}, got {self.scoring!r}")
         if self.batch_frames < 1:
             raise ConfigError(f"batch_frames must be >= 1, got {self.batch_frames}")
+        if self.workers < 0:
+            raise ConfigError(f"workers must be >= 0, got {self.workers}")
 
 
 def build_eval_inputs(config: ExperimentConfig, model, tokenizer, options: EvalOptions):
@@ -433,7 +436,7 @@ def build_eval_inputs(config: ExperimentConfig, model, tokenizer, options: EvalO
         anomaly_videos=anomaly_videos,
         frames=FrameSource(image_size, cache, options.write_frame_cache),
         snippet=SnippetOptions(
-            config.eval.snippet_frames, config.eval.frames_per_snippet, options.batch_frames
+            config.eval.snippet_frames, config.eval.frames_per_snippet, options.batch_frames, options.workers
         ),
         scoring=options.scoring,
         progress=options.progress,

@@ -21,6 +21,9 @@ def common_arguments(parser, scoring: bool = True) -> None:
                                  "or prompt ensembling (class = mean prompt embedding)")  # fmt: skip
     parser.add_argument("--batch-frames", type=int, default=256, help="frames decoded+embedded at a time")
     parser.add_argument(
+        "--workers", type=int, default=0, help="processes decoding videos while the model embeds (default 0)"
+    )
+    parser.add_argument(
         "--frame-cache", help="read snippet frames from this frame-cache folder where it covers a video"
     )
     parser.add_argument("--write-frame-cache", action="store_true", help="cache videos the frame cache lacks")

@@ -45,7 +45,7 @@ def run(args, rest) -> int:
     }
     loaded = load_checkpoint_run(args, pairs, rest)
     options = EvalOptions(
-        scoring=args.scoring, batch_frames=args.batch_frames, frame_cache=args.frame_cache,
+        scoring=args.scoring, batch_frames=args.batch_frames, workers=args.workers, frame_cache=args.frame_cache,
         write_frame_cache=args.write_frame_cache, anomaly_videos=args.anomaly_videos,
         anomaly_video_root=args.anomaly_video_root, progress=not args.no_progress,
     )  # fmt: skip

@@ -15,7 +15,7 @@ from fgclip.data.dataset import ClipDataset
 from fgclip.data.frames import FrameSource
 from fgclip.evaluation.anomaly import TemporalAnnotation
 from fgclip.evaluation.retrieval import retrieval_report
-from fgclip.evaluation.snippets import VideoScores, embed_video_snippets, score_snippets
+from fgclip.evaluation.snippets import VideoScores, iter_video_snippets, score_snippets
 from fgclip.evaluation.zeroshot import DEFAULT_SCORING, PromptBank
 from fgclip.losses.contrastive import hard_negative_hits
 
@@ -169,17 +169,23 @@ def score_videos(
     batch_frames: int = 256,
     rule: str = DEFAULT_SCORING,
     progress: bool = True,
+    workers: int = 0,
 ) -> dict[str, VideoScores]:
-    """Zero-shot snippet scores of every video (name -> path), in name order."""
+    """Zero-shot snippet scores of every video (name -> path), in name order; `workers` > 0 decodes in
+    DataLoader workers (the same scores, see `iter_video_snippets`)."""
     model.eval()
+    names = sorted(videos)
+    name_of = {Path(videos[name]): name for name in names}
     scores = {}
-    for name in tqdm(sorted(videos), desc="scoring videos", disable=not progress, leave=False):
-        snippets = embed_video_snippets(
-            model, videos[name], frames, snippet_frames=snippet_frames, frames_per_snippet=frames_per_snippet,
-            batch_frames=batch_frames, progress=progress,
-        )  # fmt: skip
-        scores[name] = score_snippets(snippets, bank, rule)
-    return scores
+    embedded = iter_video_snippets(
+        model, [Path(videos[n]) for n in names], frames, snippet_frames=snippet_frames,
+        frames_per_snippet=frames_per_snippet, batch_frames=batch_frames, workers=workers,
+    )  # fmt: skip
+    for snippets in tqdm(
+        embedded, total=len(names), desc="scoring videos", disable=not progress, leave=False
+    ):
+        scores[name_of[snippets.video]] = score_snippets(snippets, bank, rule)
+    return {name: scores[name] for name in names}
 
 
 def stack_scores(scores: dict[str, VideoScores]) -> tuple[dict[str, np.ndarray], dict[str, int]]:

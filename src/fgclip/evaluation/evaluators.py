@@ -37,6 +37,7 @@ class SnippetOptions:
     snippet_frames: int = 16  # native frames per snippet (the VAD protocol's 16)
     frames_per_snippet: int = 8  # frames sampled from each snippet and pooled by the temporal module
     batch_frames: int = 256  # frames decoded and embedded at a time (bounds memory on long videos)
+    workers: int = 0  # DataLoader worker processes decoding snippets while the model embeds (0: in-process)
 
 
 @dataclass
@@ -121,7 +122,7 @@ def _frame_anomaly(ctx: EvalContext) -> Pairs:
     ctx.video_scores = score_videos(
         i.model, i.anomaly_videos, ctx.prompt_bank("clip"), i.frames,
         snippet_frames=i.snippet.snippet_frames, frames_per_snippet=i.snippet.frames_per_snippet,
-        batch_frames=i.snippet.batch_frames, rule=i.scoring, progress=i.progress,
+        batch_frames=i.snippet.batch_frames, rule=i.scoring, progress=i.progress, workers=i.snippet.workers,
     )  # fmt: skip
     frame_scores, frame_counts = stack_scores(ctx.video_scores)
     yield from frame_level_metrics(frame_scores, i.annotations, frame_counts).items()

@@ -25,7 +25,7 @@ from fgclip.data.frames import FrameSource
 from fgclip.data.video import decode_frames, probe_video
 from fgclip.evaluation.anomaly import TemporalAnnotation, frame_ground_truth
 from fgclip.evaluation.figures import plot_timeline
-from fgclip.evaluation.snippets import VideoScores, embed_video_snippets, score_snippets
+from fgclip.evaluation.snippets import VideoScores, embed_video_snippets, iter_video_snippets, score_snippets
 from fgclip.evaluation.zeroshot import DEFAULT_SCORING, PromptBank, anomaly_scores
 
 FEATURE_LAYOUT = (
@@ -221,24 +221,29 @@ def export_features(
     skip_existing: bool = False,
     meta: dict | None = None,
     progress: bool = True,
+    workers: int = 0,
 ) -> Path:
-    """One `<stem>.npy` [num_snippets, D] float32 per video plus `features.json`; returns the latter."""
+    """One `<stem>.npy` [num_snippets, D] float32 per video plus `features.json`; returns the latter.
+    `workers` > 0 decodes in DataLoader workers (the same features)."""
     if partial_snippet not in ("keep", "drop"):
         raise ValueError(f"partial_snippet must be 'keep' or 'drop', got {partial_snippet!r}")
     _check_unique_stems(videos)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     index = {}
-    for video in tqdm(videos, desc="exporting features", disable=not progress):
-        target = out / f"{video.stem}.npy"
-        if skip_existing and target.is_file():
+    todo = []
+    for video in videos:
+        if skip_existing and (out / f"{video.stem}.npy").is_file():
             index[video.stem] = {"video": str(video), "skipped": "exists"}
-            continue
-        snippets = embed_video_snippets(
-            model, video, frames, snippet_frames=snippet_frames, frames_per_snippet=frames_per_snippet,
-            batch_frames=batch_frames, progress=progress,
-        )  # fmt: skip
-        layout = snippets.layout
+        else:
+            todo.append(video)
+    embedded = iter_video_snippets(
+        model, todo, frames, snippet_frames=snippet_frames, frames_per_snippet=frames_per_snippet,
+        batch_frames=batch_frames, workers=workers,
+    )  # fmt: skip
+    for snippets in tqdm(embedded, total=len(todo), desc="exporting features", disable=not progress):
+        video, layout = snippets.video, snippets.layout
+        target = out / f"{video.stem}.npy"
         embeds = snippets.embeds[: layout.num_full_snippets] if partial_snippet == "drop" else snippets.embeds
         np.save(target, embeds.astype(np.float32))
         index[video.stem] = {
@@ -246,6 +251,7 @@ def export_features(
             "num_snippets": int(len(embeds)), "last_snippet_frames": layout.bounds(layout.num_snippets - 1)[1]
             - layout.bounds(layout.num_snippets - 1)[0],
         }  # fmt: skip
+    index = {video.stem: index[video.stem] for video in videos}  # input order, whatever finished first
     dims = {int(np.load(out / f"{stem}.npy", mmap_mode="r").shape[1]) for stem in index}
     description = {
         **(meta or {}),

@@ -7,11 +7,13 @@ come from the shared `fgclip.data.frames.FrameSource` (streamed decoding or a fr
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from tqdm.auto import tqdm
 
 from fgclip.data.dataset import to_pixel_values
@@ -31,6 +33,30 @@ class VideoSnippets:
     embeds: np.ndarray  # (S, D) float32, L2-normalised clip embeddings
 
 
+def snippet_chunks(
+    video: Path, frames: FrameSource, frame_times: np.ndarray, layout: SnippetLayout, batch_frames: int
+) -> Iterator[np.ndarray]:
+    """(n, F, H, W, 3) uint8 runs of consecutive snippets, n = batch_frames // F (the last may be shorter):
+    what one model call embeds, the same in the serial and the parallel path."""
+    per_batch = max(1, batch_frames // layout.frames_per_snippet)
+    snippets = frames.snippets(
+        video,
+        layout.sample_frames(),
+        layout.num_full_snippets,
+        layout.snippet_frames,
+        frame_times,
+        batch_frames,
+    )
+    pending = []
+    for snippet in snippets:
+        pending.append(snippet)
+        if len(pending) == per_batch:
+            yield np.stack(pending)
+            pending = []
+    if pending:
+        yield np.stack(pending)
+
+
 @torch.no_grad()
 def embed_video_snippets(
     model,
@@ -47,30 +73,100 @@ def embed_video_snippets(
     frame_times = video_frame_times(video)  # exact native frame count and times (packet index)
     layout = SnippetLayout(len(frame_times), snippet_frames, frames_per_snippet)
     device = next(model.parameters()).device
-    per_batch = max(1, batch_frames // frames_per_snippet)
-    embeds, pending = [], []
     bar = tqdm(total=layout.num_snippets, desc=video.name, unit="snippet", disable=not progress, leave=False)
-    snippets = frames.snippets(
-        video, layout.sample_frames(), layout.num_full_snippets, snippet_frames, frame_times, batch_frames
-    )
-    for snippet in snippets:
-        pending.append(snippet)
-        if len(pending) == per_batch:
-            embeds.append(_embed_batch(model, pending, device))
-            bar.update(len(pending))
-            pending = []
-    if pending:
-        embeds.append(_embed_batch(model, pending, device))
-        bar.update(len(pending))
+    embeds = []
+    for chunk in snippet_chunks(video, frames, frame_times, layout, batch_frames):
+        embeds.append(_embed_batch(model, chunk, device))
+        bar.update(len(chunk))
     bar.close()
+    return _video_snippets(video, layout, frame_times, embeds)
+
+
+def _video_snippets(
+    video: Path, layout: SnippetLayout, frame_times: np.ndarray, embeds: list
+) -> VideoSnippets:
     result = np.concatenate(embeds)
     if len(result) != layout.num_snippets:
         raise VideoError(f"{video}: embedded {len(result)} snippets, expected {layout.num_snippets}")
     return VideoSnippets(video, layout, _fps(video, frame_times), result)
 
 
-def _embed_batch(model, snippets: list[np.ndarray], device) -> np.ndarray:
-    stacked = np.stack(snippets)  # (n, F, H, W, 3) uint8
+@torch.no_grad()
+def iter_video_snippets(
+    model,
+    videos: list[Path],
+    frames: FrameSource,
+    *,
+    snippet_frames: int = 16,
+    frames_per_snippet: int = 8,
+    batch_frames: int = 256,
+    workers: int = 0,
+) -> Iterator[VideoSnippets]:
+    """`embed_video_snippets` of every video; with `workers` > 0 the frames are decoded in DataLoader worker
+    processes (videos split across them, at most two chunks per worker in flight) while the model embeds.
+    Videos come out as they finish (not in input order); each one's embeddings are those of the serial path,
+    chunk for chunk."""
+    if workers == 0:
+        for video in videos:
+            yield embed_video_snippets(
+                model, video, frames, snippet_frames=snippet_frames, frames_per_snippet=frames_per_snippet,
+                batch_frames=batch_frames,
+            )  # fmt: skip
+        return
+    source = _VideoChunks([Path(v) for v in videos], frames, snippet_frames, frames_per_snippet, batch_frames)
+    loader = DataLoader(source, batch_size=None, num_workers=workers, collate_fn=_as_is)
+    device = next(model.parameters()).device
+    started: dict[int, tuple] = {}
+    embeds: dict[int, list] = {}
+    for kind, index, payload in loader:
+        if kind == "start":
+            started[index], embeds[index] = payload, []
+        elif kind == "chunk":
+            embeds[index].append(_embed_batch(model, payload, device))
+        else:  # "end": payload = where the frames came from
+            layout, frame_times = started.pop(index)
+            frames.used[payload].append(str(videos[index]))
+            yield _video_snippets(Path(videos[index]), layout, frame_times, embeds.pop(index))
+
+
+class _VideoChunks(IterableDataset):
+    """Worker k decodes videos k, k + W, ...: ("start", i, (layout, frame times)), ("chunk", i, frames)..., ("end", i, source)."""
+
+    def __init__(
+        self, videos, frames: FrameSource, snippet_frames: int, frames_per_snippet: int, batch_frames: int
+    ):
+        self.videos, self.frames = videos, frames
+        self.snippet_frames, self.frames_per_snippet, self.batch_frames = (
+            snippet_frames,
+            frames_per_snippet,
+            batch_frames,
+        )
+
+    def __iter__(self):
+        worker = get_worker_info()
+        indices = (
+            range(len(self.videos))[worker.id :: worker.num_workers] if worker else range(len(self.videos))
+        )
+        for index in indices:
+            video = self.videos[index]
+            frame_times = video_frame_times(video)
+            layout = SnippetLayout(len(frame_times), self.snippet_frames, self.frames_per_snippet)
+            yield "start", index, (layout, frame_times)
+            for chunk in snippet_chunks(video, self.frames, frame_times, layout, self.batch_frames):
+                yield "chunk", index, chunk
+            yield (
+                "end",
+                index,
+                "frame_cache" if self.frames.used["frame_cache"][-1:] == [str(video)] else "decoded",
+            )
+
+
+def _as_is(item):
+    return item
+
+
+def _embed_batch(model, stacked: np.ndarray, device) -> np.ndarray:
+    """(n, F, H, W, 3) uint8 snippets -> (n, D) clip embeddings."""
     n, f = stacked.shape[:2]
     pixels = to_pixel_values(stacked.reshape(n * f, *stacked.shape[2:])).to(device)  # (n*F, 3, H, W)
     frame_embeds = model.frame_embeddings(pixels).view(n, f, -1)  # (n, F, D)
