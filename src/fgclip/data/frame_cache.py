@@ -73,6 +73,24 @@ _HEADER_CACHE_SIZE = 128
 ENCODINGS = ("jpeg", "raw")
 
 
+def _checked_spans(video: Path, spans, cache_fps: float, size) -> list[tuple[float, float]]:
+    if size is None:
+        raise ValueError(f"{video}: FrameCache.write needs a frame size (width, height)")
+    if not np.isfinite(cache_fps) or cache_fps < 0:
+        raise ValueError(f"{video}: cache_fps must be >= 0 (0 = every native frame), got {cache_fps}")
+    clean = []
+    for span in spans:
+        s, e = (float(v) for v in span)
+        if not (np.isfinite(s) and np.isfinite(e)) or e < s:
+            raise ValueError(f"{video}: bad span {span!r} (need finite start <= end)")
+        clean.append((s, e))
+    if not clean:
+        raise ValueError(f"{video}: no spans to cache")
+    if not video.is_file():
+        raise VideoError(f"{video}: video file not found")
+    return clean
+
+
 class FrameCacheError(VideoError):
     """A cache file is unusable: corrupt, written with other parameters, or its video changed."""
 
@@ -228,34 +246,37 @@ class FrameCache:
         cache_fps: float | None = None,
         size: tuple[int, int] | None = None,
     ) -> Path:
-        """Cache the frames of `spans` (seconds) of a video; returns the cache file. Atomic (temp + rename)."""
+        """Cache the frames of `spans` (seconds) of a video; returns the cache file. Atomic (temp + rename).
+        Frames already in the video's cache file (same size, rate and encoding) are copied, not decoded again."""
         video = Path(os.path.abspath(video_path))
         cache_fps = self.cache_fps if cache_fps is None else float(cache_fps)
         size = self.size if size is None else (int(size[0]), int(size[1]))
-        if size is None:
-            raise ValueError(f"{video}: FrameCache.write needs a frame size (width, height)")
-        if not np.isfinite(cache_fps) or cache_fps < 0:
-            raise ValueError(f"{video}: cache_fps must be >= 0 (0 = every native frame), got {cache_fps}")
-        clean = []
-        for span in spans:
-            s, e = (float(v) for v in span)
-            if not (np.isfinite(s) and np.isfinite(e)) or e < s:
-                raise ValueError(f"{video}: bad span {span!r} (need finite start <= end)")
-            clean.append((s, e))
-        if not clean:
-            raise ValueError(f"{video}: no spans to cache")
-        if not video.is_file():
-            raise VideoError(f"{video}: video file not found")
-
+        clean = _checked_spans(video, spans, cache_fps, size)
         file = self.path_for(video)
         old = self._compatible_header(file, video, size, cache_fps)
         native = video_frame_times(video)
-        wanted = self._frames_for_spans(native, clean, cache_fps)
+        wanted = native[self._frames_for_spans(native, clean, cache_fps)]
         old_by_time = {} if old is None else {float(t): k for k, t in enumerate(old.times)}
-        to_decode = np.array([t for t in native[wanted] if float(t) not in old_by_time])
-        all_times = sorted(set(native[wanted].tolist()) | set(old_by_time))
+        to_decode = np.array([t for t in wanted if float(t) not in old_by_time])
+        times = np.asarray(sorted(set(wanted.tolist()) | set(old_by_time)), dtype=np.float64)
         spans_out = _merge_spans(list(old.spans if old is not None else ()) + clean)
 
+        def write_body(handle) -> _Header:
+            entries = self._copy_frames(handle, file, old, old_by_time)
+            entries.update(self._decode_frames(handle, video, to_decode, size))
+            return _Header(
+                video=str(video), video_bytes=video.stat().st_size, width=size[0], height=size[1],
+                cache_fps=cache_fps, quality=self.quality, spans=spans_out, times=times,
+                offsets=np.asarray([entries[float(t)][0] for t in times], dtype=np.int64),
+                lengths=np.asarray([entries[float(t)][1] for t in times], dtype=np.int64),
+                encoding=self.encoding,
+            )  # fmt: skip
+
+        self._write_atomically(file, write_body)
+        return file
+
+    def _write_atomically(self, file: Path, write_body) -> None:
+        """magic, frames, header JSON, tail -> a temp file in the cache folder, fsynced, renamed over `file`."""
         self.root.mkdir(parents=True, exist_ok=True)
         handle = tempfile.NamedTemporaryFile(
             dir=self.root, prefix=f".{file.name}.", suffix=".tmp", delete=False
@@ -264,36 +285,7 @@ class FrameCache:
         try:
             with handle:
                 handle.write(_MAGIC)
-                entries: dict[float, tuple[int, int]] = {}
-                if old is not None and old_by_time:
-                    with open(file, "rb") as src:
-                        for t, k in sorted(old_by_time.items()):
-                            src.seek(int(old.offsets[k]))
-                            data = src.read(int(old.lengths[k]))
-                            entries[t] = (handle.tell(), len(data))
-                            handle.write(data)
-                for start in range(0, len(to_decode), _DECODE_CHUNK):
-                    chunk = to_decode[start : start + _DECODE_CHUNK]
-                    images = decode_frames(video, chunk, size=size)
-                    for t, image in zip(chunk, images, strict=True):
-                        data = self._encode(image)
-                        entries[float(t)] = (handle.tell(), len(data))
-                        handle.write(data)
-                times = np.asarray(all_times, dtype=np.float64)
-                header = _Header(
-                    video=str(video),
-                    video_bytes=video.stat().st_size,
-                    width=size[0],
-                    height=size[1],
-                    cache_fps=cache_fps,
-                    quality=self.quality,
-                    spans=spans_out,
-                    times=times,
-                    offsets=np.asarray([entries[float(t)][0] for t in times], dtype=np.int64),
-                    lengths=np.asarray([entries[float(t)][1] for t in times], dtype=np.int64),
-                    encoding=self.encoding,
-                )
-                blob = header.to_json()
+                blob = write_body(handle).to_json()
                 handle.write(blob)
                 handle.write(_TAIL.pack(len(blob), _END))
                 handle.flush()
@@ -302,7 +294,31 @@ class FrameCache:
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        return file
+
+    @staticmethod
+    def _copy_frames(handle, file: Path, old, old_by_time: dict) -> dict[float, tuple[int, int]]:
+        """{time: (offset, length)} of the frames copied from the existing cache file."""
+        entries: dict[float, tuple[int, int]] = {}
+        if old is None or not old_by_time:
+            return entries
+        with open(file, "rb") as src:
+            for t, k in sorted(old_by_time.items()):
+                src.seek(int(old.offsets[k]))
+                data = src.read(int(old.lengths[k]))
+                entries[t] = (handle.tell(), len(data))
+                handle.write(data)
+        return entries
+
+    def _decode_frames(self, handle, video: Path, times: np.ndarray, size) -> dict[float, tuple[int, int]]:
+        """{time: (offset, length)} of the frames decoded (in chunks, so memory stays bounded) and encoded."""
+        entries: dict[float, tuple[int, int]] = {}
+        for start in range(0, len(times), _DECODE_CHUNK):
+            chunk = times[start : start + _DECODE_CHUNK]
+            for t, image in zip(chunk, decode_frames(video, chunk, size=size), strict=True):
+                data = self._encode(image)
+                entries[float(t)] = (handle.tell(), len(data))
+                handle.write(data)
+        return entries
 
     def _encode(self, image: np.ndarray) -> bytes:
         if self.encoding == "raw":

@@ -187,8 +187,57 @@ class _Index:
         return None
 
 
+@dataclass
+class _Packets:
+    """The packets of one video stream, in decode order, as a demux-only pass reads them."""
+
+    pts: np.ndarray  # (P,) int64, _NO_TS where absent
+    dts: np.ndarray  # (P,) int64, _NO_TS where absent
+    keys: np.ndarray  # (P,) bool keyframe
+    durations: np.ndarray  # (P,) int64, 0 where unknown
+    keep: np.ndarray  # (P,) bool: not marked discard
+    time_base: Fraction
+    stream_start: int | None
+    has_b_frames: bool
+    fps: float | None
+
+
 def _scan(path: Path) -> _Index:
-    """One demux-only pass over the video packets (nothing is decoded)."""
+    """One demux-only pass over the video packets (nothing is decoded) -> the frame index."""
+    packets = _read_packets(path)
+    no_ts = _fill_missing_pts(packets)
+    if no_ts is not None:
+        return _index_without_timestamps(packets, no_ts)
+    frame_pkt = np.nonzero(packets.keep)[0]
+    frame_pkt = frame_pkt[np.argsort(packets.pts[frame_pkt], kind="stable")]  # display order
+    frame_pts = packets.pts[frame_pkt]
+    if len(frame_pts) == 0:
+        raise VideoError(f"{path}: every packet of the video stream is marked discard")
+    start_points, frame_start = _decode_starts(packets, frame_pkt, frame_pts)
+    start_pts = int(packets.stream_start) if packets.stream_start is not None else int(frame_pts[0])
+    frame_times = (frame_pts - start_pts).astype(np.float64) * float(packets.time_base)
+    last_duration_s = _last_frame_duration(packets, frame_pkt, frame_times)
+    dts_known = packets.dts != _NO_TS
+    return _Index(
+        time_base=packets.time_base,
+        start_pts=start_pts,
+        pkt_pts=packets.pts,
+        pkt_dts=packets.dts,
+        dts_increasing=bool(dts_known.all() and (np.diff(packets.dts) > 0).all()),
+        start_points=start_points,
+        frame_pts=frame_pts,
+        frame_pkt=frame_pkt,
+        frame_start=frame_start,
+        frame_times=frame_times,
+        last_frame_duration_s=last_duration_s,
+        duration_s=float(frame_times[-1] + last_duration_s),
+        num_packets=len(packets.pts),
+        fps=packets.fps,
+        no_timestamps=None,
+    )
+
+
+def _read_packets(path: Path) -> _Packets:
     pts_l: list[int] = []
     dts_l: list[int] = []
     key_l: list[bool] = []
@@ -209,89 +258,75 @@ def _scan(path: Path) -> _Index:
                 keep_l.append(not packet.is_discard)
         except av.FFmpegError as exc:
             raise VideoError(f"{path}: corrupt data while reading packet {len(pts_l)} ({exc})") from exc
-        stream_start = stream.start_time
-        has_b_frames = bool(stream.codec_context.has_b_frames)
-        fps = _rate(stream)
+        stream_start, has_b_frames, fps = (
+            stream.start_time,
+            bool(stream.codec_context.has_b_frames),
+            _rate(stream),
+        )
     if not pts_l:
         raise VideoError(f"{path}: the video stream holds no packets")
-    pkt_pts = np.asarray(pts_l, dtype=np.int64)
-    pkt_dts = np.asarray(dts_l, dtype=np.int64)
-    keys = np.asarray(key_l, dtype=bool)
-    durations = np.asarray(dur_l, dtype=np.int64)
-    keep = np.asarray(keep_l, dtype=bool)
-    tb = float(time_base)
-    no_ts = None
-    missing_pts = pkt_pts == _NO_TS
-    if missing_pts.any():
-        has_dts = pkt_dts != _NO_TS
-        if (missing_pts & ~has_dts).any():
-            no_ts = (
-                f"{int((missing_pts & ~has_dts).sum())} of {len(pkt_pts)} packets carry neither pts nor dts "
-                "(raw elementary stream?); remux it into a container with timestamps, e.g. "
-                "`ffmpeg -fflags +genpts -r FPS -i IN -c copy OUT.mp4`"
-            )
-        elif has_b_frames:
-            no_ts = "packets lack presentation timestamps and the codec reorders frames (B-frames)"
-        else:  # no reordering: decode order is display order, dts is the display time
-            pkt_pts = np.where(missing_pts, pkt_dts, pkt_pts)
-    if no_ts is not None:
-        total = int(durations.sum())
-        if total > 0:
-            duration_s = total * tb
-        elif fps:
-            duration_s = len(pkt_pts) / fps
-        else:
-            duration_s = float("nan")
-        empty = np.zeros(0, dtype=np.int64)
-        return _Index(
-            time_base, 0, pkt_pts, pkt_dts, False, empty, empty, empty, empty, np.zeros(0), 0.0,
-            duration_s, len(pkt_pts), fps, no_ts,
-        )  # fmt: skip
+    return _Packets(
+        np.asarray(pts_l, dtype=np.int64), np.asarray(dts_l, dtype=np.int64), np.asarray(key_l, dtype=bool),
+        np.asarray(dur_l, dtype=np.int64), np.asarray(keep_l, dtype=bool), time_base, stream_start,
+        has_b_frames, fps,
+    )  # fmt: skip
 
-    frame_pkt = np.nonzero(keep)[0]
-    order = np.argsort(pkt_pts[frame_pkt], kind="stable")
-    frame_pkt = frame_pkt[order]
-    frame_pts = pkt_pts[frame_pkt]
-    if len(frame_pts) == 0:
-        raise VideoError(f"{path}: every packet of the video stream is marked discard")
-    start_points = np.nonzero(keys)[0]
+
+def _fill_missing_pts(packets: _Packets) -> str | None:
+    """Packets without pts take their dts when decode order is display order; otherwise the reason the
+    video has no usable timestamps (None when every frame has one)."""
+    missing = packets.pts == _NO_TS
+    if not missing.any():
+        return None
+    has_dts = packets.dts != _NO_TS
+    if (missing & ~has_dts).any():
+        return (
+            f"{int((missing & ~has_dts).sum())} of {len(packets.pts)} packets carry neither pts nor dts "
+            "(raw elementary stream?); remux it into a container with timestamps, e.g. "
+            "`ffmpeg -fflags +genpts -r FPS -i IN -c copy OUT.mp4`"
+        )
+    if packets.has_b_frames:
+        return "packets lack presentation timestamps and the codec reorders frames (B-frames)"
+    packets.pts = np.where(missing, packets.dts, packets.pts)  # no reordering: dts is the display time
+    return None
+
+
+def _index_without_timestamps(packets: _Packets, reason: str) -> _Index:
+    """An index that can report a duration but refuses to seek (`no_timestamps` says why)."""
+    total = int(packets.durations.sum())
+    if total > 0:
+        duration_s = total * float(packets.time_base)
+    elif packets.fps:
+        duration_s = len(packets.pts) / packets.fps
+    else:
+        duration_s = float("nan")
+    empty = np.zeros(0, dtype=np.int64)
+    return _Index(
+        packets.time_base, 0, packets.pts, packets.dts, False, empty, empty, empty, empty, np.zeros(0), 0.0,
+        duration_s, len(packets.pts), packets.fps, reason,
+    )  # fmt: skip
+
+
+def _decode_starts(packets: _Packets, frame_pkt: np.ndarray, frame_pts: np.ndarray):
+    """(keyframe packets decoding may start at, the start packet of each frame)."""
+    start_points = np.nonzero(packets.keys)[0]
     if len(start_points) == 0 or start_points[0] != 0:
         start_points = np.concatenate([[0], start_points])  # decoding from the file start always works
     j = np.searchsorted(start_points, frame_pkt, side="right") - 1
     # Open GOPs: a leading picture shown before its keyframe cannot be decoded from that keyframe.
-    bad = np.nonzero(pkt_pts[start_points[j]] > frame_pts)[0]
-    for f in bad:
-        while j[f] > 0 and pkt_pts[start_points[j[f]]] > frame_pts[f]:
+    for f in np.nonzero(packets.pts[start_points[j]] > frame_pts)[0]:
+        while j[f] > 0 and packets.pts[start_points[j[f]]] > frame_pts[f]:
             j[f] -= 1
-    frame_start = start_points[j]
-    start_pts = int(stream_start) if stream_start is not None else int(frame_pts[0])
-    frame_times = (frame_pts - start_pts).astype(np.float64) * tb
-    last_dur = int(durations[frame_pkt[-1]])
-    if last_dur > 0:
-        last_duration_s = last_dur * tb
-    elif len(frame_times) > 1:
-        last_duration_s = float(frame_times[-1] - frame_times[-2])
-    else:
-        last_duration_s = 1.0 / fps if fps else 0.0
-    dts_known = pkt_dts != _NO_TS
-    dts_increasing = bool(dts_known.all() and (np.diff(pkt_dts) > 0).all())
-    return _Index(
-        time_base=time_base,
-        start_pts=start_pts,
-        pkt_pts=pkt_pts,
-        pkt_dts=pkt_dts,
-        dts_increasing=dts_increasing,
-        start_points=start_points,
-        frame_pts=frame_pts,
-        frame_pkt=frame_pkt,
-        frame_start=frame_start,
-        frame_times=frame_times,
-        last_frame_duration_s=last_duration_s,
-        duration_s=float(frame_times[-1] + last_duration_s),
-        num_packets=len(pkt_pts),
-        fps=fps,
-        no_timestamps=None,
-    )
+    return start_points, start_points[j]
+
+
+def _last_frame_duration(packets: _Packets, frame_pkt: np.ndarray, frame_times: np.ndarray) -> float:
+    last = int(packets.durations[frame_pkt[-1]])
+    if last > 0:
+        return last * float(packets.time_base)
+    if len(frame_times) > 1:
+        return float(frame_times[-1] - frame_times[-2])
+    return 1.0 / packets.fps if packets.fps else 0.0
 
 
 _index_cache: OrderedDict[tuple[str, int, int], _Index] = OrderedDict()
