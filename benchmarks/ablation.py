@@ -25,8 +25,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import yaml
+from memory_bank_stability import rolling_cv  # the same CV in both bank benchmarks
 
 from fgclip import builders
 from fgclip.commands.demo import demo_config_path, demo_overrides
@@ -129,15 +129,6 @@ def run_one(row: Row, regime: str, seed: int, data: Path, out: Path, args) -> di
         ),
         "seconds_per_step": seconds / args.steps,
     }
-
-
-def rolling_cv(values: list[float], window: int) -> float:
-    """Mean over windows of std/mean of the region loss (population std), window in optimizer steps."""
-    values = np.asarray(values, dtype=np.float64)
-    if len(values) < window:
-        return float("nan")
-    windows = np.lib.stride_tricks.sliding_window_view(values, window)
-    return float(np.mean(windows.std(axis=1) / windows.mean(axis=1)))
 
 
 def _mean(values) -> float:
