@@ -38,6 +38,8 @@ def test_yaml_and_overrides(tmp_path):
         ("data:\n  num_frames: eight\n", [], "data.num_frames = 'eight' is not of type int"),
         ("train:\n  max_steps: 0\n", [], "train.max_steps must be >= 1"),
         ("loss:\n  global_weight: 0\n  region_weight: 0\n  hard_negative_weight: 0\n", [], "not all zero"),
+        ("loss: 5\n", [], "section 'loss' must be a mapping of keys"),
+        ("train:\n  max_steps: [3\n", [], "c.yaml:3:1: YAML syntax error"),
     ],
 )
 def test_bad_configs_are_refused(tmp_path, text, overrides, message):

@@ -187,7 +187,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = _read_yaml(path)
         if not isinstance(raw, dict):
             raise ConfigError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
     for dotted, value in parse_overrides(overrides or []):
@@ -199,6 +199,17 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     config = _build(raw, str(path) if path else "<defaults>")
     check_config(config)
     return config
+
+
+def _read_yaml(path: Path) -> Any:
+    """The file's YAML; a syntax error names the file, line and column (not `<unicode string>`)."""
+    try:
+        return yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise ConfigError(f"{where}: YAML syntax error: {problem}") from None
 
 
 def parse_overrides(argv: list[str]) -> list[tuple[str, Any]]:
@@ -286,7 +297,12 @@ def _build(raw: dict, source: str) -> ExperimentConfig:
         )
     sections = {}
     for name, cls in _SECTIONS.items():
-        values = dict(raw.get(name) or {})
+        section = raw.get(name) or {}
+        if not isinstance(section, dict):
+            raise ConfigError(
+                f"{source}: section {name!r} must be a mapping of keys (e.g. {name}: {{...}}), got {section!r}"
+            )
+        values = dict(section)
         for key in values:
             if key not in _section_keys(name):
                 raise ConfigError(f"{source}: {_unknown(key, name)}")
