@@ -4,14 +4,13 @@ same order, and count their frame source the same way."""
 import numpy as np
 import pytest
 import torch
+from tiny_models import tiny_fgclip
 
 from fgclip.data.frames import FrameSource
 from fgclip.data.video import write_video
 from fgclip.evaluation.evaluate import score_videos
 from fgclip.evaluation.inference import export_features
 from fgclip.evaluation.zeroshot import PromptBank
-from fgclip.model.configuration import tiny_config
-from fgclip.model.modeling import FGCLIPModel
 
 SIZE = 32
 
@@ -30,10 +29,7 @@ def videos(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def model():
-    torch.manual_seed(0)
-    config = tiny_config(vocab_size=40, image_size=SIZE, patch_size=8, vision_width=32, text_width=32,
-                         vision_layers=1, text_layers=1, heads=2, projection_dim=16)  # fmt: skip
-    return FGCLIPModel(config).eval()
+    return tiny_fgclip(seed=0).eval()  # 32 px = SIZE
 
 
 def test_parallel_scores_equal_the_serial_ones(videos, model):
@@ -57,4 +53,6 @@ def test_parallel_feature_export_equals_the_serial_one(videos, model, tmp_path):
         export_features(model, list(videos.values()), tmp_path / str(workers), FrameSource(SIZE),
                         frames_per_snippet=4, batch_frames=8, progress=False, workers=workers)  # fmt: skip
     for name in videos:
-        assert np.array_equal(np.load(tmp_path / "0" / f"{name}.npy"), np.load(tmp_path / "2" / f"{name}.npy"))
+        assert np.array_equal(
+            np.load(tmp_path / "0" / f"{name}.npy"), np.load(tmp_path / "2" / f"{name}.npy")
+        )

@@ -5,32 +5,19 @@ import dataclasses
 
 import pytest
 import torch
+from tiny_models import tiny_fgclip
 
 from fgclip.config import loss_section_class
 from fgclip.losses.memory_bank import MemoryBankOptions
 from fgclip.losses.objective import FGCLIPObjective
 from fgclip.losses.task import AlignmentTask
 from fgclip.losses.terms import LOSS_TERMS, TEMPERATURES, LossTerm, term_named
-from fgclip.model.configuration import tiny_config
 from fgclip.model.loading import load_pretrained
 from fgclip.model.modeling import FGCLIPModel
 
 
 def _model() -> FGCLIPModel:
-    torch.manual_seed(0)
-    return FGCLIPModel(
-        tiny_config(
-            vocab_size=40,
-            image_size=32,
-            patch_size=8,
-            vision_width=32,
-            text_width=32,
-            vision_layers=1,
-            text_layers=1,
-            heads=2,
-            projection_dim=16,
-        )  # fmt: skip
-    )
+    return tiny_fgclip(seed=0)
 
 
 def _batch(seed: int, clips: int = 2) -> dict:
