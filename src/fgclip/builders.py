@@ -438,9 +438,17 @@ def build_eval_inputs(config: ExperimentConfig, model, tokenizer, options: EvalO
         snippet=SnippetOptions(
             config.eval.snippet_frames, config.eval.frames_per_snippet, options.batch_frames, options.workers
         ),
+        pooling=snippet_pooling(config),
         scoring=options.scoring,
         progress=options.progress,
     )
+
+
+def snippet_pooling(config: ExperimentConfig):
+    """What zero-shot snippet scores are read from; a window pools as many frames as training clips have."""
+    from fgclip.evaluation.pooling import SnippetPooling
+
+    return SnippetPooling(config.eval.snippet_pooling, config.eval.window_s, config.data.num_frames)
 
 
 def anomaly_test_videos(
@@ -516,6 +524,8 @@ def _eval_settings(config: ExperimentConfig, image_size: int, options: EvalOptio
         "temporal_annotations": config.eval.temporal_annotations,
         "snippet_frames": config.eval.snippet_frames,
         "frames_per_snippet": config.eval.frames_per_snippet,
+        "snippet_pooling": config.eval.snippet_pooling,
+        **({"window_s": config.eval.window_s} if config.eval.snippet_pooling == "window" else {}),
         "ground_truth": GROUND_TRUTH_CONVENTION,
         **{k: v for k, v in dataclasses.asdict(options).items() if k != "progress"},
     }

@@ -147,6 +147,7 @@ class TrainSection:
 
 # fgclip.evaluation.evaluators.EVALUATORS, repeated so that reading a config imports no evaluation code
 EVALUATORS = ("retrieval", "hard_negatives", "region_classification", "frame_anomaly")
+SNIPPET_POOLINGS = ("frame", "snippet", "window")  # fgclip.evaluation.pooling.SNIPPET_POOLINGS
 
 
 @dataclass
@@ -159,6 +160,10 @@ class EvalSection:
     snippet_frames: int = 16
     frames_per_snippet: int = 8
     batch_size: int = 16
+    # zero-shot snippet scores from: "frame" (each frame alone), "snippet" (its frames pooled) or "window"
+    # (data.num_frames frames over window_s seconds around it pooled); fgclip.evaluation.pooling
+    snippet_pooling: str = "snippet"
+    window_s: float = 3.0
 
 
 @dataclass
@@ -438,6 +443,12 @@ def check_config(config: ExperimentConfig) -> None:
     if data.max_hard_negatives < 0:
         raise ConfigError(f"data.max_hard_negatives must be >= 0, got {data.max_hard_negatives}")
     _check_data_choices(data)
+    if config.eval.snippet_pooling not in SNIPPET_POOLINGS:
+        raise ConfigError(
+            f"eval.snippet_pooling must be one of {SNIPPET_POOLINGS}, got {config.eval.snippet_pooling!r}"
+        )
+    if not config.eval.window_s > 0:
+        raise ConfigError(f"eval.window_s must be > 0 seconds, got {config.eval.window_s}")
     unknown_evaluators = sorted(set(config.eval.evaluators) - set(EVALUATORS))
     if unknown_evaluators:
         raise ConfigError(f"eval.evaluators: unknown {unknown_evaluators}; choose from {list(EVALUATORS)}")

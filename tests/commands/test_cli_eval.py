@@ -79,6 +79,22 @@ def test_eval_of_a_checkpoint_reads_the_run_config_and_accepts_overrides(run, tm
     )
 
 
+def test_eval_snippet_pooling_is_a_config_setting(run, evaluated, tmp_path):
+    """`--eval.snippet_pooling frame|window` changes the frame scores, not retrieval; the report says which."""
+    default = json.loads((evaluated / "eval.json").read_text())
+    assert default["settings"]["snippet_pooling"] == "snippet" and "window_s" not in default["settings"]
+    for pooling in ("frame", "window"):
+        out = tmp_path / pooling
+        argv = ["eval", str(run["outcome"].model_dir), "--out", str(out), "--no-progress", "--timelines", "0",
+                "--eval.snippet_pooling", pooling, "--eval.window_s", "1.5"]  # fmt: skip
+        assert main(argv) == 0
+        report = json.loads((out / "eval.json").read_text())
+        assert report["settings"]["snippet_pooling"] == pooling
+        assert ("window_s" in report["settings"]) == (pooling == "window")
+        assert report["retrieval"] == default["retrieval"]
+        assert report["frame_level"]["overall"] != default["frame_level"]["overall"]
+
+
 def test_infer_writes_a_timeline_that_matches_eval(run, evaluated, tmp_path):
     data = run["data"]
     name = [

@@ -47,6 +47,7 @@ def run(args, rest) -> int:
         snippet_frames=config.eval.snippet_frames, frames_per_snippet=config.eval.frames_per_snippet,
         batch_frames=args.batch_frames, scoring=args.scoring, region_bank=region_bank, regions=regions,
         region_num_frames=config.data.num_frames, progress=not args.no_progress,
+        pooling=builders.snippet_pooling(config),
     )  # fmt: skip
     annotation = None
     if args.temporal_annotations:

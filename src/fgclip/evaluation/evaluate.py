@@ -14,6 +14,7 @@ from fgclip.data.collate import ClipCollator
 from fgclip.data.dataset import ClipDataset
 from fgclip.data.frames import FrameSource
 from fgclip.evaluation.anomaly import TemporalAnnotation
+from fgclip.evaluation.pooling import SnippetPooling, pooled_embeddings
 from fgclip.evaluation.retrieval import retrieval_report
 from fgclip.evaluation.snippets import VideoScores, iter_video_snippets, score_snippets
 from fgclip.evaluation.zeroshot import DEFAULT_SCORING, PromptBank
@@ -170,9 +171,11 @@ def score_videos(
     rule: str = DEFAULT_SCORING,
     progress: bool = True,
     workers: int = 0,
+    pooling: SnippetPooling | None = None,  # None: the default (snippet)
 ) -> dict[str, VideoScores]:
-    """Zero-shot snippet scores of every video (name -> path), in name order; `workers` > 0 decodes in
-    DataLoader workers (the same scores, see `iter_video_snippets`)."""
+    """Zero-shot snippet scores of every video (name -> path), in name order, read from the embeddings
+    `pooling` makes (`fgclip.evaluation.pooling`); `workers` > 0 decodes in DataLoader workers (the same
+    scores, see `iter_video_snippets`)."""
     model.eval()
     names = sorted(videos)
     name_of = {Path(videos[name]): name for name in names}
@@ -184,7 +187,8 @@ def score_videos(
     for snippets in tqdm(
         embedded, total=len(names), desc="scoring videos", disable=not progress, leave=False
     ):
-        scores[name_of[snippets.video]] = score_snippets(snippets, bank, rule)
+        embeds = pooled_embeddings(model, snippets, pooling)
+        scores[name_of[snippets.video]] = score_snippets(snippets, bank, rule, embeds)
     return {name: scores[name] for name in names}
 
 

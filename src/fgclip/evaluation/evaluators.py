@@ -28,6 +28,7 @@ from fgclip.evaluation.evaluate import (
     score_videos,
     stack_scores,
 )
+from fgclip.evaluation.pooling import SnippetPooling
 from fgclip.evaluation.snippets import VideoScores
 from fgclip.evaluation.zeroshot import DEFAULT_SCORING, PromptBank, PromptSet, encode_prompts
 
@@ -55,6 +56,7 @@ class EvalInputs:
     anomaly_videos: dict[str, Path] | None = None  # video name -> path, scored for frame-level AUC
     frames: FrameSource | None = None
     snippet: SnippetOptions = SnippetOptions()
+    pooling: SnippetPooling = SnippetPooling()  # what a snippet's score is read from (frame / snippet / window)
     scoring: str = DEFAULT_SCORING
     progress: bool = True
 
@@ -123,6 +125,7 @@ def _frame_anomaly(ctx: EvalContext) -> Pairs:
         i.model, i.anomaly_videos, ctx.prompt_bank("clip"), i.frames,
         snippet_frames=i.snippet.snippet_frames, frames_per_snippet=i.snippet.frames_per_snippet,
         batch_frames=i.snippet.batch_frames, rule=i.scoring, progress=i.progress, workers=i.snippet.workers,
+        pooling=i.pooling,
     )  # fmt: skip
     frame_scores, frame_counts = stack_scores(ctx.video_scores)
     yield from frame_level_metrics(frame_scores, i.annotations, frame_counts).items()

@@ -25,6 +25,7 @@ from fgclip.data.frames import FrameSource
 from fgclip.data.video import decode_frames, probe_video
 from fgclip.evaluation.anomaly import TemporalAnnotation, frame_ground_truth
 from fgclip.evaluation.figures import plot_timeline
+from fgclip.evaluation.pooling import SnippetPooling, pooled_embeddings
 from fgclip.evaluation.snippets import VideoScores, embed_video_snippets, iter_video_snippets, score_snippets
 from fgclip.evaluation.zeroshot import DEFAULT_SCORING, PromptBank, anomaly_scores
 
@@ -86,6 +87,7 @@ def infer_video(
     regions: list[RegionQuery] = (),
     region_num_frames: int = 8,
     progress: bool = True,
+    pooling: SnippetPooling | None = None,  # None: the default (snippet)
 ) -> Inference:
     model.eval()
     snippets = embed_video_snippets(
@@ -102,7 +104,8 @@ def infer_video(
             region_scores.append(
                 score_region(model, video, query, region_bank, frames.image_size, region_num_frames, scoring)
             )
-    return Inference(score_snippets(snippets, clip_bank, scoring), clip_bank.classes, scoring, region_scores)
+    scores = score_snippets(snippets, clip_bank, scoring, pooled_embeddings(model, snippets, pooling))
+    return Inference(scores, clip_bank.classes, scoring, region_scores)
 
 
 @torch.no_grad()

@@ -25,12 +25,18 @@ from fgclip.evaluation.zeroshot import DEFAULT_SCORING, PromptBank, anomaly_scor
 
 @dataclass(frozen=True)
 class VideoSnippets:
-    """Snippet clip embeddings of one video."""
+    """Snippet embeddings of one video: each snippet's sampled frames and their temporal pooling."""
 
     video: Path
     layout: SnippetLayout
     fps: float
-    embeds: np.ndarray  # (S, D) float32, L2-normalised clip embeddings
+    embeds: np.ndarray  # (S, D) float32, L2-normalised clip embeddings (the snippet's F frames pooled)
+    frame_embeds: np.ndarray  # (S, F, D) float32, L2-normalised embeddings of the sampled frames
+    sample_times: np.ndarray  # (S, F) seconds of the sampled frames
+
+    @property
+    def duration_s(self) -> float:
+        return self.layout.num_frames / self.fps
 
 
 def snippet_chunks(
@@ -76,7 +82,7 @@ def embed_video_snippets(
     bar = tqdm(total=layout.num_snippets, desc=video.name, unit="snippet", disable=not progress, leave=False)
     embeds = []
     for chunk in snippet_chunks(video, frames, frame_times, layout, batch_frames):
-        embeds.append(_embed_batch(model, chunk, device))
+        embeds.append(_embed_batch(model, chunk, device))  # (frame embeds (n, F, D), clip embeds (n, D))
         bar.update(len(chunk))
     bar.close()
     return _video_snippets(video, layout, frame_times, embeds)
@@ -85,10 +91,12 @@ def embed_video_snippets(
 def _video_snippets(
     video: Path, layout: SnippetLayout, frame_times: np.ndarray, embeds: list
 ) -> VideoSnippets:
-    result = np.concatenate(embeds)
-    if len(result) != layout.num_snippets:
-        raise VideoError(f"{video}: embedded {len(result)} snippets, expected {layout.num_snippets}")
-    return VideoSnippets(video, layout, _fps(video, frame_times), result)
+    frame_embeds = np.concatenate([frame for frame, _ in embeds])  # (S, F, D)
+    clip_embeds = np.concatenate([clip for _, clip in embeds])  # (S, D)
+    if len(clip_embeds) != layout.num_snippets:
+        raise VideoError(f"{video}: embedded {len(clip_embeds)} snippets, expected {layout.num_snippets}")
+    sample_times = frame_times[layout.sample_frames()]  # (S, F)
+    return VideoSnippets(video, layout, _fps(video, frame_times), clip_embeds, frame_embeds, sample_times)
 
 
 @torch.no_grad()
@@ -165,13 +173,14 @@ def _as_is(item):
     return item
 
 
-def _embed_batch(model, stacked: np.ndarray, device) -> np.ndarray:
-    """(n, F, H, W, 3) uint8 snippets -> (n, D) clip embeddings."""
+def _embed_batch(model, stacked: np.ndarray, device) -> tuple[np.ndarray, np.ndarray]:
+    """(n, F, H, W, 3) uint8 snippets -> (n, F, D) frame embeddings and (n, D) clip embeddings."""
     n, f = stacked.shape[:2]
     pixels = to_pixel_values(stacked.reshape(n * f, *stacked.shape[2:])).to(device)  # (n*F, 3, H, W)
     frame_embeds = model.frame_embeddings(pixels).view(n, f, -1)  # (n, F, D)
     mask = torch.ones(n, f, dtype=torch.bool, device=device)
-    return model.clip_embeddings(frame_embeds, mask).float().cpu().numpy()  # (n, D)
+    clip_embeds = model.clip_embeddings(frame_embeds, mask)  # (n, D)
+    return frame_embeds.float().cpu().numpy(), clip_embeds.float().cpu().numpy()
 
 
 def _fps(video: Path, frame_times: np.ndarray) -> float:
@@ -196,8 +205,15 @@ class VideoScores:
         return self.layout.repeat(self.snippet_scores)
 
 
-def score_snippets(snippets: VideoSnippets, bank: PromptBank, rule: str = DEFAULT_SCORING) -> VideoScores:
-    probs = bank.class_probabilities(torch.from_numpy(snippets.embeds), rule)  # (S, C)
+def score_snippets(
+    snippets: VideoSnippets, bank: PromptBank, rule: str = DEFAULT_SCORING, embeds: np.ndarray | None = None
+) -> VideoScores:
+    """Class probabilities and anomaly score of every snippet, read from `embeds` (default: the snippet
+    clip embeddings; see `fgclip.evaluation.pooling`): (S, D), or (S, F, D) frame embeddings whose
+    probabilities are averaged over each snippet's F frames."""
+    embeds = snippets.embeds if embeds is None else embeds
+    probs = bank.class_probabilities(torch.from_numpy(embeds.reshape(-1, embeds.shape[-1])), rule)  # (S*F, C)
+    probs = probs.view(len(embeds), -1, probs.shape[-1]).mean(1)  # (S, C): one row per snippet
     return VideoScores(
         snippets.video,
         snippets.layout,
