@@ -56,7 +56,9 @@ class EvalInputs:
     anomaly_videos: dict[str, Path] | None = None  # video name -> path, scored for frame-level AUC
     frames: FrameSource | None = None
     snippet: SnippetOptions = SnippetOptions()
-    pooling: SnippetPooling = SnippetPooling()  # what a snippet's score is read from (frame / snippet / window)
+    pooling: SnippetPooling = (
+        SnippetPooling()
+    )  # what a snippet's score is read from (frame / snippet / window)
     scoring: str = DEFAULT_SCORING
     progress: bool = True
 
