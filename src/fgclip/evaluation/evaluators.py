@@ -56,9 +56,8 @@ class EvalInputs:
     anomaly_videos: dict[str, Path] | None = None  # video name -> path, scored for frame-level AUC
     frames: FrameSource | None = None
     snippet: SnippetOptions = SnippetOptions()
-    pooling: SnippetPooling = (
-        SnippetPooling()
-    )  # what a snippet's score is read from (frame / snippet / window)
+    # what a snippet's zero-shot score is read from (frame / snippet / window; evaluation/pooling.py)
+    pooling: SnippetPooling = SnippetPooling()
     scoring: str = DEFAULT_SCORING
     progress: bool = True
 
