@@ -141,6 +141,53 @@ def clip_step(model: CLIPModel, frames: torch.Tensor, ids: torch.Tensor, mask: t
     (logits.logsumexp(1).mean() + logits.logsumexp(0).mean() - 2 * logits.mean()).backward()
 
 
+# {key: (label, gradient checkpointing on, which model steps)}
+VARIANTS = {
+    "plain": ("HF CLIPModel fwd+bwd (baseline)", False, "plain"),
+    "fgclip": ("fgclip full step", False, "fgclip"),
+    "plain-ckpt": ("HF CLIPModel fwd+bwd, grad. checkpointing", True, "plain"),
+    "fgclip-ckpt": ("fgclip full step, grad. checkpointing", True, "fgclip"),
+}
+
+
+def _variant_list(text: str) -> list[str]:
+    keys = [key.strip() for key in text.split(",") if key.strip()]
+    unknown = [key for key in keys if key not in VARIANTS]
+    if unknown or not keys or len(set(keys)) != len(keys):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give distinct names from {', '.join(VARIANTS)} (comma-separated)"
+        )
+    return keys
+
+
+def summary_table(variants, cpu_times, times, memory) -> str:
+    """Markdown table: medians, and each step's CPU-time ratio to plain paired round by round (median, range).
+
+    Pairing within a round (the steps of one round ran back to back) takes the slow drift of a shared
+    machine out of the ratio; the range over rounds is its spread.
+    """
+    lines = [
+        "| step | CPU s/step (median; min-max) | wall s/step (median) | peak RSS growth (MiB, median; max) "
+        "| CPU ratio to plain (median of paired rounds; min-max) |",
+        "|---|---|---|---|---|",
+    ]
+    for key, (label, _, _) in variants.items():
+        cpu = cpu_times[key]
+        baseline = "plain-ckpt" if key.endswith("-ckpt") and "plain-ckpt" in variants else "plain"
+        ratio = "—"
+        if baseline in variants and baseline != key:
+            paired = [ours / base for ours, base in zip(cpu, cpu_times[baseline], strict=True)]
+            ratio = f"{statistics.median(paired):.3f}x ({min(paired):.3f}-{max(paired):.3f}) vs {baseline}"
+        elif key == baseline:
+            ratio = "1.000x"
+        lines.append(
+            f"| {label} | {statistics.median(cpu):.1f} ({min(cpu):.1f}-{max(cpu):.1f}) | "
+            f"{statistics.median(times[key]):.1f} | "
+            f"{statistics.median(memory[key]) / 2**20:.0f} ({max(memory[key]) / 2**20:.0f}) | {ratio} |"
+        )
+    return "\n".join(lines)
+
+
 # ------------------------------------------------------------------------------------------------ measuring
 def rss_bytes() -> int:
     with open("/proc/self/statm") as statm:
@@ -234,8 +281,15 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: CPU seconds = compute)")
     parser.add_argument(
-        "--no-checkpointing", action="store_true", help="skip the gradient-checkpointing pair"
-    )
+        "--variants", type=_variant_list, default=list(VARIANTS),
+        help="comma-separated steps to time, interleaved in this order each round, from "
+        f"{','.join(VARIANTS)}; ratios are to 'plain' (or 'plain-ckpt' for '-ckpt' steps) when it is timed "
+        "(default: all)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--no-checkpointing", action="store_true",
+        help="drop the '-ckpt' steps from --variants (kept for old command lines)",
+    )  # fmt: skip
     parser.add_argument("--profile", type=int, default=0, metavar="N",
                         help="also time each part's forward, median of N (default 0: no profile)")  # fmt: skip
     args = parser.parse_args()
@@ -244,6 +298,8 @@ def main() -> None:
             raise SystemExit(
                 f"real_size_step.py: {path} not found (the shared real files; pass --base / --clip-list)"
             )
+    if args.no_checkpointing:
+        args.variants = [key for key in args.variants if not key.endswith("-ckpt")]
     torch.set_num_threads(args.threads)
     tokenizer = load_tokenizer(args.base)
     ours, plain = build_models(args.base)
@@ -257,51 +313,36 @@ def main() -> None:
             model.activation_checkpointing_enable() if on else model.activation_checkpointing_disable()
 
     variants = {
-        "HF CLIPModel fwd+bwd (baseline)": (False, lambda: clip_step(plain, frames, ids, mask)),
-        "fgclip full step": (False, lambda: fgclip_step(ours, objective, batch)),
+        key: VARIANTS[key] for key in args.variants
+    }  # {key: (label, gradient checkpointing on, step)}
+    steps = {
+        "plain": lambda: clip_step(plain, frames, ids, mask),
+        "fgclip": lambda: fgclip_step(ours, objective, batch),
     }
-    if not args.no_checkpointing:
-        variants["HF CLIPModel fwd+bwd, grad. checkpointing"] = (
-            True,
-            lambda: clip_step(plain, frames, ids, mask),
-        )
-        variants["fgclip full step, grad. checkpointing"] = (
-            True,
-            lambda: fgclip_step(ours, objective, batch),
-        )
-    times = {name: [] for name in variants}
-    cpu_times = {name: [] for name in variants}
-    memory = {name: [] for name in variants}
+    times = {key: [] for key in variants}
+    cpu_times = {key: [] for key in variants}
+    memory = {key: [] for key in variants}
     for repeat in range(args.warmup + args.repeats):  # the first `warmup` rounds are not counted
-        for name, (ckpt, step) in variants.items():
+        for key, (label, ckpt, model) in variants.items():
             checkpointing(ckpt)
-            seconds, cpu, grown = timed(step)
+            seconds, cpu, grown = timed(steps[model])
             ours.zero_grad(set_to_none=True)
             plain.zero_grad(set_to_none=True)
             if repeat >= args.warmup:
-                times[name].append(seconds)
-                cpu_times[name].append(cpu)
-                memory[name].append(grown)
+                times[key].append(seconds)
+                cpu_times[key].append(cpu)
+                memory[key].append(grown)
             print(
-                f"  round {repeat} {name}: {seconds:.2f} s wall, {cpu:.2f} s CPU, +{grown / 2**20:.0f} MiB",
+                f"  round {repeat} {label}: {seconds:.2f} s wall, {cpu:.2f} s CPU, +{grown / 2**20:.0f} MiB",
                 flush=True,
             )
     print(
         f"\nB={B} clips x T={T} frames ({B * T} frames of {args.image_size} px), R={R} regions, K={K} hard "
         f"negatives per region, {ids.shape[0]} captions (real, CLIP BPE; longest {int(mask.sum(-1).max())} "
         f"tokens); ViT-B/16 from {args.base / 'config.json'} at random init; {torch.get_num_threads()} threads; "
-        f"median of {args.repeats}"
+        f"median of {args.repeats}, order per round: {', '.join(variants)}"
     )
-    wall = {name: statistics.median(values) for name, values in times.items()}
-    cpu = {name: statistics.median(values) for name, values in cpu_times.items()}
-    print("| step | CPU s/step | wall s/step | peak RSS growth (MiB) | ratio to its baseline (CPU s) |")
-    print("|---|---|---|---|---|")
-    for name in variants:
-        baseline = "HF CLIPModel fwd+bwd" + (
-            ", grad. checkpointing" if "checkpointing" in name else " (baseline)"
-        )
-        print(f"| {name} | {cpu[name]:.1f} | {wall[name]:.1f} | {max(memory[name]) / 2**20:.0f} | "
-              f"{cpu[name] / cpu[baseline]:.3f}x |")  # fmt: skip
+    print(summary_table(variants, cpu_times, times, memory))
     if args.profile:
         print(f"\nforward only, no grad, CPU ms (median of {args.profile}):\n| part | CPU ms |\n|---|---|")
         for name, value in profile_forward(ours, plain, batch, tokenizer.pad_token_id, args.profile):
