@@ -7,6 +7,7 @@ exception into an error finding, so the two commands can never disagree about wh
 from __future__ import annotations
 
 import sys
+from importlib import metadata
 
 import torch
 from transformers import PreTrainedTokenizerBase
@@ -142,10 +143,35 @@ def run_config_errors(config: ExperimentConfig) -> list[tuple[str, str]]:
         errors.append(
             ("optimizer", f"{shown}: learning rates and weight decay must be >= 0 (the loss would rise)")
         )
+    if train.deepspeed is not None and (problem := deepspeed_version_problem()) is not None:
+        errors.append(("deepspeed", f"train.deepspeed={train.deepspeed}: {problem}"))
     unknown = sorted(set(config.model.tiny) - set(TINY_KEYS))
     if unknown:
         errors.append(("model.tiny", f"model.tiny: unknown key(s) {unknown}; known: {list(TINY_KEYS)}"))
     return errors
+
+
+# DeepSpeed releases that cannot start an fgclip model. 0.19.8's engine broadcasts every parameter as a uint8
+# view at start-up (`DeepSpeedEngine._broadcast_model`: `p.data.view(torch.uint8)`), which torch refuses for
+# a 0-dim tensor ("self.dim() cannot be 0 to view BFloat16 as Byte"), and the three temperatures are 0-dim
+# (as in FG-CLIP and HF CLIP checkpoints). 0.19.0-0.19.7 broadcast `p.data` and start.
+BROKEN_DEEPSPEED = ("0.19.8",)
+
+
+def deepspeed_version_problem() -> str | None:
+    """Why the installed DeepSpeed cannot run fgclip, or None (also when it is not installed: the Trainer
+    then says so itself)."""
+    try:
+        version = metadata.version("deepspeed")
+    except metadata.PackageNotFoundError:
+        return None
+    if version in BROKEN_DEEPSPEED:
+        return (
+            f"DeepSpeed {version} cannot start a model with 0-dim parameters (its engine views each as uint8 "
+            "to broadcast it) and fgclip's temperatures are 0-dim: install another version, e.g. "
+            "pip install 'deepspeed==0.19.7' (the 'deepspeed' extra excludes it)"
+        )
+    return None
 
 
 def check_run_config(config: ExperimentConfig) -> None:

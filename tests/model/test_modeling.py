@@ -129,3 +129,28 @@ def test_missing_backbone_weight_is_refused(tmp_path):
         load_pretrained(tmp_path)
     _, report = load_pretrained(tmp_path, allow_partial_load=True)
     assert report.missing_backbone == ["text_model.final_layer_norm.weight"]
+
+
+@pytest.mark.parametrize("offset", [1.5, 0.0, -0.7])
+def test_forward_temperatures_are_bounded_by_the_ceiling(offset):
+    """exp(min(log-scale, max)): above the ceiling exactly the ceiling's multiplier and no gradient; at and
+    below it bit-equal to plain exp, value and gradient."""
+    model = FGCLIPModel(tiny_config(vocab_size=40, image_size=32, patch_size=8, vision_width=32,
+                                    text_width=32, vision_layers=1, text_layers=1, heads=2,
+                                    projection_dim=16))  # fmt: skip
+    ceiling = model.config.logit_scale_max
+    scales = model.logit_scales()
+    with torch.no_grad():
+        for k, scale in enumerate(scales.values()):
+            scale.fill_(ceiling + offset * (k + 1) / 3)  # three different values on the same side
+    features = model(pixel_values=torch.randn(1, 1, 3, 32, 32), frame_mask=torch.ones(1, 1, dtype=torch.bool))
+    sum(3.0 * features[name] for name in scales).backward()
+    for name, scale in scales.items():
+        if offset > 0:
+            assert features[name].item() > 0 and torch.equal(features[name], torch.tensor(ceiling).exp())
+            assert scale.item() > ceiling and scale.grad.item() == 0.0
+        else:
+            plain = scale.detach().clone().requires_grad_(True)
+            (3.0 * plain.exp()).backward()
+            assert torch.equal(features[name], plain.exp()) and torch.equal(scale.grad, plain.grad)
+            assert scale.grad.item() != 0.0

@@ -23,7 +23,8 @@ class FGCLIPConfig(CLIPConfig):
     r"""
     logit_scale_init_value: initial value of the three log-temperatures (ln 100 = 4.6052), used when a
         checkpoint does not carry them.
-    logit_scale_max: ceiling the log-temperatures are clamped to after every optimizer step.
+    logit_scale_max: ceiling of the log-temperatures: the forward exponentiates min(log-scale, max), and
+        the weights (fp32 masters under DeepSpeed) are clamped to it after every optimizer step.
     temporal_num_layers / temporal_num_heads / max_frames: the masked transformer over frame embeddings and
         the size of its learned temporal position table.
     region_pooling: how a region's per-frame RoI features are pooled over the frames where it is visible

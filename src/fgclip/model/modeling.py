@@ -99,6 +99,8 @@ class FGCLIPModel(CLIPPreTrainedModel):
 
     @torch.no_grad()
     def clamp_logit_scales(self) -> None:
+        """Clamp the log-temperature parameters in place (the model's own copy; DeepSpeed's fp32 master
+        weights are clamped by `fgclip.training.callbacks.TemperatureClamp`)."""
         for scale in self.logit_scales().values():
             scale.clamp_(max=self.config.logit_scale_max)
 
@@ -224,8 +226,17 @@ class FGCLIPModel(CLIPPreTrainedModel):
         return features
 
     def _temperatures(self) -> dict[str, torch.Tensor]:
-        """{log-temperature name: multiplier}: one name for a temperature, parameter and feature alike."""
-        return {name: scale.exp() for name, scale in self.logit_scales().items()}
+        """{log-temperature name: multiplier}: one name for a temperature, parameter and feature alike.
+
+        The multiplier is exp(min(log-scale, logit_scale_max)): the losses never see a temperature above the
+        ceiling, whatever holds the weights (a bf16 copy under DeepSpeed whose fp32 master drifted, a
+        checkpoint saved above it, a wrapper that skipped the callback). `clamp`'s gradient is the identity at
+        and below the ceiling (bit-equal to plain exp there) and zero above it, so a log-scale that is above
+        gets no gradient and would stay there: `TemperatureClamp` still brings the weight itself (the fp32
+        master under DeepSpeed) back to the ceiling after every optimizer step, where gradient flows again.
+        """
+        ceiling = self.config.logit_scale_max
+        return {name: scale.clamp(max=ceiling).exp() for name, scale in self.logit_scales().items()}
 
     def _region_features(self, dense, frame_index, region_boxes, region_box_mask, region_valid):
         pooled = pool_region_features(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -153,13 +154,47 @@ class SamplerEpochCallback(TrainerCallback):
 
 
 class TemperatureClamp(TrainerCallback):
-    """Clamp the log-temperatures to <= logit_scale_max after every optimizer step."""
+    """Clamp the log-temperatures to <= logit_scale_max after every optimizer step, in the weights the
+    optimizer updates.
+
+    Without DeepSpeed (plain, DDP, torch autocast) those are the model's parameters. Under DeepSpeed ZeRO
+    (1/2, and its bf16 optimizer; 3 too) the optimizer updates fp32 master partitions and copies them into
+    the (bf16) model parameters at each step, so a clamp of the model's copy alone is overwritten at the
+    next step and the master can drift past the ceiling: the masters are clamped through DeepSpeed's public
+    `safe_get_full_fp32_param` / `safe_set_full_fp32_param`, then the model's copy. The forward also
+    exponentiates min(log-scale, ceiling) (`FGCLIPModel._temperatures`), so the losses never see more.
+
+    `safe_get_full_fp32_param` all-reduces over the data-parallel group: every rank runs this callback
+    (HF calls callbacks on all ranks), in the same order.
+    """
 
     def __init__(self, model):
         self.model = model
 
     def on_optimizer_step(self, args, state, control, **kwargs):
-        self.model.clamp_logit_scales()
+        clamp_master_logit_scales(self.model)
+
+
+def clamp_master_logit_scales(model) -> None:
+    """Clamp `model`'s log-temperatures to <= `config.logit_scale_max`: DeepSpeed's fp32 masters where
+    DeepSpeed holds them, and the model's own parameters."""
+    ceiling = model.config.logit_scale_max
+    deepspeed_utils = _deepspeed_utils()
+    for scale in model.logit_scales().values():
+        master = deepspeed_utils.safe_get_full_fp32_param(scale) if deepspeed_utils else None
+        if master is not None and bool(master.max() > ceiling):
+            deepspeed_utils.safe_set_full_fp32_param(scale, master.clamp(max=ceiling))
+    model.clamp_logit_scales()  # the model's copy, read by the forwards before the next step's copy-back
+
+
+def _deepspeed_utils():
+    """`deepspeed.utils` when DeepSpeed is loaded (a DeepSpeed run has imported it), else None: nothing
+    imports DeepSpeed for a run that does not use it."""
+    if "deepspeed" not in sys.modules:
+        return None
+    import deepspeed.utils
+
+    return deepspeed.utils
 
 
 def negatives_composition(row: dict) -> str:
