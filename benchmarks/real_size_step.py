@@ -6,13 +6,18 @@ fgclip's step: B clips x T frames at 224 px encoded once (the last layer also gi
 features); clip embeddings through the temporal module; RoIAlign of R regions on every frame; global captions
 on the long (248) table, region captions and K hard negatives per region on the 77 table; the three losses;
 backward. Baseline: `CLIPModel(pixel_values=<the B*T frames>, input_ids=<all the same captions>)`, a
-contrastive-shaped loss on its logits, backward. Repetitions are interleaved (plain, fgclip, plain + ckpt,
-fgclip + ckpt, ...) so machine noise hits all alike; medians are reported, with the ratio.
+contrastive-shaped loss on its logits, backward. `--variants` picks the steps (plain, fgclip, plain-ckpt,
+fgclip-ckpt: with gradient checkpointing); each round runs them back to back in that order (interleaved, so
+machine drift hits all alike). Reported: medians over rounds, and each step's CPU-time ratio to plain paired
+round by round (median and range).
 
-Peak RSS per variant: the largest resident set a 2 ms sampling thread sees during that variant's steps, minus
-the resident set just before the step (the step's own activations and gradients; the weights are shared).
+Peak RSS per variant, in one process: a 2 ms sampling thread reads /proc/self/statm during the step; the
+figure is its peak minus the resident set just before the step, after `malloc_trim` (the step's own
+activations and gradients; the weights, shared by all variants, are not counted). `ru_maxrss` cannot do this:
+it is per process and never goes down.
 
-    python benchmarks/real_size_step.py [--repeats 3] [--base ../shared/data/real/fgclip_base] [--profile]
+    OMP_NUM_THREADS=1 python benchmarks/real_size_step.py --repeats 3 --warmup 0 \
+        --variants plain,fgclip,fgclip-ckpt [--base ../shared/data/real/fgclip_base] [--profile N]
 """
 
 from __future__ import annotations
