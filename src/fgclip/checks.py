@@ -154,7 +154,8 @@ def run_config_errors(config: ExperimentConfig) -> list[tuple[str, str]]:
 # DeepSpeed releases that cannot start an fgclip model. 0.19.8's engine broadcasts every parameter as a uint8
 # view at start-up (`DeepSpeedEngine._broadcast_model`: `p.data.view(torch.uint8)`), which torch refuses for
 # a 0-dim tensor ("self.dim() cannot be 0 to view BFloat16 as Byte"), and the three temperatures are 0-dim
-# (as in FG-CLIP and HF CLIP checkpoints). 0.17.0, 0.18.0, 0.19.0, .4, .6 and .7 broadcast `p.data` (sources read).
+# (as in FG-CLIP and HF CLIP checkpoints). 0.17.0, 0.18.0, 0.19.0, .4, .6 and .7 broadcast `p.data` itself
+# (their sources read; 0.19.7 run).
 BROKEN_DEEPSPEED = ("0.19.8",)
 
 
