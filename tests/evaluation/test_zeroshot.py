@@ -104,3 +104,19 @@ def test_config_names_every_evaluator():
     from fgclip.evaluation.evaluators import EVALUATORS
 
     assert tuple(EVALUATORS) == config.EVALUATORS
+
+
+def test_prompt_temperature_is_the_clamped_one_the_losses_use():
+    """A checkpoint saved with a log-scale above the ceiling scores with the ceiling, as training did."""
+    from tests.tiny_models import tiny_fgclip
+
+    from fgclip.data.text import build_word_tokenizer
+    from fgclip.evaluation.zeroshot import encode_prompts
+
+    prompts = PromptSet(("a quiet street",), {"Fight": ("people fighting",)})
+    tokenizer = build_word_tokenizer(["a", "quiet", "street", "people", "fighting"])
+    model = tiny_fgclip().eval()  # vocab 40 covers the word tokenizer's ids
+    with torch.no_grad():
+        model.logit_scale.fill_(math.log(100) + 1.0)
+    bank = encode_prompts(model, tokenizer, prompts, head="clip")
+    assert bank.logit_scale == pytest.approx(math.exp(model.config.logit_scale_max))

@@ -156,6 +156,7 @@ def encode_prompts(
         ids, mask = _pad(captions(texts[start : start + batch_size]), captions.pad_token_id)
         parts.append(F.normalize(encode(ids.to(device), mask.to(device)).float(), dim=-1))  # (b, D)
     scale = model.logit_scale if head == "clip" else model.logit_scale_finegraind
+    scale = scale.clamp(max=model.config.logit_scale_max)  # the temperature the losses trained with
     return PromptBank(
         prompts.classes, torch.cat(parts), torch.tensor(classes, device=device), float(scale.exp())
     )
