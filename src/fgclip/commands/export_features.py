@@ -33,12 +33,14 @@ def run(args, rest) -> int:
     else:
         resolve = VideoResolver(args.video_root)
         if not Path(args.video_list).is_file():
-            raise SystemExit(f"video list not found: {args.video_list}")
+            raise FileNotFoundError(f"--video-list {args.video_list}: file not found")
         lines = Path(args.video_list).read_text().splitlines()
         videos = [resolve(line.strip()) for line in lines if line.strip()]
     missing = [str(v) for v in videos if not v.is_file()]
     if missing:
-        raise SystemExit(f"{len(missing)} video(s) not found, e.g. {missing[:5]}")
+        raise FileNotFoundError(
+            f"{len(missing)} video(s) not found, e.g. {missing[:5]}: check --videos / --video-root"
+        )
     config = loaded.config
     image_size = builders.sampling_options(config.data, builders.model_image_size(loaded.model)).image_size
     path = export_features(

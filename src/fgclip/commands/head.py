@@ -130,18 +130,6 @@ def _head_config(args) -> dict:
     return {"max_len": args.max_len, "hidden_dim": args.hidden_dim, "window": args.window}
 
 
-def _guarded(name: str, body, args) -> int:
-    """Run a command; bad input (features, labels, annotations, a refused selection) -> one line, exit 1."""
-    from fgclip.evaluation.anomaly import AnnotationError
-    from fgclip.head.features import FeatureError
-
-    try:
-        return body(args)
-    except (FeatureError, AnnotationError, FileNotFoundError) as error:
-        print(f"fgclip head {name}: {error}", file=sys.stderr)
-        return 1
-
-
 def run_train(args, _=None) -> int:
     if args.select_on_test and not args.test_list:
         print(
@@ -151,7 +139,7 @@ def run_train(args, _=None) -> int:
     if args.test_features and not args.select_on_test:
         print("fgclip head train: --test-features is only used with --select-on-test", file=sys.stderr)
         return 2
-    return _guarded("train", _train, args)
+    return _train(args)
 
 
 def _train(args) -> int:
@@ -186,7 +174,7 @@ def _train(args) -> int:
 
 
 def run_eval(args, _=None) -> int:
-    return _guarded("eval", _eval, args)
+    return _eval(args)
 
 
 def _eval(args) -> int:
@@ -214,7 +202,7 @@ def run_compare(args, _=None) -> int:
         print(f"fgclip head compare: --seeds needs at least 3 seeds for mean ± sd and paired differences, "
               f"got {args.seeds}", file=sys.stderr)  # fmt: skip
         return 2
-    return _guarded("compare", _compare, args)
+    return _compare(args)
 
 
 def _compare(args) -> int:

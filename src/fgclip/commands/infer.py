@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fgclip.commands._checkpoint import common_arguments, load_checkpoint_run, snippet_frames
+from fgclip.commands._errors import UsageError
 
 
 def register(commands) -> None:
@@ -32,7 +33,7 @@ def run(args, rest) -> int:
 
     loaded = load_checkpoint_run(args, {"eval.prompts": args.prompts}, rest)
     if not loaded.config.eval.prompts:
-        raise SystemExit("no prompt set: pass --prompts ucf-crime|msad|FILE (the run config names none)")
+        raise UsageError("no prompt set: pass --prompts ucf-crime|msad|FILE (the run config names none)")
     prompts = load_prompt_set(loaded.config.eval.prompts)
     clip_bank = builders.prompt_bank(loaded.config, loaded.model, loaded.tokenizer, prompts, head="clip")
     region_bank = (
