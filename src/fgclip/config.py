@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import inspect
 import types
 import typing
 from dataclasses import dataclass, field
@@ -42,6 +43,9 @@ MODEL_OPTIONS = (
 # `model.tiny` keys: the arguments of `tiny_config` that shape the architecture (all positive integers)
 TINY_KEYS = ("image_size", "patch_size", "vision_width", "vision_layers", "text_width", "text_layers", "heads",
              "projection_dim", "max_positions")  # fmt: skip
+_TINY_DEFAULTS = {
+    name: p.default for name, p in inspect.signature(tiny_config).parameters.items() if name in TINY_KEYS
+}
 # HF schedulers that run with no lr_scheduler_kwargs and no evaluation metric (the others fail at step 1)
 LR_SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
                  "inverse_sqrt")  # fmt: skip
@@ -529,12 +533,18 @@ def check_model_section(model: ModelSection) -> None:
         if allowed and not any(_matches(value, t) for t in allowed):
             names = " or ".join(_type_name(t) for t in allowed)
             raise ConfigError(f"model.{key} = {value!r} is not of type {names}")
+    tiny = {**_TINY_DEFAULTS, **model.tiny}
+    for width in ("vision_width", "text_width"):
+        if tiny[width] % tiny["heads"]:  # CLIP's attention splits each width into `heads` equal parts
+            raise ConfigError(
+                f"model.tiny: {width} ({tiny[width]}) must be divisible by heads ({tiny['heads']})"
+            )
     if model.init == "tiny" and set(model.tiny) <= set(TINY_KEYS):
         try:
             tiny_config(**model.tiny, **model.options)
         except StrictDataclassError as error:  # e.g. projection_dim not divisible by temporal_num_heads
             raise ConfigError(
-                f"model: {_last_line(error)} (model.tiny {model.tiny}, options {model.options})"
+                f"model: {strict_error_message(error)} (model.tiny {model.tiny}, options {model.options})"
             ) from None
 
 
@@ -545,9 +555,11 @@ def _annotation_types(annotation: Any) -> tuple:
     return tuple(known[n] for n in names) if all(n in known for n in names) else ()
 
 
-def _last_line(error: BaseException) -> str:
-    """HF's strict-dataclass errors end with the cause (`ValueError: region_pooling must be ...`)."""
-    return str(error).strip().splitlines()[-1].strip()
+def strict_error_message(error: StrictDataclassError) -> str:
+    """The cause HF's strict-dataclass errors end with (`    ValueError: region_pooling must be ...`)."""
+    last = str(error).strip().splitlines()[-1].strip()
+    kind, _, cause = last.partition(": ")
+    return cause if kind.endswith("Error") and cause else last
 
 
 def check_lora(lora: LoraSection) -> None:

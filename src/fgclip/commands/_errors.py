@@ -14,6 +14,8 @@ from __future__ import annotations
 import errno
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 # (module, class): bad input of one kind each; subclasses (FrameCacheMiss, SelectionOnTestRefused) included
@@ -92,6 +94,19 @@ def check_writable(folder: str | Path, option: str) -> Path:
         problem = FILE_PROBLEMS.get(error.errno) or error.strerror or str(error)
         raise OutputError(f"{option} {folder}: cannot write there ({where}: {problem})") from error
     return folder
+
+
+@contextmanager
+def writing_to(folder: str | Path, option: str) -> Iterator[None]:
+    """Name the output folder (and the option that chose it) when writing there fails: a full disk raises
+    `OSError(ENOSPC)` from a buffered write with no file name at all."""
+    try:
+        yield
+    except OSError as error:
+        if error.errno not in FILE_PROBLEMS:
+            raise
+        where = f" ({error.filename})" if error.filename else ""
+        raise OutputError(f"{option} {folder}{where}: {FILE_PROBLEMS[error.errno]}") from error
 
 
 def _raised_with_message(error: OSError) -> bool:

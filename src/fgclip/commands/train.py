@@ -38,6 +38,7 @@ from fgclip.training.checkpoints import (
     latest_checkpoint,
     promote,
     remove_stale_staging,
+    saving,
     staging_path,
 )
 from fgclip.training.lock import OutputDirLock
@@ -205,7 +206,8 @@ def save_final_model(trainer: FGCLIPTrainer, model_dir: Path) -> Path:
     if is_rank_zero() and staged.exists():
         shutil.rmtree(staged)
     trainer.accelerator.wait_for_everyone()
-    trainer.save_model(str(staged))  # every rank: DeepSpeed gathers the weights collectively
+    with saving(staged, "the final model"):  # a full disk names the folder
+        trainer.save_model(str(staged))  # every rank: DeepSpeed gathers the weights collectively
     trainer.accelerator.wait_for_everyone()
     if is_rank_zero():
         promote(staged, model_dir)
