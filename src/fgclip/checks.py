@@ -38,6 +38,14 @@ def leakage(data: DataSection, clips: list[Clip]) -> LeakageReport | None:
         raise ConfigError(f"data.test_list: {error}") from error
 
 
+def check_clips(data: DataSection, clips: list[Clip]) -> None:
+    """No clips would "train" zero steps and save the initial model as if trained."""
+    if not clips:
+        raise ConfigError(
+            f"data.train_manifests {data.train_manifests}: no clips to train on (no entries, or every one skipped)"
+        )
+
+
 def check_leakage(data: DataSection, clips: list[Clip]) -> LeakageReport | None:
     """Refuse (data.test_leakage=error) or loudly report (warn) training clips whose video is on the test list."""
     report = leakage(data, clips)

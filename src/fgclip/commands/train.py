@@ -120,6 +120,7 @@ def _train_locked(
         print(describe_model(config.model, core, load_report, config.train.lora), flush=True)
     checks.check_model(core, tokenizer, config.data, config.loss)
     clips = builders.read_clips(config.data, _manifests(config))
+    checks.check_clips(config.data, clips)
     checks.check_leakage(config.data, clips)
     train_dataset = builders.build_dataset(
         config.data, clips, tokenizer, builders.model_image_size(core), train=True
