@@ -530,22 +530,25 @@ def check_model_section(model: ModelSection) -> None:
     annotations = {f.name: f.type for f in dataclasses.fields(FGCLIPConfig)}
     for key, value in model.options.items():
         allowed = _annotation_types(annotations[key])
+        if float in allowed:
+            value = model.options[key] = _yaml11_float(value, float)
         if allowed and not any(_matches(value, t) for t in allowed):
             names = " or ".join(_type_name(t) for t in allowed)
             raise ConfigError(f"model.{key} = {value!r} is not of type {names}")
+    if model.init != "tiny" or not set(model.tiny) <= set(TINY_KEYS):
+        return  # unknown tiny keys: an error of fgclip.checks.run_config_errors (doctor lists it too)
     tiny = {**_TINY_DEFAULTS, **model.tiny}
     for width in ("vision_width", "text_width"):
         if tiny[width] % tiny["heads"]:  # CLIP's attention splits each width into `heads` equal parts
             raise ConfigError(
                 f"model.tiny: {width} ({tiny[width]}) must be divisible by heads ({tiny['heads']})"
             )
-    if model.init == "tiny" and set(model.tiny) <= set(TINY_KEYS):
-        try:
-            tiny_config(**model.tiny, **model.options)
-        except StrictDataclassError as error:  # e.g. projection_dim not divisible by temporal_num_heads
-            raise ConfigError(
-                f"model: {strict_error_message(error)} (model.tiny {model.tiny}, options {model.options})"
-            ) from None
+    try:
+        tiny_config(**model.tiny, **model.options)
+    except StrictDataclassError as error:  # e.g. projection_dim not divisible by temporal_num_heads
+        raise ConfigError(
+            f"model: {strict_error_message(error)} (model.tiny {model.tiny}, options {model.options})"
+        ) from None
 
 
 def _annotation_types(annotation: Any) -> tuple:

@@ -45,6 +45,8 @@ FILE_PROBLEMS = {
     errno.EDQUOT: "disk quota exceeded: free space there or write elsewhere",
 }
 
+WRITE_PROBLEMS = (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT)
+
 
 class UsageError(ValueError):
     """Options that do not go together (exit code 2, like argparse's own usage errors)."""
@@ -103,7 +105,7 @@ def writing_to(folder: str | Path, option: str) -> Iterator[None]:
     try:
         yield
     except OSError as error:
-        if error.errno not in FILE_PROBLEMS:
+        if error.errno not in WRITE_PROBLEMS:  # a missing input read on the way is not about the output
             raise
         where = f" ({error.filename})" if error.filename else ""
         raise OutputError(f"{option} {folder}{where}: {FILE_PROBLEMS[error.errno]}") from error
