@@ -236,6 +236,8 @@ ROWS = [
     Row("head compare: two seeds", ("head", "compare", "$tmp/a.json", "$tmp/b.json", "--labels", "$tmp/l.txt",
                                     "--test-list", "$tmp/t.txt", "--temporal-annotations", "$tmp/t.txt",
                                     "--seeds", "0", "1"), ("--seeds", "3"), code=2),
+    Row("train: output_dir under a file", ("train", "$config", "--output_dir", "$a_file/run"),
+        ("$a_file", "not a folder")),
     # a full disk while training saves (slow: these train one step)
     Row("train: full disk at a checkpoint", TRAIN, ("$tmp/run", "checkpoint-1", "no space left on device"),
         setup=_disk_full("torch.save"), marks=(pytest.mark.slow,)),
