@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from huggingface_hub.errors import StrictDataclassError
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, TrainingArguments
 
 from fgclip import checks
@@ -25,6 +26,7 @@ from fgclip.config import (
     ModelSection,
     TrainSection,
     load_config,
+    strict_error_message,
 )
 from fgclip.data.dataset import ClipDataset, SamplingOptions
 from fgclip.data.formats import ConvertOptions, ManifestRead, load_manifest, read_manifest
@@ -75,6 +77,15 @@ def build_tokenizer(section: ModelSection) -> PreTrainedTokenizerBase:
 
 
 def build_model(
+    section: ModelSection, tokenizer: PreTrainedTokenizerBase
+) -> tuple[FGCLIPModel, LoadReport | None]:
+    try:
+        return _build_model(section, tokenizer)
+    except StrictDataclassError as error:  # model options that do not fit the checkpoint's architecture
+        raise ConfigError(f"model (init {section.init}): {strict_error_message(error)}") from None
+
+
+def _build_model(
     section: ModelSection, tokenizer: PreTrainedTokenizerBase
 ) -> tuple[FGCLIPModel, LoadReport | None]:
     section = dataclasses.replace(section, init=resolve_init(section.init))  # "standin": the shipped one

@@ -8,17 +8,21 @@ from __future__ import annotations
 
 import sys
 from importlib import metadata
+from pathlib import Path
 
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from fgclip.config import ConfigError, DataSection, ExperimentConfig, LossSection
+from fgclip.config import TINY_KEYS, ConfigError, DataSection, ExperimentConfig, LossSection
 from fgclip.data.leakage import LeakageReport, find_leakage
 from fgclip.data.records import Clip
 from fgclip.distributed import is_rank_zero
 from fgclip.losses.heads import frozen_for_losses
 from fgclip.losses.objective import loss_weights
 from fgclip.model.modeling import FGCLIPModel
+from fgclip.standin import STANDIN
+
+BUILT_IN_INITS = ("tiny", "vit-b-32", STANDIN)  # model.init values that name no path
 
 
 def enabled_losses(loss: LossSection) -> list[str]:
@@ -33,6 +37,14 @@ def leakage(data: DataSection, clips: list[Clip]) -> LeakageReport | None:
         return find_leakage(clips, data.test_list)
     except (OSError, ValueError) as error:
         raise ConfigError(f"data.test_list: {error}") from error
+
+
+def check_clips(data: DataSection, clips: list[Clip]) -> None:
+    """No clips would "train" zero steps and save the initial model as if trained."""
+    if not clips:
+        raise ConfigError(
+            f"data.train_manifests {data.train_manifests}: no clips to train on (no entries, or every one skipped)"
+        )
 
 
 def check_leakage(data: DataSection, clips: list[Clip]) -> LeakageReport | None:
@@ -120,8 +132,6 @@ def check_model(
 
 
 # ------------------------------------------------------------------------------------- the run config
-TINY_KEYS = ("image_size", "patch_size", "vision_width", "vision_layers", "text_width", "text_layers", "heads",
-             "projection_dim", "max_positions")  # fmt: skip
 
 
 def run_config_errors(config: ExperimentConfig) -> list[tuple[str, str]]:
@@ -175,7 +185,31 @@ def deepspeed_version_problem() -> str | None:
     return None
 
 
+def missing_inputs(config: ExperimentConfig) -> list[tuple[str, str]]:
+    """(field, message) for each input file or folder of a training run that does not exist, found before
+    the model is built and the manifests are read (where each would otherwise stop the run in turn)."""
+    data = config.data
+    wanted = (
+        [("model.init", config.model.init, "checkpoint")] if config.model.init not in BUILT_IN_INITS else []
+    )
+    if config.model.tokenizer not in (None, "synthetic"):
+        wanted.append(("model.tokenizer", config.model.tokenizer, "folder"))
+    wanted += [("data.train_manifests", path, "file") for path in data.train_manifests]
+    wanted += [("data.eval_manifests", path, "file") for path in data.eval_manifests]
+    wanted += [("data.hard_negatives", path, "file") for path in data.hard_negatives]
+    wanted += [("data.test_list", path, "file") for path in [data.test_list] if path is not None]
+    wanted.append(("data.video_root", data.video_root, "folder"))
+    if data.frame_cache is not None:
+        wanted.append(("data.frame_cache", data.frame_cache, "folder"))
+    missing = []
+    for name, path, kind in wanted:
+        exists = Path(path).is_dir() if kind == "folder" else Path(path).exists()
+        if not exists:
+            missing.append((name, f"{name}: {kind} not found: {path}"))
+    return missing
+
+
 def check_run_config(config: ExperimentConfig) -> None:
-    errors = run_config_errors(config)
+    errors = run_config_errors(config) + missing_inputs(config)
     if errors:
         raise ConfigError("\n".join(message for _, message in errors))

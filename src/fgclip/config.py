@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import inspect
 import types
 import typing
 from dataclasses import dataclass, field
@@ -17,10 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from huggingface_hub.errors import StrictDataclassError
 
 from fgclip.losses.memory_bank import MemoryBankOptions
 from fgclip.losses.terms import LOSS_TERMS
-from fgclip.model.configuration import FGCLIPConfig
+from fgclip.model.configuration import FGCLIPConfig, tiny_config
 
 
 class ConfigError(ValueError):
@@ -38,6 +40,15 @@ MODEL_OPTIONS = (
     "long_text_max_positions",
     "long_text_keep_positions",
 )
+# `model.tiny` keys: the arguments of `tiny_config` that shape the architecture (all positive integers)
+TINY_KEYS = ("image_size", "patch_size", "vision_width", "vision_layers", "text_width", "text_layers", "heads",
+             "projection_dim", "max_positions")  # fmt: skip
+_TINY_DEFAULTS = {
+    name: p.default for name, p in inspect.signature(tiny_config).parameters.items() if name in TINY_KEYS
+}
+# HF schedulers that run with no lr_scheduler_kwargs and no evaluation metric (the others fail at step 1)
+LR_SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
+                 "inverse_sqrt")  # fmt: skip
 # Run configs written before the `bank` section kept the bank options in `model` (old checkpoints carry them).
 LEGACY_BANK_KEYS = {f"memory_bank_{f.name}": f.name for f in dataclasses.fields(MemoryBankOptions)}
 LEGACY_BANK_KEYS["memory_bank_size"] = "size"
@@ -442,6 +453,7 @@ def check_config(config: ExperimentConfig) -> None:
         )
     if data.max_hard_negatives < 0:
         raise ConfigError(f"data.max_hard_negatives must be >= 0, got {data.max_hard_negatives}")
+    _check_sizes(config)
     _check_data_choices(data)
     if config.eval.snippet_pooling not in SNIPPET_POOLINGS:
         raise ConfigError(
@@ -449,6 +461,11 @@ def check_config(config: ExperimentConfig) -> None:
         )
     if not config.eval.window_s > 0:
         raise ConfigError(f"eval.window_s must be > 0 seconds, got {config.eval.window_s}")
+    if train.lr_scheduler not in LR_SCHEDULERS:
+        raise ConfigError(
+            f"train.lr_scheduler: unknown scheduler {train.lr_scheduler!r}; choose from {list(LR_SCHEDULERS)}"
+        )
+    check_model_section(config.model)
     unknown_evaluators = sorted(set(config.eval.evaluators) - set(EVALUATORS))
     if unknown_evaluators:
         raise ConfigError(f"eval.evaluators: unknown {unknown_evaluators}; choose from {list(EVALUATORS)}")
@@ -485,6 +502,67 @@ def check_config(config: ExperimentConfig) -> None:
     fields = {f.name for f in dataclasses.fields(FGCLIPConfig)}
     missing = set(MODEL_OPTIONS) - fields
     assert not missing, f"MODEL_OPTIONS out of sync with FGCLIPConfig: {missing}"
+
+
+def _check_sizes(config: ExperimentConfig) -> None:
+    """Counts and durations whose bad values would surface only at the first batch, deep in a worker."""
+    data, evaluation = config.data, config.eval
+    at_least = {
+        "data.num_workers": (data.num_workers, 0),
+        "data.context_s": (data.context_s, 0),
+        "data.single_keyframe_hold_s": (data.single_keyframe_hold_s, 0),
+        "data.image_size": (data.image_size, 1),
+        "eval.snippet_frames": (evaluation.snippet_frames, 1),
+        "eval.frames_per_snippet": (evaluation.frames_per_snippet, 1),
+        "eval.batch_size": (evaluation.batch_size, 1),
+    }
+    for name, (value, low) in at_least.items():
+        if value is not None and not value >= low:  # `not >=`: NaN is refused too
+            raise ConfigError(f"{name} must be >= {low}, got {value}")
+
+
+def check_model_section(model: ModelSection) -> None:
+    """Types of `model.tiny` and the FGCLIPConfig options, and the tiny architecture itself, at load time:
+    built later they fail as HF dataclass tracebacks (`Field 'hidden_size' expected int, got str`)."""
+    for key, value in model.tiny.items():
+        if key in TINY_KEYS and not (_matches(value, int) and value >= 1):
+            raise ConfigError(f"model.tiny.{key} = {value!r} must be a positive integer")
+    annotations = {f.name: f.type for f in dataclasses.fields(FGCLIPConfig)}
+    for key, value in model.options.items():
+        allowed = _annotation_types(annotations[key])
+        if float in allowed:
+            value = model.options[key] = _yaml11_float(value, float)
+        if allowed and not any(_matches(value, t) for t in allowed):
+            names = " or ".join(_type_name(t) for t in allowed)
+            raise ConfigError(f"model.{key} = {value!r} is not of type {names}")
+    if model.init != "tiny" or not set(model.tiny) <= set(TINY_KEYS):
+        return  # unknown tiny keys: an error of fgclip.checks.run_config_errors (doctor lists it too)
+    tiny = {**_TINY_DEFAULTS, **model.tiny}
+    for width in ("vision_width", "text_width"):
+        if tiny[width] % tiny["heads"]:  # CLIP's attention splits each width into `heads` equal parts
+            raise ConfigError(
+                f"model.tiny: {width} ({tiny[width]}) must be divisible by heads ({tiny['heads']})"
+            )
+    try:
+        tiny_config(**model.tiny, **model.options)
+    except StrictDataclassError as error:  # e.g. projection_dim not divisible by temporal_num_heads
+        raise ConfigError(
+            f"model: {strict_error_message(error)} (model.tiny {model.tiny}, options {model.options})"
+        ) from None
+
+
+def _annotation_types(annotation: Any) -> tuple:
+    """`"float | int | None"` (FGCLIPConfig's annotations are strings) -> (float, int, NoneType); () if unknown."""
+    known = {"float": float, "int": int, "str": str, "bool": bool, "None": type(None)}
+    names = [part.strip() for part in str(annotation).split("|")]
+    return tuple(known[n] for n in names) if all(n in known for n in names) else ()
+
+
+def strict_error_message(error: StrictDataclassError) -> str:
+    """The cause HF's strict-dataclass errors end with (`    ValueError: region_pooling must be ...`)."""
+    last = str(error).strip().splitlines()[-1].strip()
+    kind, _, cause = last.partition(": ")
+    return cause if kind.endswith("Error") and cause else last
 
 
 def check_lora(lora: LoraSection) -> None:

@@ -168,3 +168,21 @@ def test_nan_injected_into_the_real_manifest_is_reported(tmp_path, capsys):
     assert [p["entry"] for p in nonfinite] == poisoned
     assert all(p["video"] == entries[p["entry"]]["video"] for p in nonfinite)
     assert all(p["field"].startswith("box_infos[") and p["field"].endswith("][0].bbox") for p in nonfinite)
+
+
+@pytest.mark.parametrize("time", [math.nan, math.inf, "0.04"])
+def test_a_label_studio_time_must_be_finite_seconds(time):
+    sequence = [
+        {"frame": 1, "time": time, "x": 10, "y": 10, "width": 20, "height": 20},
+        {"frame": 2, "time": 0.08, "x": 10, "y": 10, "width": 20, "height": 20, "enabled": False},
+    ]
+    task = {
+        "id": 7,
+        "data": {"video": "/data/upload/1/a.mp4", "caption": "a man falls"},
+        "annotations": [
+            {"result": [{"type": "videorectangle", "value": {"labels": ["a man"], "sequence": sequence}}]}
+        ],
+    }
+    converted = convert_labelstudio([task], "export.json", None, "video_end", None)
+    fields = [(p.field, p.message) for p in converted.errors]
+    assert ("result[0].value.sequence[0].time", f"must be finite seconds, got {time!r}") in fields, fields

@@ -106,7 +106,8 @@ def test_eval_refuses_a_random_model_unless_asked(tmp_path):
     build_word_tokenizer(synth_vocabulary()).save_pretrained(run)
     (run / "fgclip_config.yaml").write_text("model: {init: tiny, tokenizer: synthetic}\n")
     with pytest.raises(ConfigError, match="RANDOM.*--allow-random-init"):
-        main(["eval", str(run), "--no-progress", "--device", "cpu"])
+        load_run(run, device="cpu")
+    assert main(["eval", str(run), "--no-progress", "--device", "cpu"]) == 1
     loaded = load_run(run, device="cpu", allow_random_init=True)
     assert loaded.load_report.random_init
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 
+from fgclip.commands._errors import UsageError
+
 # fgclip.evaluation.zeroshot.SCORING_RULES / DEFAULT_SCORING, repeated so that building the parser imports no torch
 SCORING_CHOICES = ("softmax_sum", "ensemble")
 DEFAULT_SCORING = "softmax_sum"
@@ -61,6 +63,6 @@ def snippet_frames(args, image_size: int):
     from fgclip.data.frames import FrameSource
 
     if args.write_frame_cache and not args.frame_cache:
-        raise SystemExit("--write-frame-cache needs --frame-cache DIR")
+        raise UsageError("--write-frame-cache needs --frame-cache DIR")
     cache = FrameCache(args.frame_cache) if args.frame_cache else None
     return FrameSource(image_size, cache, args.write_frame_cache)

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from fgclip.commands import data_show
+from fgclip.commands._errors import UsageError
 
 # flag (argparse dest) -> the data setting it stands for, for bare manifests
 _DATA_FLAGS = {
@@ -104,7 +105,7 @@ def _check_parser(data) -> None:
     check.add_argument("--num-frames", type=int, help="frames sampled per clip (default 8)")
     check.add_argument("--tokenizer", metavar="DIR", help="count caption lengths in this tokenizer's tokens")
     check.add_argument("--json", action="store_true", help="print the full report as JSON")
-    check.set_defaults(run=lambda args, overrides: _guarded(run_check, args, overrides))
+    check.set_defaults(run=run_check)
 
 
 def _convert_parsers(data) -> None:
@@ -124,7 +125,7 @@ def _convert_parsers(data) -> None:
             + (" (default: from the export's own frame/time)" if fmt == "labelstudio" else " (default 25)"),
         )  # fmt: skip
         _conversion_arguments(convert)
-        convert.set_defaults(run=lambda args, _, fmt=fmt: _guarded(run_convert, args, fmt))
+        convert.set_defaults(run=lambda args, _, fmt=fmt: run_convert(args, fmt))
 
 
 def _cache_parser(data) -> None:
@@ -135,19 +136,7 @@ def _cache_parser(data) -> None:
     cache.add_argument("--encoding", choices=("jpeg", "raw"), default="jpeg",
                        help="jpeg (q90, ~14 kB/frame) or raw uint8, memory-mapped (150 kB/frame at 224 px)")  # fmt: skip
     cache.add_argument("--size", type=int, help="frame side in pixels (default: the model's input size)")
-    cache.set_defaults(run=lambda args, overrides: _guarded(run_cache, args, overrides))
-
-
-def _guarded(command, args, extra) -> int:
-    """Bad input (a refused manifest, a missing file, a bad setting) is printed and exits 1."""
-    from fgclip.config import ConfigError
-    from fgclip.data.errors import ManifestError
-
-    try:
-        return command(args, extra)
-    except (ManifestError, ConfigError, FileNotFoundError) as error:
-        print(f"fgclip data: {error}", file=sys.stderr)
-        return 1
+    cache.set_defaults(run=run_cache)
 
 
 # --------------------------------------------------------------------------------------------- settings
@@ -166,7 +155,7 @@ def data_config(args, overrides: list[str]):
         flags += ["--data.invalid_entries", "skip"]
     if _is_config(args.sources[0]):
         if len(args.sources) > 1:
-            raise SystemExit("give one run config, or manifest files, not both")
+            raise UsageError("give one run config, or manifest files, not both")
         return load_config(args.sources[0], flags + list(overrides))
     manifests = ["--data.train_manifests", json.dumps(args.sources)]
     return load_config(None, manifests + flags + list(overrides))
@@ -185,7 +174,7 @@ def parse_remaps(pairs: list[str] | None) -> dict[str, str]:
     for pair in pairs or []:
         old, sep, new = pair.partition("=")
         if not sep:
-            raise SystemExit(f"--path-remap expects OLD=NEW, got {pair!r}")
+            raise UsageError(f"--path-remap expects OLD=NEW, got {pair!r}")
         remaps[old] = new
     return remaps
 

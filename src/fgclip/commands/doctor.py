@@ -4,7 +4,6 @@ is wasted, reported with severities and numbers before anything is trained (`fgc
 from __future__ import annotations
 
 import os
-import sys
 
 
 def register(commands) -> None:
@@ -26,14 +25,10 @@ def register(commands) -> None:
 
 
 def run(args, overrides) -> int:
-    from fgclip.config import ConfigError, load_config
+    from fgclip.config import load_config
     from fgclip.tools.doctor import format_findings, run_doctor
 
-    try:
-        config = load_config(args.config, overrides)
-    except ConfigError as error:
-        print(f"fgclip doctor: {error}", file=sys.stderr)
-        return 1
+    config = load_config(args.config, overrides)
     world_size = args.world_size if args.world_size is not None else int(os.environ.get("WORLD_SIZE", "1"))
     findings = run_doctor(config, world_size=world_size, read_data=not args.no_data)
     print(format_findings(findings, as_json=args.json))

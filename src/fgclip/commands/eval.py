@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fgclip.commands._checkpoint import common_arguments, load_checkpoint_run
+from fgclip.commands._errors import check_writable, writing_to
 
 
 def register(commands) -> None:
@@ -44,6 +45,9 @@ def run(args, rest) -> int:
         "eval.temporal_annotations": args.temporal_annotations,
     }
     loaded = load_checkpoint_run(args, pairs, rest)
+    checkpoint = Path(args.checkpoint)
+    out = Path(args.out) if args.out else checkpoint.resolve().parent / f"eval-{checkpoint.resolve().name}"
+    check_writable(out, "--out")  # before the evaluation, not after it
     options = EvalOptions(
         scoring=args.scoring, batch_frames=args.batch_frames, workers=args.workers, frame_cache=args.frame_cache,
         write_frame_cache=args.write_frame_cache, anomaly_videos=args.anomaly_videos,
@@ -52,9 +56,8 @@ def run(args, rest) -> int:
     evaluation = evaluate(loaded.config, loaded.model, loaded.tokenizer, options)
     evaluation.report["checkpoint"] = str(loaded.checkpoint)
     evaluation.report["load"] = loaded.load_report.to_dict()
-    checkpoint = Path(args.checkpoint)
-    out = Path(args.out) if args.out else checkpoint.resolve().parent / f"eval-{checkpoint.resolve().name}"
-    written = write_evaluation(evaluation, out, timelines=args.timelines)
+    with writing_to(out, "--out"):
+        written = write_evaluation(evaluation, out, timelines=args.timelines)
     print(format_table(evaluation.report))
     for name, path in written.items():
         print(f"[fgclip] {name}: {path}")

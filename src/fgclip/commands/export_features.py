@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fgclip.commands._checkpoint import common_arguments, load_checkpoint_run, snippet_frames
+from fgclip.commands._errors import check_writable, writing_to
 
 
 def register(commands) -> None:
@@ -28,24 +29,28 @@ def run(args, rest) -> int:
     from fgclip.evaluation.inference import export_features
 
     loaded = load_checkpoint_run(args, {}, rest)
+    check_writable(args.out, "--out")
     if args.videos:
         videos = [Path(v) for v in args.videos]
     else:
         resolve = VideoResolver(args.video_root)
         if not Path(args.video_list).is_file():
-            raise SystemExit(f"video list not found: {args.video_list}")
+            raise FileNotFoundError(f"--video-list {args.video_list}: file not found")
         lines = Path(args.video_list).read_text().splitlines()
         videos = [resolve(line.strip()) for line in lines if line.strip()]
     missing = [str(v) for v in videos if not v.is_file()]
     if missing:
-        raise SystemExit(f"{len(missing)} video(s) not found, e.g. {missing[:5]}")
+        raise FileNotFoundError(
+            f"{len(missing)} video(s) not found, e.g. {missing[:5]}: check --videos / --video-root"
+        )
     config = loaded.config
     image_size = builders.sampling_options(config.data, builders.model_image_size(loaded.model)).image_size
-    path = export_features(
-        loaded.model, videos, args.out, snippet_frames(args, image_size), snippet_frames=config.eval.snippet_frames,
-        frames_per_snippet=config.eval.frames_per_snippet, batch_frames=args.batch_frames, workers=args.workers,
-        partial_snippet=args.partial_snippet, skip_existing=args.skip_existing,
-        meta={"checkpoint": str(loaded.checkpoint), "image_size": image_size}, progress=not args.no_progress,
-    )  # fmt: skip
+    with writing_to(args.out, "--out"):  # .npy files are written as the videos are done
+        path = export_features(
+            loaded.model, videos, args.out, snippet_frames(args, image_size), snippet_frames=config.eval.snippet_frames,
+            frames_per_snippet=config.eval.frames_per_snippet, batch_frames=args.batch_frames, workers=args.workers,
+            partial_snippet=args.partial_snippet, skip_existing=args.skip_existing,
+            meta={"checkpoint": str(loaded.checkpoint), "image_size": image_size}, progress=not args.no_progress,
+        )  # fmt: skip
     print(f"[fgclip] {len(videos)} video(s) -> {args.out}; description: {path}")
     return 0

@@ -12,8 +12,9 @@ FEATURES is a folder written by `fgclip export-features`; it may hold the traini
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
+
+from fgclip.commands._errors import UsageError, check_writable
 
 
 def register(subparsers) -> None:
@@ -130,28 +131,12 @@ def _head_config(args) -> dict:
     return {"max_len": args.max_len, "hidden_dim": args.hidden_dim, "window": args.window}
 
 
-def _guarded(name: str, body, args) -> int:
-    """Run a command; bad input (features, labels, annotations, a refused selection) -> one line, exit 1."""
-    from fgclip.evaluation.anomaly import AnnotationError
-    from fgclip.head.features import FeatureError
-
-    try:
-        return body(args)
-    except (FeatureError, AnnotationError, FileNotFoundError) as error:
-        print(f"fgclip head {name}: {error}", file=sys.stderr)
-        return 1
-
-
 def run_train(args, _=None) -> int:
     if args.select_on_test and not args.test_list:
-        print(
-            "fgclip head train: --select-on-test needs --test-list (the videos to select on)", file=sys.stderr
-        )
-        return 2
+        raise UsageError("--select-on-test needs --test-list (the videos to select on)")
     if args.test_features and not args.select_on_test:
-        print("fgclip head train: --test-features is only used with --select-on-test", file=sys.stderr)
-        return 2
-    return _guarded("train", _train, args)
+        raise UsageError("--test-features is only used with --select-on-test")
+    return _train(args)
 
 
 def _train(args) -> int:
@@ -159,6 +144,7 @@ def _train(args) -> int:
     from fgclip.head.model import HeadConfig
     from fgclip.head.train import ClassPrompts, split_training_videos, train_head
 
+    check_writable(args.out, "--out")
     features = read_features(args.features)
     labels = read_labels(args.labels)
     test_labels = read_labels(args.test_list) if args.test_list else None
@@ -186,7 +172,7 @@ def _train(args) -> int:
 
 
 def run_eval(args, _=None) -> int:
-    return _guarded("eval", _eval, args)
+    return _eval(args)
 
 
 def _eval(args) -> int:
@@ -195,7 +181,7 @@ def _eval(args) -> int:
     from fgclip.head.train import load_head
 
     head, trained = load_head(args.head)
-    out = Path(args.out) if args.out else Path(args.head) / "eval"
+    out = check_writable(Path(args.out) if args.out else Path(args.head) / "eval", "--out")
     evaluation = evaluate_head(head, read_features(args.features), read_labels(args.test_list),
                                read_ground_truth(args.temporal_annotations), out_dir=out, timelines=args.timelines)  # fmt: skip
     selection = trained["selection"]
@@ -211,15 +197,17 @@ def _eval(args) -> int:
 
 def run_compare(args, _=None) -> int:
     if len(args.seeds) < 3:
-        print(f"fgclip head compare: --seeds needs at least 3 seeds for mean ± sd and paired differences, "
-              f"got {args.seeds}", file=sys.stderr)  # fmt: skip
-        return 2
-    return _guarded("compare", _compare, args)
+        raise UsageError(
+            f"--seeds needs at least 3 seeds for mean ± sd and paired differences, got {args.seeds}"
+        )
+    return _compare(args)
 
 
 def _compare(args) -> int:
     from fgclip.head.compare import format_comparison, head_comparison_for_demo
 
+    if args.out:
+        check_writable(args.out, "--out")
     a, b = args.names
     tests = args.test_features or (args.features_a, args.features_b)
     result = head_comparison_for_demo(
@@ -229,7 +217,6 @@ def _compare(args) -> int:
     )  # fmt: skip
     print(format_comparison(result))
     if args.out:
-        Path(args.out).mkdir(parents=True, exist_ok=True)
         (Path(args.out) / "compare.json").write_text(json.dumps(result, indent=2))
         print(f"[fgclip] {Path(args.out) / 'compare.json'}")
     return 0
@@ -242,6 +229,7 @@ def run_prompts(args, _=None) -> int:
     from fgclip.evaluation.zeroshot import load_prompt_set
 
     run = load_run(args.checkpoint, config=args.config, device=args.device)
+    check_writable(Path(args.out).parent, "--out")
     bank = prompt_bank(run.config, run.model, run.tokenizer, load_prompt_set(args.prompts), head="clip")
     # one embedding per class: the prompt ensemble (normalised mean of the class's prompts), Normal first
     np.savez(args.out, classes=np.array(bank.classes), embeddings=bank.class_embeds().cpu().numpy())

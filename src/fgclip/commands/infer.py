@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fgclip.commands._checkpoint import common_arguments, load_checkpoint_run, snippet_frames
+from fgclip.commands._errors import UsageError, check_writable, writing_to
 
 
 def register(commands) -> None:
@@ -31,8 +32,9 @@ def run(args, rest) -> int:
     from fgclip.evaluation.zeroshot import load_prompt_set
 
     loaded = load_checkpoint_run(args, {"eval.prompts": args.prompts}, rest)
+    check_writable(args.out, "--out")
     if not loaded.config.eval.prompts:
-        raise SystemExit("no prompt set: pass --prompts ucf-crime|msad|FILE (the run config names none)")
+        raise UsageError("no prompt set: pass --prompts ucf-crime|msad|FILE (the run config names none)")
     prompts = load_prompt_set(loaded.config.eval.prompts)
     clip_bank = builders.prompt_bank(loaded.config, loaded.model, loaded.tokenizer, prompts, head="clip")
     region_bank = (
@@ -53,7 +55,8 @@ def run(args, rest) -> int:
     if args.temporal_annotations:
         annotation = read_temporal_annotations(args.temporal_annotations).get(Path(args.video).stem)
     meta = {"checkpoint": str(loaded.checkpoint), "prompts": prompts.source}
-    paths = write_inference(result, args.out, annotation=annotation, meta=meta)
+    with writing_to(args.out, "--out"):
+        paths = write_inference(result, args.out, annotation=annotation, meta=meta)
     scores = result.scores
     peak = int(scores.snippet_scores.argmax())
     print(f"{Path(args.video).name}: {scores.layout.num_frames} frames, {scores.layout.num_snippets} snippets; "

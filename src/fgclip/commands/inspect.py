@@ -4,7 +4,6 @@ and how the checkpoint loads (loaded / initialised / missing / unexpected keys).
 from __future__ import annotations
 
 import json
-import sys
 
 
 def register(commands) -> None:
@@ -23,13 +22,7 @@ def register(commands) -> None:
 
 
 def run(args, _) -> int:
-    from fgclip.model.errors import CheckpointError
-
-    try:
-        print(run_inspect(args.model, args.json, allow_partial_load=args.allow_partial_load))
-    except (CheckpointError, FileNotFoundError) as error:
-        print(f"fgclip inspect: {error}", file=sys.stderr)
-        return 1
+    print(run_inspect(args.model, args.json, allow_partial_load=args.allow_partial_load))
     return 0
 
 

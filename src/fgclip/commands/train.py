@@ -8,7 +8,6 @@ check of `fgclip.checks` (the same ones `fgclip doctor` reports).
 from __future__ import annotations
 
 import shutil
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,11 +38,12 @@ from fgclip.training.checkpoints import (
     latest_checkpoint,
     promote,
     remove_stale_staging,
+    saving,
     staging_path,
 )
 from fgclip.training.lock import OutputDirLock
 from fgclip.training.lora import apply_lora, unwrap_model
-from fgclip.training.nonfinite import NonFiniteGuard, NonFiniteLossError
+from fgclip.training.nonfinite import NonFiniteGuard
 from fgclip.training.step_report import StepReport
 from fgclip.training.trainer import FGCLIPTrainer
 
@@ -78,11 +78,7 @@ def run(args, overrides) -> int:
         overrides = [*overrides, "--train.resume", args.resume]
     if args.overwrite_output_dir:
         overrides = [*overrides, "--train.overwrite_output_dir", "true"]
-    try:
-        outcome = train(load_config(args.config, overrides))
-    except (ConfigError, NonFiniteLossError) as error:
-        print(f"fgclip train: {error}", file=sys.stderr)
-        return 1
+    outcome = train(load_config(args.config, overrides))  # bad input: one line, by fgclip.cli.main
     if is_rank_zero():
         print(f"trained {outcome.global_step} optimizer steps; final model: {outcome.model_dir}")
     return 0
@@ -124,6 +120,7 @@ def _train_locked(
         print(describe_model(config.model, core, load_report, config.train.lora), flush=True)
     checks.check_model(core, tokenizer, config.data, config.loss)
     clips = builders.read_clips(config.data, _manifests(config))
+    checks.check_clips(config.data, clips)
     checks.check_leakage(config.data, clips)
     train_dataset = builders.build_dataset(
         config.data, clips, tokenizer, builders.model_image_size(core), train=True
@@ -210,7 +207,8 @@ def save_final_model(trainer: FGCLIPTrainer, model_dir: Path) -> Path:
     if is_rank_zero() and staged.exists():
         shutil.rmtree(staged)
     trainer.accelerator.wait_for_everyone()
-    trainer.save_model(str(staged))  # every rank: DeepSpeed gathers the weights collectively
+    with saving(staged, "the final model"):  # a full disk names the folder
+        trainer.save_model(str(staged))  # every rank: DeepSpeed gathers the weights collectively
     trainer.accelerator.wait_for_everyone()
     if is_rank_zero():
         promote(staged, model_dir)

@@ -49,6 +49,7 @@ def run_doctor(config: ExperimentConfig, world_size: int = 1, read_data: bool = 
     findings += check_schedule(config)
     data = None
     if read_data:
+        findings += check_inputs_exist(config)
         data, data_findings = read_training_data(config)
         findings += data_findings
     findings += check_memory_bank(config, world_size, data)
@@ -100,6 +101,13 @@ def check_schedule(config: ExperimentConfig) -> list[Finding]:
             )
         )
     return findings
+
+
+def check_inputs_exist(config: ExperimentConfig) -> list[Finding]:
+    """The input files and folders `fgclip train` refuses to start without (`fgclip.checks.missing_inputs`)."""
+    from fgclip.checks import missing_inputs
+
+    return [Finding("error", name, message) for name, message in missing_inputs(config)]
 
 
 def check_memory_bank(config: ExperimentConfig, world_size: int, data: DataSummary | None) -> list[Finding]:

@@ -8,9 +8,12 @@ and only a partial folder under `.staging`, which no `checkpoint-*` glob (ours o
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
 import re
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
@@ -35,6 +38,52 @@ RUN_ARTIFACTS = (
 # Config parts a resumed run must share with its checkpoint: they define what the checkpoint's weights,
 # optimizer state and memory-bank contents mean. (Other train.* may change: more steps, another rate.)
 RESUME_INVARIANT = ("model", "loss", "bank", "train.lora")
+
+
+# errno of a failed save that is about the disk, not the code
+DISK_ERRNOS = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded",
+               errno.EROFS: "read-only file system", errno.EACCES: "permission denied", errno.EIO: "I/O error"}  # fmt: skip
+# torch.save's C++ writer reports a failed write (a full disk among them) as a RuntimeError without errno
+TORCH_WRITE_FAILURES = (
+    "PytorchStreamWriter failed",
+    "file write failed",
+    "iostream error",
+    "inline_container.cc",
+)
+
+
+class SaveError(RuntimeError):
+    """A checkpoint or model that could not be written; the message names the folder and the free space."""
+
+
+@contextmanager
+def saving(folder: Path, what: str) -> Iterator[None]:
+    """Turn a failed write of `folder` (full disk, no permission; HF and torch name neither) into a `SaveError`
+    naming it. The partial folder is left in `.staging`, where the next start removes it."""
+    try:
+        yield
+    except OSError as error:
+        if error.errno not in DISK_ERRNOS:
+            raise
+        raise SaveError(_save_failure(folder, what, DISK_ERRNOS[error.errno], error.filename)) from error
+    except RuntimeError as error:
+        if not any(marker in str(error) for marker in TORCH_WRITE_FAILURES):
+            raise
+        raise SaveError(_save_failure(folder, what, f"write failed: {str(error).splitlines()[0]}")) from error
+
+
+def _save_failure(folder: Path, what: str, reason: str, filename: str | None = None) -> str:
+    free = _free_bytes(folder)
+    file = f" ({filename})" if filename and str(filename) != str(folder) else ""
+    return (
+        f"{folder}{file}: {reason} while writing {what}; {free / 2**20:.1f} MiB free on that disk. Free space "
+        "(or point train.output_dir at another disk) and continue with --resume latest"
+    )
+
+
+def _free_bytes(path: Path) -> int:
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    return shutil.disk_usage(existing).free
 
 
 def checkpoint_step(path: Path) -> int | None:

@@ -35,6 +35,7 @@ from fgclip.training.checkpoints import (
     STAGING_DIR,
     promote,
     rotate_checkpoints,
+    saving,
     staging_path,
 )
 from fgclip.training.lora import (
@@ -156,7 +157,8 @@ class FGCLIPTrainer(Trainer):
         self.accelerator.wait_for_everyone()
         self._staging = True
         try:
-            super()._save_checkpoint(model, trial)
+            with saving(staged, f"checkpoint-{self.state.global_step}"):  # a full disk names the folder
+                super()._save_checkpoint(model, trial)
         finally:
             self._staging = False
         self._check_bank_identical(staged)

@@ -125,6 +125,10 @@ def _grid(tasks: list, source: str, given: float | None, conversion: Conversion)
     return float(round(low, 3))
 
 
+def _not_a_number(value: Any) -> bool:
+    return isinstance(value, bool) or not isinstance(value, (int, float))
+
+
 def _keyframes(task: Any):
     if not isinstance(task, dict):
         return
@@ -267,6 +271,10 @@ class _Task:
             return None
         if not all(math.isfinite(v) for v in numbers):
             self.problem(where, f"x, y, width, height must be finite, got {numbers}")
+            return None
+        time = kf.get("time")  # optional; when given, the instant the annotator saw
+        if time is not None and (_not_a_number(time) or not math.isfinite(time)):
+            self.problem(f"{where}.time", f"must be finite seconds, got {time!r}")
             return None
         if kf.get("rotation", 0) not in (0, 0.0):
             self.problem(
