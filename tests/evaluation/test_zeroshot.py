@@ -108,10 +108,9 @@ def test_config_names_every_evaluator():
 
 def test_prompt_temperature_is_the_clamped_one_the_losses_use():
     """A checkpoint saved with a log-scale above the ceiling scores with the ceiling, as training did."""
-    from tests.tiny_models import tiny_fgclip
-
     from fgclip.data.text import build_word_tokenizer
     from fgclip.evaluation.zeroshot import encode_prompts
+    from tests.tiny_models import tiny_fgclip
 
     prompts = PromptSet(("a quiet street",), {"Fight": ("people fighting",)})
     tokenizer = build_word_tokenizer(["a", "quiet", "street", "people", "fighting"])
