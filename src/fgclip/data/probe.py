@@ -222,7 +222,7 @@ def scan_problem(path: Path, info: VideoInfo | None = None) -> str | None:
     if scan.problem is None and not short:
         return None
     header = f"{promised} frames" if promised is not None else f"{info.duration_s:.2f} s"
-    found = f"only {scan.num_packets} frames ({scan.duration_s:.2f} s) can be read"
+    found = f"only {scan.num_packets} frames (up to {scan.duration_s:.2f} s) can be read"
     cause = f": {scan.problem}" if scan.problem else ""
     return (
         f"the header promises {header} but {found}{cause} (truncated or corrupt file; re-encode or remove it)"
