@@ -77,13 +77,19 @@ def faststart_video(path: Path, seconds: float = 4.0, fps: float = 25.0, size: i
         for i in range(count)
     )  # fmt: skip
     plain = write_video(path.with_suffix(".plain.mp4"), frames, fps, gop_size=10)
-    with av.open(str(plain)) as source, av.open(str(path), "w", options={"movflags": "faststart"}) as out:
-        stream = out.add_stream_from_template(source.streams.video[0])
-        for packet in source.demux(source.streams.video[0]):
+    faststart_copy(plain, path)
+    plain.unlink()
+    return path
+
+
+def faststart_copy(source: Path, path: Path) -> Path:
+    """`source` remuxed (no re-encoding) with its index (moov) before the frames."""
+    with av.open(str(source)) as src, av.open(str(path), "w", options={"movflags": "faststart"}) as out:
+        stream = out.add_stream_from_template(src.streams.video[0])
+        for packet in src.demux(src.streams.video[0]):
             if packet.dts is not None:
                 packet.stream = stream
                 out.mux(packet)
-    plain.unlink()
     return path
 
 

@@ -73,7 +73,8 @@ class EpochSeededDataset(Dataset):
     A clip whose frames cannot be decoded (`VideoError`: a file damaged after the start-up probe, or damage
     the header probe cannot see) is logged by name and replaced by the next index, in dataset order, that
     decodes, drawn under the failed key's seed: the replacement is a function of (seed, epoch, index) and the
-    files, so a resumed run draws the same one. Once more than `max_failed` distinct clips have failed (in
+    files (every candidate is tried afresh, nothing is remembered across items), so a resumed run draws the
+    same one. Once more than `max_failed` distinct clips have failed (in
     this process: each DataLoader worker counts its own), `TooManyFailedClips` stops the run, so a broken
     dataset is not silently trained around.
     """
@@ -89,9 +90,9 @@ class EpochSeededDataset(Dataset):
         epoch, index = key
         with torch.random.fork_rng(devices=[]):
             for offset in range(len(self.dataset)):
+                # Every candidate is tried, also one that failed before: whether a clip decodes can depend on
+                # the times drawn (damage late in a file), and a resumed run has no memory of earlier epochs.
                 candidate = (index + offset) % len(self.dataset)
-                if candidate in self.failed:
-                    continue  # failed before: it would fail again (same file, same reader)
                 torch.manual_seed(item_seed(self.seed, epoch, index))
                 try:
                     item = self.dataset[candidate]
@@ -107,8 +108,13 @@ class EpochSeededDataset(Dataset):
         raise TooManyFailedClips(f"every one of the {len(self.dataset)} clips failed to decode")
 
     def _failed(self, index: int, error: VideoError) -> None:
+        if index in self.failed:
+            return  # named already
         self.failed[index] = str(error)
-        logger.warning("[data] clip %s cannot be decoded, replaced: %s", self._name(index), error)
+        logger.warning(
+            "[data] clip %s cannot be decoded (%d of at most %d such clips, data.max_failed_clips): %s",
+            self._name(index), len(self.failed), self.max_failed, error,
+        )  # fmt: skip
         if len(self.failed) > self.max_failed:
             shown = "; ".join(f"{self._name(i)}: {why}" for i, why in list(self.failed.items())[:5])
             raise TooManyFailedClips(
