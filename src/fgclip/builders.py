@@ -512,7 +512,7 @@ def build_eval_inputs(config: ExperimentConfig, model, tokenizer, options: EvalO
     prompts = load_prompt_set(config.eval.prompts) if config.eval.prompts else None
     anomaly_videos = None
     if prompts is not None and annotations is not None and "frame_anomaly" in config.eval.evaluators:
-        anomaly_videos = anomaly_test_videos(config, dataset, annotations, options)
+        anomaly_videos = probe_test_videos(data, anomaly_test_videos(config, dataset, annotations, options))
     cache = FrameCache(options.frame_cache) if options.frame_cache else None
     return EvalInputs(
         model=model,
@@ -576,6 +576,30 @@ def anomaly_test_videos(
     if not videos:
         raise AnnotationError(f"{source}: none of the videos is in the temporal annotation file")
     return videos
+
+
+def probe_test_videos(data: DataSection, videos: dict[str, Path]) -> dict[str, Path]:
+    """The frame-level test videos, each header probed first: an unreadable one stops the evaluation before any
+    video is scored (`data.invalid_entries: error`) or is left out of the AUC and named (`skip`)."""
+    probes = probe_media(
+        videos.values(), index=ProbeIndex(probe_index_path(data)), workers=min(16, os.cpu_count() or 1)
+    )
+    bad = {name: probes[path].error for name, path in videos.items() if probes[path].error is not None}
+    if not bad:
+        return videos
+    lines = [f"  video {videos[name]}: {why}" for name, why in bad.items()]
+    if data.invalid_entries == "error":
+        raise ConfigError(
+            "\n".join([f"{len(bad)} frame-level test video(s) cannot be read (data.invalid_entries=error; `skip` "
+                       "leaves them out of the AUC):", *lines])
+        )  # fmt: skip
+    if is_rank_zero():
+        title = f"[eval] WARNING {len(bad)} of {len(videos)} frame-level test videos LEFT OUT (unreadable):"
+        print("\n".join([title, *lines]), file=sys.stderr, flush=True)
+    kept = {name: path for name, path in videos.items() if name not in bad}
+    if not kept:
+        raise ConfigError("no frame-level test video left: every one is unreadable (see above)")
+    return kept
 
 
 def evaluate(config: ExperimentConfig, model, tokenizer, options: EvalOptions = EvalOptions()):
