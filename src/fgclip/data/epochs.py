@@ -74,9 +74,8 @@ class EpochSeededDataset(Dataset):
     the header probe cannot see) is logged by name and replaced by the next index, in dataset order, that
     decodes, drawn under the failed key's seed: the replacement is a function of (seed, epoch, index) and the
     files (every candidate is tried afresh, nothing is remembered across items), so a resumed run draws the
-    same one. Once more than `max_failed` distinct clips have failed (in
-    this process: each DataLoader worker counts its own), `TooManyFailedClips` stops the run, so a broken
-    dataset is not silently trained around.
+    same one. Once more than `max_failed` distinct clips have failed (in this process: each DataLoader worker
+    counts its own), `TooManyFailedClips` stops the run, so a broken dataset is not silently trained around.
     """
 
     def __init__(self, dataset: Dataset, seed: int, max_failed: int = 10):
@@ -89,23 +88,30 @@ class EpochSeededDataset(Dataset):
     def __getitem__(self, key: ItemKey):
         epoch, index = key
         with torch.random.fork_rng(devices=[]):
-            for offset in range(len(self.dataset)):
-                # Every candidate is tried, also one that failed before: whether a clip decodes can depend on
-                # the times drawn (damage late in a file), and a resumed run has no memory of earlier epochs.
+            try:
+                return self._draw(epoch, index, index)
+            except VideoError as error:
+                self._failed(index, error)
+            # Every candidate is tried, also one that failed before: whether a clip decodes can depend on the
+            # times drawn (damage late in a file), and a resumed run has no memory of earlier epochs.
+            for offset in range(1, len(self.dataset)):
                 candidate = (index + offset) % len(self.dataset)
-                torch.manual_seed(item_seed(self.seed, epoch, index))
                 try:
-                    item = self.dataset[candidate]
+                    item = self._draw(epoch, index, candidate)
                 except VideoError as error:
                     self._failed(candidate, error)
                     continue
-                if candidate != index:
-                    logger.warning(
-                        "[data] %s replaced by %s in epoch %d (its video failed to decode)",
-                        self._name(index), self._name(candidate), epoch,
-                    )  # fmt: skip
+                logger.warning(
+                    "[data] %s replaced by %s in epoch %d (its video failed to decode)",
+                    self._name(index), self._name(candidate), epoch,
+                )  # fmt: skip
                 return item
         raise TooManyFailedClips(f"every one of the {len(self.dataset)} clips failed to decode")
+
+    def _draw(self, epoch: int, index: int, candidate: int):
+        """Item `candidate` under the seed of key (epoch, index)."""
+        torch.manual_seed(item_seed(self.seed, epoch, index))
+        return self.dataset[candidate]
 
     def _failed(self, index: int, error: VideoError) -> None:
         if index in self.failed:
