@@ -72,6 +72,14 @@ def test_a_foreign_or_torn_index_is_started_afresh(tmp_path):
     assert json.loads(index_path.read_text())["version"] == 1
 
 
+def test_an_index_that_cannot_be_written_costs_a_warning_not_the_run(tmp_path, caplog):
+    video = index_video(tmp_path / "v.mp4", 1.0, fps=25)
+    (tmp_path / "a_file").write_text("")
+    unwritable = tmp_path / "a_file" / "video_probe.json"  # its folder is a file: mkdir fails (also as root)
+    assert probe_media([video], index=ProbeIndex(unwritable))[video].error is None
+    assert f"probe index {unwritable} cannot be written" in caplog.text
+
+
 def test_the_packet_scan_finds_what_the_header_hides(damaged):
     for name in ("full", "half", "garbage"):
         assert probe_media([damaged[name]])[damaged[name]].info.num_frames == 100  # the header: all intact

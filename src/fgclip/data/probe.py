@@ -113,11 +113,15 @@ class ProbeIndex:
         if self.path is None or not self.changed:
             return
         live = {k: v for k, v in self.entries.items() if k in self.used or _still_there(k)}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
-        with os.fdopen(handle, "w") as out:
-            json.dump({"version": INDEX_VERSION, "entries": live}, out)
-        os.replace(temporary, self.path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            handle, temporary = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
+            with os.fdopen(handle, "w") as out:
+                json.dump({"version": INDEX_VERSION, "entries": live}, out)
+            os.replace(temporary, self.path)
+        except OSError as error:  # a cache: a read-only or full disk costs the next run a probe, nothing more
+            logger.warning("probe index %s cannot be written (%s): the next run probes every video again",
+                           self.path, error)  # fmt: skip
         self.changed = False
 
 
@@ -161,7 +165,7 @@ def probe_media(
 
 def _from_entry(path: Path, entry: dict, scan: bool) -> MediaProbe | None:
     """The indexed result, or None when it lacks what is asked (a scan not run yet) or is malformed."""
-    if scan and "scan_problem" not in entry:
+    if scan and "scan_problem" not in entry and entry.get("error") is None:
         return None
     try:
         info = VideoInfo(path=path, **entry["info"]) if entry.get("info") is not None else None
@@ -176,10 +180,10 @@ def _probe_one(path: Path, is_image: bool, scan: bool) -> tuple[MediaProbe, dict
         return MediaProbe(path, None, "file not found"), None
     try:
         info = _open_image(path) if is_image else probe_video(path)
+        problem = scan_problem(path, info) if scan and info is not None else None
     except (VideoError, OSError) as error:
         message = _without_path(str(error), path)
         return MediaProbe(path, None, message), {"info": None, "error": message}
-    problem = scan_problem(path, info) if scan and info is not None else None
     entry = {"info": _info_fields(info) if info is not None else None, "error": None}
     if scan:
         entry["scan_problem"] = problem
