@@ -14,7 +14,8 @@ the same error / warning classes:
 
 Results are kept in a small JSON index (`ProbeIndex`) keyed by (resolved path, size, mtime_ns), so a second
 run reopens only videos that changed. Its default place is `$FGCLIP_CACHE_DIR/video_probe.json`, else
-`~/.cache/fgclip/video_probe.json`.
+`~/.cache/fgclip/video_probe.json`. A scan's finding is kept with the header: once `data check --scan` has
+found a file short, every later probe of that unchanged file (training's included) reports it too.
 """
 
 from __future__ import annotations
