@@ -208,11 +208,16 @@ def probe_clips(data: DataSection, clips: list[Clip], reads: list[ManifestRead],
     if not errors:
         return clips
     if data.invalid_entries == "error":
+        lines = _video_lines(errors)
+        if len(lines) == 1:  # the whole error on the command's one line
+            raise ConfigError(
+                f"{lines[0]} ({purpose} video; data.invalid_entries=error: `skip` leaves it out)"
+            )
         title = (
             f"{len(errors)} error(s) in the {purpose} videos (data.invalid_entries=error; `skip` leaves those "
             "clips out; `fgclip data check` reports the same):"
         )
-        raise ConfigError(_video_lines(title, errors))
+        raise ConfigError("\n  ".join([title, *lines]))
     bad = {(p.file, p.index) for p in errors}
     kept = [c for c in clips if locate(c, reads) not in bad]
     if is_rank_zero():
@@ -220,7 +225,7 @@ def probe_clips(data: DataSection, clips: list[Clip], reads: list[ManifestRead],
             f"[data] WARNING {len(clips) - len(kept)} of {len(clips)} {purpose} clips LEFT OUT for their videos "
             "(data.invalid_entries=skip):"
         )
-        print(_video_lines(title, errors), file=sys.stderr, flush=True)
+        print("\n  ".join([title, *_video_lines(errors)]), file=sys.stderr, flush=True)
     if not kept:
         raise ConfigError(f"no {purpose} clip left: every one was left out for its video (see above)")
     return kept
@@ -233,21 +238,21 @@ def _listed(title: str, problems, shown: int = 20) -> str:
     return "\n".join(lines)
 
 
-def _video_lines(title: str, errors, shown: int = 20) -> str:
+def _video_lines(errors, shown: int = 20) -> list[str]:
     """One line per (video, problem) in `data check`'s wording, naming the entries that share it."""
     grouped: dict[tuple, list] = {}
     for p in errors:
         grouped.setdefault((p.file, p.video, p.field, p.message), []).append(p.index)
-    lines = [title]
+    lines = []
     for (file, video, field_name, message), entries in list(grouped.items())[:shown]:
         named = ", ".join(str(i) for i in entries[:5]) + (
             f" and {len(entries) - 5} more" if len(entries) > 5 else ""
         )
-        lines.append(f"  {file}, entr{'y' if len(entries) == 1 else 'ies'} {named}, video {video!r}, "
+        lines.append(f"{file}, entr{'y' if len(entries) == 1 else 'ies'} {named}, video {video!r}, "
                      f"field {field_name!r}: {message}")  # fmt: skip
     if len(grouped) > shown:
-        lines.append(f"  ... and {len(grouped) - shown} more (`fgclip data check` lists all)")
-    return "\n".join(lines)
+        lines.append(f"... and {len(grouped) - shown} more (`fgclip data check` lists all)")
+    return lines
 
 
 def read_summary(result: ManifestRead, shown: int = 5) -> str:
