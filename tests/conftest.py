@@ -15,6 +15,12 @@ TINY_MODEL = (
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
 
 
+@pytest.fixture(autouse=True)
+def _probe_index_in_tmp(tmp_path_factory, monkeypatch):
+    """The start-up video probe keeps its index under $FGCLIP_CACHE_DIR: a test never writes to ~/.cache."""
+    monkeypatch.setenv("FGCLIP_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "fgclip_cache"))
+
+
 @pytest.fixture(scope="session")
 def tiny_synth(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("tiny_synth")

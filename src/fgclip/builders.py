@@ -9,6 +9,7 @@ bank options, the Trainer's arguments and the training sampler. Library modules 
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,7 @@ from fgclip.data.formats.cliplist import ReadOptions, read_hard_negatives
 from fgclip.data.frame_cache import FrameCache
 from fgclip.data.frames import FrameSource
 from fgclip.data.paths import VideoResolver
+from fgclip.data.probe import ProbeIndex, clip_problems, default_index_path, locate, probe_media
 from fgclip.data.records import Clip
 from fgclip.data.sampler import BalancedBatchSampler, GroupedShuffleSampler
 from fgclip.data.text import CaptionTokenizer, build_word_tokenizer
@@ -164,14 +166,93 @@ def read_manifests(data: DataSection, manifests: list[str], refuse_errors: bool 
     ]
 
 
-def read_clips(data: DataSection, manifests: list[str]) -> list[Clip]:
-    """The clips of `manifests`; each manifest's problems are summarised on rank 0 (stderr: stdout may be --json)."""
+def read_clips(data: DataSection, manifests: list[str], probe: str | None = None) -> list[Clip]:
+    """The clips of `manifests`; each manifest's problems are summarised on rank 0 (stderr: stdout may be --json).
+    `probe` ("training", "evaluation"): every video is then probed before anything runs (`probe_clips`)."""
+    reads = read_manifests(data, manifests)
     clips = []
-    for result in read_manifests(data, manifests):
+    for result in reads:
         if is_rank_zero():
             print(read_summary(result), file=sys.stderr, flush=True)
         clips.extend(result.clips)
-    return clips
+    return probe_clips(data, clips, reads, probe) if probe is not None else clips
+
+
+def probe_index_path(data: DataSection) -> Path:
+    return Path(data.video_probe_index) if data.video_probe_index else default_index_path()
+
+
+def probe_clips(data: DataSection, clips: list[Clip], reads: list[ManifestRead], purpose: str) -> list[Clip]:
+    """Probe every video of `clips` (header, duration vs spans and keyframes: the checks and wording of
+    `fgclip data check`). Warnings are printed; clips with errors stop the run (`data.invalid_entries: error`,
+    one line per video) or are left out and named (`skip`). With a frame cache the videos are not opened:
+    frames and durations come from the cache."""
+    media = [c for c in clips if c.is_image or data.frame_cache is None]
+    if not media:
+        return clips
+    probes = probe_media(
+        [c.video for c in media if not c.is_image],
+        images=[c.video for c in media if c.is_image],
+        index=ProbeIndex(probe_index_path(data)),
+        workers=min(16, os.cpu_count() or 1),
+    )
+    problems = clip_problems(media, reads, probes)
+    errors = [p for p in problems if p.is_error]
+    warnings = [p for p in problems if not p.is_error]
+    if is_rank_zero() and warnings:
+        print(
+            _listed(f"[data] {len(warnings)} {purpose} video warning(s):", warnings),
+            file=sys.stderr,
+            flush=True,
+        )
+    if not errors:
+        return clips
+    if data.invalid_entries == "error":
+        lines = _video_lines(errors)
+        if len(lines) == 1:  # the whole error on the command's one line
+            raise ConfigError(
+                f"{lines[0]} ({purpose} video; data.invalid_entries=error: `skip` leaves it out)"
+            )
+        title = (
+            f"{len(errors)} error(s) in the {purpose} videos (data.invalid_entries=error; `skip` leaves those "
+            "clips out; `fgclip data check` reports the same):"
+        )
+        raise ConfigError("\n  ".join([title, *lines]))
+    bad = {(p.file, p.index) for p in errors}
+    kept = [c for c in clips if locate(c, reads) not in bad]
+    if is_rank_zero():
+        title = (
+            f"[data] WARNING {len(clips) - len(kept)} of {len(clips)} {purpose} clips LEFT OUT for their videos "
+            "(data.invalid_entries=skip):"
+        )
+        print("\n  ".join([title, *_video_lines(errors)]), file=sys.stderr, flush=True)
+    if not kept:
+        raise ConfigError(f"no {purpose} clip left: every one was left out for its video (see above)")
+    return kept
+
+
+def _listed(title: str, problems, shown: int = 20) -> str:
+    lines = [title] + [f"  {p}" for p in problems[:shown]]
+    if len(problems) > shown:
+        lines.append(f"  ... and {len(problems) - shown} more (`fgclip data check` lists all)")
+    return "\n".join(lines)
+
+
+def _video_lines(errors, shown: int = 20) -> list[str]:
+    """One line per (video, problem) in `data check`'s wording, naming the entries that share it."""
+    grouped: dict[tuple, list] = {}
+    for p in errors:
+        grouped.setdefault((p.file, p.video, p.field, p.message), []).append(p.index)
+    lines = []
+    for (file, video, field_name, message), entries in list(grouped.items())[:shown]:
+        named = ", ".join(str(i) for i in entries[:5]) + (
+            f" and {len(entries) - 5} more" if len(entries) > 5 else ""
+        )
+        lines.append(f"{file}, entr{'y' if len(entries) == 1 else 'ies'} {named}, video {video!r}, "
+                     f"field {field_name!r}: {message}")  # fmt: skip
+    if len(grouped) > shown:
+        lines.append(f"... and {len(grouped) - shown} more (`fgclip data check` lists all)")
+    return lines
 
 
 def read_summary(result: ManifestRead, shown: int = 5) -> str:
@@ -350,7 +431,7 @@ def load_run(
 
 
 # ------------------------------------------------------------------------------------------ data tools
-def check_options(data: DataSection, *, check_videos: bool = True, tokenizer=None):
+def check_options(data: DataSection, *, check_videos: bool = True, tokenizer=None, scan: bool = False):
     """`fgclip data check` with the run's data settings (the same reading as `read_clips`)."""
     from fgclip.tools.check import CheckOptions
 
@@ -365,6 +446,9 @@ def check_options(data: DataSection, *, check_videos: bool = True, tokenizer=Non
         convert=convert_options(data),
         sampling=sampling_options(data, data.image_size or 224),
         tokenizer=tokenizer,
+        scan=scan,
+        probe_index=str(probe_index_path(data)),
+        workers=min(16, os.cpu_count() or 1),
     )
 
 
@@ -425,7 +509,7 @@ def build_eval_inputs(config: ExperimentConfig, model, tokenizer, options: EvalO
     dataset = None
     if data.eval_manifests:
         checks.check_caption_lengths(data, model)
-        clips = read_clips(data, data.eval_manifests)
+        clips = read_clips(data, data.eval_manifests, probe="evaluation")
         dataset = build_dataset(data, clips, tokenizer, model_image_size(model), train=False)
     annotations = None
     if config.eval.temporal_annotations:
@@ -433,7 +517,7 @@ def build_eval_inputs(config: ExperimentConfig, model, tokenizer, options: EvalO
     prompts = load_prompt_set(config.eval.prompts) if config.eval.prompts else None
     anomaly_videos = None
     if prompts is not None and annotations is not None and "frame_anomaly" in config.eval.evaluators:
-        anomaly_videos = anomaly_test_videos(config, dataset, annotations, options)
+        anomaly_videos = probe_test_videos(data, anomaly_test_videos(config, dataset, annotations, options))
     cache = FrameCache(options.frame_cache) if options.frame_cache else None
     return EvalInputs(
         model=model,
@@ -497,6 +581,30 @@ def anomaly_test_videos(
     if not videos:
         raise AnnotationError(f"{source}: none of the videos is in the temporal annotation file")
     return videos
+
+
+def probe_test_videos(data: DataSection, videos: dict[str, Path]) -> dict[str, Path]:
+    """The frame-level test videos, each header probed first: an unreadable one stops the evaluation before any
+    video is scored (`data.invalid_entries: error`) or is left out of the AUC and named (`skip`)."""
+    probes = probe_media(
+        videos.values(), index=ProbeIndex(probe_index_path(data)), workers=min(16, os.cpu_count() or 1)
+    )
+    bad = {name: probes[path].error for name, path in videos.items() if probes[path].error is not None}
+    if not bad:
+        return videos
+    lines = [f"  video {videos[name]}: {why}" for name, why in bad.items()]
+    if data.invalid_entries == "error":
+        raise ConfigError(
+            "\n".join([f"{len(bad)} frame-level test video(s) cannot be read (data.invalid_entries=error; `skip` "
+                       "leaves them out of the AUC):", *lines])
+        )  # fmt: skip
+    if is_rank_zero():
+        title = f"[eval] WARNING {len(bad)} of {len(videos)} frame-level test videos LEFT OUT (unreadable):"
+        print("\n".join([title, *lines]), file=sys.stderr, flush=True)
+    kept = {name: path for name, path in videos.items() if name not in bad}
+    if not kept:
+        raise ConfigError("no frame-level test video left: every one is unreadable (see above)")
+    return kept
 
 
 def evaluate(config: ExperimentConfig, model, tokenizer, options: EvalOptions = EvalOptions()):

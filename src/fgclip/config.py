@@ -96,6 +96,10 @@ class DataSection:
     batch_by_group: bool = False  # keep clips of one manifest `group` (scene) in the same batch
     balance: bool = False  # every batch half normal, half abnormal clips (the smaller class oversampled)
     frame_cache: str | None = None  # a `fgclip data cache` folder: frames come from it, never decoded
+    # start-up video probe results, keyed by (path, size, mtime); None: $FGCLIP_CACHE_DIR/video_probe.json,
+    # else ~/.cache/fgclip/video_probe.json
+    video_probe_index: str | None = None
+    max_failed_clips: int = 10  # clips whose decoding fails mid-run (each replaced) before training stops
 
 
 def loss_section_class(terms) -> type:

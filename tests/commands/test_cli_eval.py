@@ -6,16 +6,23 @@ disk) must report the same numbers: both go through `fgclip.builders.evaluate`.
 
 import csv
 import json
+import shutil
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from fgclip.cli import main
-from fgclip.commands.demo import _demo_overrides, demo_config_path, evaluate_run
-from fgclip.commands.train import train
-from fgclip.config import load_config
-from fgclip.data.video import video_frame_times
-from fgclip.tools.synth import generate
+sys.path.insert(0, str(Path(__file__).parents[1] / "data"))
+from stand_ins import cut_in_half, faststart_video  # noqa: E402
+
+from fgclip.builders import load_run, probe_test_videos  # noqa: E402
+from fgclip.cli import main  # noqa: E402
+from fgclip.commands.demo import _demo_overrides, demo_config_path, evaluate_run  # noqa: E402
+from fgclip.commands.train import train  # noqa: E402
+from fgclip.config import ConfigError, load_config  # noqa: E402
+from fgclip.data.video import video_frame_times  # noqa: E402
+from fgclip.tools.synth import generate  # noqa: E402
 
 TINY = "{image_size: 32, patch_size: 8, vision_width: 32, vision_layers: 1, text_width: 32, text_layers: 1, heads: 2, projection_dim: 16}"
 SHARED_KEYS = ("clip_retrieval_R@1", "region_retrieval_R@1", "frame_auc", "frame_ap", "retrieval",
@@ -151,3 +158,40 @@ def test_eval_without_a_run_config_says_what_to_pass(tmp_path, capsys):
     (tmp_path / "model").mkdir()
     assert main(["eval", str(tmp_path / "model")]) == 1
     assert "no fgclip_config.yaml in it or in its parent" in capsys.readouterr().err
+
+
+def test_export_features_and_infer_warn_on_a_video_cut_short(run, tmp_path, capsys):
+    half = cut_in_half(faststart_video(tmp_path / "full.mp4"), tmp_path / "half.mp4")  # header: 100 frames
+    model_dir = str(run["outcome"].model_dir)
+    export = ["export-features", model_dir, "--videos", str(half), "--out", str(tmp_path / "f"), "--no-progress"]  # fmt: skip
+    assert main(export) == 0
+    warning = f"{half}: the header says 100 frames but only 49 can be read (truncated or corrupt file?)"
+    assert warning in capsys.readouterr().err
+    assert json.loads((tmp_path / "f" / "features.json").read_text())["videos"]["half"]["num_frames"] == 49
+    infer = ["infer", str(half), "--checkpoint", model_dir, "--out", str(tmp_path / "i"), "--no-progress"]
+    assert main(infer) == 0
+    assert warning in capsys.readouterr().err
+    assert len(json.loads((tmp_path / "i" / "half.scores.json").read_text())["frame_scores"]) == 49
+
+
+def test_eval_stops_before_scoring_naming_an_unreadable_eval_or_test_video(run, tmp_path, capsys):
+    data = tmp_path / "data"
+    shutil.copytree(run["data"].out_dir, data)
+    test = json.loads((data / "test.json").read_text())
+    broken = data / test[1]["video"]
+    broken.write_bytes(b"not a video")
+    on_copy = ["--data.eval_manifests", json.dumps([str(data / "test.json")]), "--data.video_root", str(data)]
+    out = tmp_path / "eval"
+    assert main(["eval", str(run["outcome"].model_dir), "--out", str(out), "--no-progress", *on_copy]) == 1
+    line = capsys.readouterr().err.splitlines()[-1]  # one bad video: the whole error on one line
+    assert line.startswith(f"fgclip eval: {data / 'test.json'}, entry 1, video {test[1]['video']!r}, field "
+                           f"'video': video {broken}: cannot be opened as a video (")  # fmt: skip
+    assert line.endswith("(evaluation video; data.invalid_entries=error: `skip` leaves it out)")
+    assert not (out / "eval.json").exists()
+
+    loaded = load_run(run["outcome"].model_dir, overrides=on_copy)
+    videos = {Path(e["video"]).stem: data / e["video"] for e in test}
+    with pytest.raises(ConfigError, match=f"1 frame-level test video.*\n  video {broken}: cannot be opened"):
+        probe_test_videos(loaded.config.data, videos)
+    loaded.config.data.invalid_entries = "skip"
+    assert sorted(probe_test_videos(loaded.config.data, videos)) == sorted(set(videos) - {broken.stem})

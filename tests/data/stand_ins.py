@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 
@@ -63,3 +64,48 @@ def real_data_dir() -> Path:
         "real annotation files not found (looked for shared/data/real beside the checkout and its parents; "
         "set FGCLIP_REAL_DATA to point at it)"
     )
+
+
+def faststart_video(path: Path, seconds: float = 4.0, fps: float = 25.0, size: int = 96) -> Path:
+    """A stand-in mp4 with its index (moov) before the frames, as streaming encoders write it: cut short, its
+    header still promises every frame. Noisy frames (hundreds of kB) so the frame data dominates the file."""
+    rng = np.random.default_rng(0)
+    count = int(round(seconds * fps))
+    frames = (
+        np.clip(index_frame(i, size, size * 3 // 4).astype(int) + rng.integers(-40, 40, (size * 3 // 4, size, 3)),
+                0, 255).astype(np.uint8)
+        for i in range(count)
+    )  # fmt: skip
+    plain = write_video(path.with_suffix(".plain.mp4"), frames, fps, gop_size=10)
+    faststart_copy(plain, path)
+    plain.unlink()
+    return path
+
+
+def faststart_copy(source: Path, path: Path) -> Path:
+    """`source` remuxed (no re-encoding) with its index (moov) before the frames."""
+    with av.open(str(source)) as src, av.open(str(path), "w", options={"movflags": "faststart"}) as out:
+        stream = out.add_stream_from_template(src.streams.video[0])
+        for packet in src.demux(src.streams.video[0]):
+            if packet.dts is not None:
+                packet.stream = stream
+                out.mux(packet)
+    return path
+
+
+def cut_in_half(source: Path, path: Path) -> Path:
+    """The first half of `source`'s bytes (a download or copy interrupted half way)."""
+    data = source.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+def garbage_mid_file(source: Path, path: Path, length: int = 3000) -> Path:
+    """`source` with `length` random bytes written over its middle (same size: the header still matches)."""
+    data = bytearray(source.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + length] = (
+        np.random.default_rng(1).integers(0, 256, length, dtype=np.uint8).tobytes()
+    )
+    path.write_bytes(bytes(data))
+    return path

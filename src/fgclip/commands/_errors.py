@@ -23,6 +23,7 @@ USER_ERRORS = (
     ("fgclip.config", "ConfigError"),
     ("fgclip.data.errors", "ManifestError"),
     ("fgclip.data.video", "VideoError"),
+    ("fgclip.data.epochs", "TooManyFailedClips"),
     ("fgclip.model.errors", "CheckpointError"),
     ("fgclip.head.features", "FeatureError"),
     ("fgclip.evaluation.anomaly", "AnnotationError"),

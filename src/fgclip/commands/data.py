@@ -99,6 +99,11 @@ def _check_parser(data) -> None:
     _source_arguments(check)
     check.add_argument("--no-video", action="store_true", help="check annotations only (no video is opened)")
     check.add_argument(
+        "--scan", action="store_true",
+        help="also read every packet of every video (no decoding): finds files holding fewer frames than their "
+        "header promises (cut short, garbage mid-file); results kept in the probe index",
+    )  # fmt: skip
+    check.add_argument(
         "--test-list", metavar="FILE", help="test videos (e.g. Anomaly_Test.txt): leakage report"
     )
     check.add_argument("--max-regions", type=int, help="regions kept per clip (default 4)")
@@ -202,7 +207,9 @@ def run_check(args, overrides) -> int:
 
     config = data_config(args, overrides)
     tokenizer = _check_tokenizer(args, config)
-    options = builders.check_options(config.data, check_videos=not args.no_video, tokenizer=tokenizer)
+    options = builders.check_options(
+        config.data, check_videos=not args.no_video, tokenizer=tokenizer, scan=args.scan
+    )
     report = check_manifests(all_manifests(config), options)
     print(json.dumps(report.to_dict(), indent=1, ensure_ascii=False) if args.json else report.format_text())
     return report.exit_code

@@ -119,7 +119,7 @@ def _train_locked(
     if is_rank_zero():
         print(describe_model(config.model, core, load_report, config.train.lora), flush=True)
     checks.check_model(core, tokenizer, config.data, config.loss)
-    clips = builders.read_clips(config.data, _manifests(config))
+    clips = builders.read_clips(config.data, _manifests(config), probe="training")  # every video probed
     checks.check_clips(config.data, clips)
     checks.check_leakage(config.data, clips)
     train_dataset = builders.build_dataset(
@@ -134,7 +134,7 @@ def _train_locked(
     trainer = FGCLIPTrainer(
         model=model,
         args=args,
-        train_dataset=EpochSeededDataset(train_dataset, config.train.seed),
+        train_dataset=EpochSeededDataset(train_dataset, config.train.seed, config.data.max_failed_clips),
         data_collator=ClipCollator(CaptionTokenizer(tokenizer).pad_token_id),
         processing_class=tokenizer,
         task=task,

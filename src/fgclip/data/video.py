@@ -64,12 +64,16 @@ import numpy as np
 __all__ = [
     "DECODER_THREAD_TYPE",
     "DecodeStats",
+    "PacketScan",
     "VideoError",
+    "VideoHeader",
     "VideoInfo",
     "clear_index_cache",
     "decode_frames",
     "iter_frames",
     "probe_video",
+    "read_header",
+    "scan_packets",
     "video_frame_times",
     "write_video",
 ]
@@ -243,6 +247,7 @@ def _read_packets(path: Path) -> _Packets:
     key_l: list[bool] = []
     dur_l: list[int] = []
     keep_l: list[bool] = []
+    corrupt_l: list[bool] = []
     with _opened(path) as (container, stream):
         time_base = stream.time_base
         if time_base is None or time_base <= 0:
@@ -256,6 +261,7 @@ def _read_packets(path: Path) -> _Packets:
                 key_l.append(packet.is_keyframe)
                 dur_l.append(packet.duration or 0)
                 keep_l.append(not packet.is_discard)
+                corrupt_l.append(packet.is_corrupt)
         except av.FFmpegError as exc:
             raise VideoError(f"{path}: corrupt data while reading packet {len(pts_l)} ({exc})") from exc
         stream_start, has_b_frames, fps = (
@@ -263,6 +269,11 @@ def _read_packets(path: Path) -> _Packets:
             bool(stream.codec_context.has_b_frames),
             _rate(stream),
         )
+    while (
+        corrupt_l and corrupt_l[-1]
+    ):  # a file cut short ends in a partial packet: the frames before it decode
+        for column in (pts_l, dts_l, key_l, dur_l, keep_l, corrupt_l):
+            column.pop()
     if not pts_l:
         raise VideoError(f"{path}: the video stream holds no packets")
     return _Packets(
@@ -371,6 +382,31 @@ def _require_timestamps(index: _Index, path: Path) -> None:
 # probing
 
 
+@dataclass(frozen=True)
+class VideoHeader:
+    """What the container header says, before any packet is read (None where it says nothing)."""
+
+    duration_s: float | None
+    fps: float | None
+    num_frames: int | None  # the stream's frame count (mp4: its sample table)
+    width: int
+    height: int
+
+
+def read_header(path: str | Path) -> VideoHeader:
+    """The header fields of the first video stream: stream duration (else the container's), rate, frame count."""
+    path = Path(path)
+    with _opened(path) as (container, stream):
+        duration_s = None
+        if stream.duration is not None and stream.duration > 0 and stream.time_base:
+            duration_s = float(stream.duration * stream.time_base)
+        elif container.duration is not None and container.duration > 0:
+            duration_s = container.duration / av.time_base
+        num_frames = stream.frames if stream.frames and stream.frames > 0 else None
+        cc = stream.codec_context
+        return VideoHeader(duration_s, _rate(stream), num_frames, int(cc.width), int(cc.height))
+
+
 def probe_video(path: str | Path) -> VideoInfo:
     """Duration, average fps, frame count and size of a video.
 
@@ -379,16 +415,8 @@ def probe_video(path: str | Path) -> VideoInfo:
     count it gives is exact. Otherwise a missing frame count is estimated (`num_frames_exact=False`).
     """
     path = Path(path)
-    with _opened(path) as (container, stream):
-        cc = stream.codec_context
-        width, height = cc.width, cc.height
-        fps = _rate(stream)
-        duration_s = None
-        if stream.duration is not None and stream.duration > 0 and stream.time_base:
-            duration_s = float(stream.duration * stream.time_base)
-        elif container.duration is not None and container.duration > 0:
-            duration_s = container.duration / av.time_base
-        num_frames = stream.frames if stream.frames and stream.frames > 0 else None
+    header = read_header(path)
+    duration_s, fps, num_frames = header.duration_s, header.fps, header.num_frames
     exact = num_frames is not None
     if duration_s is None or fps is None:
         index = _load_index(path)
@@ -401,7 +429,60 @@ def probe_video(path: str | Path) -> VideoInfo:
         raise VideoError(f"{path}: neither the header nor the packets give a frame rate / duration")
     if num_frames is None:
         num_frames = int(round(duration_s * fps))
-    return VideoInfo(path, float(duration_s), float(fps), int(num_frames), exact, int(width), int(height))
+    return VideoInfo(path, float(duration_s), float(fps), int(num_frames), exact, header.width, header.height)
+
+
+@dataclass(frozen=True)
+class PacketScan:
+    """One demux-only pass over every packet of the video stream (`scan_packets`)."""
+
+    num_packets: int  # packets read before the end or the first unreadable one
+    duration_s: float  # end of the last packet read (pts + duration), seconds from the first
+    problem: str | None  # the first packet that could not be read or whose framing is broken, None if none
+
+
+# Codecs whose packets can be checked without decoding: the filter parses each packet's NAL-unit framing
+# (the length prefixes of mp4's AVCC / HVCC layout), which garbage bytes mid-file break.
+_FRAMING_FILTERS = {"h264": "h264_mp4toannexb", "hevc": "hevc_mp4toannexb"}
+
+
+def scan_packets(path: str | Path) -> PacketScan:
+    """Read every packet of the first video stream without decoding (plus a NAL-framing check for H.264 /
+    HEVC): what a truncated file or garbage mid-file leaves, which the header cannot show."""
+    from av.bitstream import BitStreamFilterContext
+
+    path = Path(path)
+    count, first, end, problem = 0, None, None, None
+    with _opened(path) as (container, stream):
+        name = stream.codec_context.name
+        framing = BitStreamFilterContext(_FRAMING_FILTERS[name], stream) if name in _FRAMING_FILTERS else None
+        packets = container.demux(stream)
+        while problem is None:
+            try:
+                packet = next(packets, None)
+            except av.FFmpegError as exc:
+                problem = f"packet {count} cannot be read ({exc})"
+                break
+            if packet is None or (packet.size == 0 and packet.pts is None and packet.dts is None):
+                break
+            if packet.is_corrupt:
+                problem = f"packet {count} is flagged corrupt by the demuxer (cut-off or damaged data)"
+                break
+            stamp = packet.pts if packet.pts is not None else packet.dts
+            length = packet.duration or 0
+            if framing is not None:  # the filter takes the packet over: its fields are read before
+                try:
+                    framing.filter(packet)
+                except av.FFmpegError as exc:
+                    problem = f"packet {count} is malformed ({exc}): corrupt or cut-off data"
+                    break
+            count += 1
+            if stamp is not None:
+                first = stamp if first is None else min(first, stamp)
+                end = stamp + length if end is None else max(end, stamp + length)
+        time_base = float(stream.time_base) if stream.time_base else 0.0
+    duration_s = (end - first) * time_base if first is not None else 0.0
+    return PacketScan(count, duration_s, problem)
 
 
 def video_frame_times(path: str | Path) -> np.ndarray:
@@ -444,8 +525,9 @@ class _Reader:
         return f"{self.path}: frame at {t:.6f} s (pts {int(self.index.frame_pts[frame_number])})"
 
     def _decode(self, packet) -> None:
+        """Decode `packet`; None flushes the decoder (the frames it still holds)."""
         try:
-            frames = packet.decode()
+            frames = packet.decode() if packet is not None else self.stream.decode(None)
         except av.FFmpegError as exc:
             raise VideoError(f"{self.path}: corrupt data in packet {self.next_pkt} ({exc})") from exc
         for frame in frames:
@@ -476,6 +558,10 @@ class _Reader:
             self.eof = True
             return True
         if self.next_pkt >= self.index.num_packets:
+            if packet.is_corrupt:  # the partial last packet of a file cut short, left out of the index
+                self._decode(None)
+                self.eof = True
+                return True
             raise VideoError(f"{self.path}: more packets than indexed (file changed while reading?)")
         expected = self.index.pkt_pts[self.next_pkt]
         got = packet.pts if packet.pts is not None else packet.dts

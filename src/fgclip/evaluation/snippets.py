@@ -7,6 +7,7 @@ come from the shared `fgclip.data.frames.FrameSource` (streamed decoding or a fr
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,9 +19,22 @@ from tqdm.auto import tqdm
 
 from fgclip.data.dataset import to_pixel_values
 from fgclip.data.frames import FrameSource
+from fgclip.data.probe import frame_shortfall
 from fgclip.data.video import VideoError, probe_video, video_frame_times
 from fgclip.evaluation.anomaly import SnippetLayout
 from fgclip.evaluation.zeroshot import DEFAULT_SCORING, PromptBank, anomaly_scores
+
+logger = logging.getLogger(__name__)
+
+
+def readable_frame_times(video: Path) -> np.ndarray:
+    """(N,) times of the frames the video holds; a warning names it when that is fewer than its header says
+    (a file cut short: the frames up to the cut are scored, the rest are not)."""
+    frame_times = video_frame_times(video)
+    shortfall = frame_shortfall(video, len(frame_times))
+    if shortfall is not None:
+        logger.warning(shortfall)
+    return frame_times
 
 
 @dataclass(frozen=True)
@@ -76,7 +90,7 @@ def embed_video_snippets(
 ) -> VideoSnippets:
     """Clip embedding of every snippet: F frames -> frame embeddings -> temporal pooling -> (S, D)."""
     video = Path(video)
-    frame_times = video_frame_times(video)  # exact native frame count and times (packet index)
+    frame_times = readable_frame_times(video)  # exact native frame count and times (packet index)
     layout = SnippetLayout(len(frame_times), snippet_frames, frames_per_snippet)
     device = next(model.parameters()).device
     bar = tqdm(total=layout.num_snippets, desc=video.name, unit="snippet", disable=not progress, leave=False)
@@ -157,7 +171,7 @@ class _VideoChunks(IterableDataset):
         )
         for index in indices:
             video = self.videos[index]
-            frame_times = video_frame_times(video)
+            frame_times = readable_frame_times(video)
             layout = SnippetLayout(len(frame_times), self.snippet_frames, self.frames_per_snippet)
             yield "start", index, (layout, frame_times)
             for chunk in snippet_chunks(video, self.frames, frame_times, layout, self.batch_frames):

@@ -2,9 +2,11 @@
 
 Every problem names the manifest, the entry index, the video and the field (`EntryProblem`). Errors make the
 command exit 1; warnings are interpretations the readers applied (see each format's module) and duplicates.
-With videos (the default), each video is probed once (header read, no decoding): a missing or unreadable video
-is an error for every entry using it, and so is a keyframe or span start past the video's end (a wrong
-annotation grid or the wrong video); a span end past the end is clamped (warning).
+With videos (the default), each video is probed once (header read, no decoding; `fgclip.data.probe`, the same
+checks and wording as the start-up probe of train / eval): a missing or unreadable video is an error for every
+entry using it, and so is a keyframe or span start past the video's end (a wrong annotation grid or the wrong
+video); a span end past the end is clamped (warning). `scan` (`--scan`) also reads every packet without decoding
+it, so a file holding fewer frames than its header promises (cut short, garbage mid-file) is an error too.
 """
 
 from __future__ import annotations
@@ -24,9 +26,9 @@ from fgclip.data.formats import ConvertOptions, ManifestRead, load_manifest
 from fgclip.data.formats.cliplist import HardNegatives, ReadOptions, read_hard_negatives
 from fgclip.data.leakage import LeakageReport, find_leakage
 from fgclip.data.paths import VideoResolver
+from fgclip.data.probe import ProbeIndex, clip_problems, probe_media, problem
 from fgclip.data.records import Clip
 from fgclip.data.tracks import box_at
-from fgclip.data.video import VideoError, probe_video
 
 CLIP_TEXT_POSITIONS = 77
 
@@ -43,6 +45,9 @@ class CheckOptions:
     convert: ConvertOptions = field(default_factory=ConvertOptions)
     sampling: SamplingOptions = field(default_factory=SamplingOptions)
     tokenizer: object | None = None  # an HF tokenizer: caption lengths in tokens instead of words
+    scan: bool = False  # also read every packet of every video (no decoding): truncated / corrupt files
+    probe_index: str | None = None  # JSON index of probe results (None: none kept)
+    workers: int = 8  # videos probed at a time
 
 
 @dataclass
@@ -185,18 +190,6 @@ def _show_flags(options: CheckOptions) -> str:
     return "".join(f" {shlex.quote(f)}" for f in flags)
 
 
-def _locate(clip: Clip, manifests: list[ManifestRead]) -> tuple[str, int]:
-    """(manifest path, entry index) of a clip; sample ids are "<manifest name>:<entry index>"."""
-    name, _, index = clip.sample_id.rpartition(":")
-    path = next((m.path for m in manifests if Path(m.path).name == name), name)
-    return path, int(index)
-
-
-def _problem(clip, manifests, field_name, message, severity="error") -> EntryProblem:
-    path, index = _locate(clip, manifests)
-    return EntryProblem(path, index, clip.video_key, field_name, message, severity)
-
-
 def _clip_identity(clip: Clip) -> tuple:
     regions = tuple((r.caption, r.track, r.hard_negatives) for r in clip.regions)
     return clip.video_key, clip.timestamps, clip.global_caption, clip.label, regions
@@ -209,7 +202,7 @@ def _duplicates(clips: list[Clip], manifests: list[ManifestRead]) -> list[EntryP
         original = first.setdefault(_clip_identity(clip), clip)
         if original is not clip:
             problems.append(
-                _problem(
+                problem(
                     clip, manifests, None, f"duplicate of {original.sample_id} (trained on twice)", WARNING
                 )
             )
@@ -229,71 +222,18 @@ def _orphan_hard_negatives(negatives: HardNegatives, manifests: list[ManifestRea
 
 
 def _check_videos(clips, manifests, options: CheckOptions) -> tuple[list[EntryProblem], dict[Path, float]]:
-    problems: list[EntryProblem] = []
-    durations: dict[Path, float] = {}
-    failures: dict[Path, str] = {}
-    for clip in clips:
-        if clip.video in durations or clip.video in failures:
-            continue
-        try:
-            durations[clip.video] = _open_media(clip)
-        except (VideoError, OSError) as error:
-            failures[clip.video] = str(error)
-    for clip in clips:
-        if clip.video in failures:
-            what = "image" if clip.is_image else "video"
-            problems.append(
-                _problem(clip, manifests, "video", f"{what} {clip.video}: {failures[clip.video]}")
-            )
-        elif not clip.is_image:
-            problems += _check_times(clip, durations[clip.video], manifests)
-    return problems, durations
-
-
-def _open_media(clip: Clip) -> float:
-    if not clip.video.exists():
-        raise VideoError("file not found")
-    if clip.is_image:
-        from PIL import Image
-
-        with Image.open(clip.video) as image:
-            image.verify()
-        return 0.0
-    return probe_video(clip.video).duration_s
-
-
-def _check_times(clip: Clip, duration: float, manifests) -> list[EntryProblem]:
-    problems = []
-    late = 0.1  # s: a couple of annotation frames of slack for rounding
-    for r, region in enumerate(clip.regions):
-        times = [k.time_s for k in region.track.keyframes] if region.track else []
-        if times and max(times) > duration + late:
-            problems.append(
-                _problem(
-                    clip, manifests, f"region {r} keyframes",
-                    f"a keyframe at {max(times):.2f} s lies past the video's end ({duration:.2f} s): wrong "
-                    "annotation_fps, or the wrong video?",
-                )
-            )  # fmt: skip
-    if clip.timestamps is not None:
-        start, end = clip.timestamps
-        if start >= duration:
-            problems.append(
-                _problem(
-                    clip,
-                    manifests,
-                    "timestamps",
-                    f"span starts at {start:.2f} s, after the video's end ({duration:.2f} s)",
-                )
-            )
-        elif end > duration + 1.0:
-            problems.append(
-                _problem(
-                    clip, manifests, "timestamps",
-                    f"span ends at {end:.2f} s, {end - duration:.2f} s past the video's end: clamped", WARNING,
-                )
-            )  # fmt: skip
-    return problems
+    """Each video probed once (`fgclip.data.probe`: the same checks and wording as training's start-up probe)."""
+    videos = [c.video for c in clips if not c.is_image]
+    images = [c.video for c in clips if c.is_image]
+    probes = probe_media(
+        videos,
+        images=images,
+        index=ProbeIndex(options.probe_index),
+        workers=options.workers,
+        scan=options.scan,
+    )
+    durations = {path: p.info.duration_s for path, p in probes.items() if p.info is not None}
+    return clip_problems(clips, manifests, probes), durations
 
 
 def _summary(manifests, clips: list[Clip], durations: dict[Path, float], options: CheckOptions) -> dict:
