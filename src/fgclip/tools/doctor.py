@@ -290,7 +290,8 @@ def _temperature_findings(model) -> list[Finding]:
             Finding(
                 "warning",
                 "temperatures",
-                f"{', '.join(above)} start above logit_scale_max={ceiling:.4f} and are clamped after the first step",
+                f"{', '.join(above)} start above logit_scale_max={ceiling:.4f}: the losses use the ceiling from the "
+                "first step (clamped in the forward) and the weights are clamped after it",
             )
         )
     low = [name for name, value in values.items() if math.exp(value) < 10]
