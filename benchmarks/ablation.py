@@ -136,7 +136,8 @@ def _mean(values) -> float:
     return statistics.fmean(values) if values else float("nan")
 
 
-def _mean_sd(values: list[float]) -> str:
+def mean_sd(values: list[float]) -> str:
+    """`0.627 ± 0.050` (mean ± sd over seeds); the format of every seeded benchmark table."""
     if not values:
         return "—"
     sd = statistics.stdev(values) if len(values) > 1 else 0.0
@@ -155,7 +156,7 @@ def table(results: list[dict], regime: str, seeds: list[int]) -> str:
         runs = {
             r["seed"]: r for r in results if r["row"] == row.name and r["regime"] in (regime, "zero-shot")
         }
-        cells = [_mean_sd([runs[s][key] for s in seeds if s in runs]) for key, _ in METRICS]
+        cells = [mean_sd([runs[s][key] for s in seeds if s in runs]) for key, _ in METRICS]
         extra = ["—"] * 4
         if row.weights is not None:
             extra = [f"{_mean([runs[s][k] for s in seeds]):.3f}" for k in ("cv_before", "cv_after")]
@@ -164,7 +165,7 @@ def table(results: list[dict], regime: str, seeds: list[int]) -> str:
         lines.append(f"| {row.name} | " + " | ".join(cells + extra) + " |")
         if previous is not None:
             diffs = [
-                _mean_sd([runs[s][key] - previous[s][key] for s in seeds if s in runs and s in previous])
+                mean_sd([runs[s][key] - previous[s][key] for s in seeds if s in runs and s in previous])
                 for key, _ in METRICS
             ]
             lines.append("| &nbsp;&nbsp;Δ paired vs row above | " + " | ".join(diffs) + " | | | | |")

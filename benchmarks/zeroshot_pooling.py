@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import tempfile
 import time
 from pathlib import Path
+
+from ablation import mean_sd  # the same mean ± sd cells as the ablation table
 
 from fgclip import builders
 from fgclip.commands.demo import demo_overrides, finetune_config_path
@@ -93,11 +94,6 @@ def run_seed(seed: int, out: Path, args) -> dict:
     return row
 
 
-def _mean_sd(values: list[float]) -> str:
-    sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.fmean(values):.3f} ± {sd:.3f}"
-
-
 def table(rows: list[dict], model: str) -> str:
     labels = list(rows[0][model])
     lines = [
@@ -111,11 +107,9 @@ def table(rows: list[dict], model: str) -> str:
         d_auc = [a - r[model]["snippet"][0] for a, r in zip(auc, rows, strict=True)]
         d_ap = [a - r[model]["snippet"][1] for a, r in zip(ap, rows, strict=True)]
         if label == "snippet":
-            lines.append(f"| {label} | {_mean_sd(auc)} | — | {_mean_sd(ap)} | — |")
+            lines.append(f"| {label} | {mean_sd(auc)} | — | {mean_sd(ap)} | — |")
         else:
-            lines.append(
-                f"| {label} | {_mean_sd(auc)} | {_mean_sd(d_auc)} | {_mean_sd(ap)} | {_mean_sd(d_ap)} |"
-            )
+            lines.append(f"| {label} | {mean_sd(auc)} | {mean_sd(d_auc)} | {mean_sd(ap)} | {mean_sd(d_ap)} |")
     return "\n".join(lines)
 
 

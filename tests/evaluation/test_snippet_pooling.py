@@ -51,6 +51,8 @@ def test_window_indices_are_the_nearest_samples_of_a_centred_window():
     # a window longer than the video pools the whole video, for every snippet alike
     whole = window_sample_indices(times, duration_s=5.0, window_s=60.0, frames=4)
     assert (whole == whole[0]).all() and whole[0].tolist() == [5, 15, 25, 35]
+    # a one-frame video: every window position is its only sample
+    assert window_sample_indices(np.zeros((1, 1)), 0.04, 3.0, 4).tolist() == [[0, 0, 0, 0]]
 
 
 def test_snippet_pooling_is_the_snippet_embeddings(snippets):

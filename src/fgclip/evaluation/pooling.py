@@ -53,11 +53,11 @@ def window_sample_indices(
     width = min(window_s, duration_s)
     starts = np.clip(centres - width / 2, 0.0, duration_s - width)  # (S,)
     targets = starts[:, None] + (np.arange(frames) + 0.5) * width / frames  # (S, frames)
-    right = np.clip(np.searchsorted(flat, targets), 1, len(flat) - 1)
+    if len(flat) == 1:  # a one-frame video: every window is that frame
+        return np.zeros(targets.shape, dtype=np.int64)
+    right = np.clip(np.searchsorted(flat, targets), 1, len(flat) - 1)  # first sample after each target
     nearer_left = (targets - flat[right - 1]) <= (flat[right] - targets)
-    return (
-        np.where(nearer_left, right - 1, right) if len(flat) > 1 else np.zeros_like(targets, dtype=np.int64)
-    )
+    return np.where(nearer_left, right - 1, right)
 
 
 @torch.no_grad()
