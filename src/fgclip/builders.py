@@ -30,12 +30,20 @@ from fgclip.config import (
     strict_error_message,
 )
 from fgclip.data.dataset import ClipDataset, SamplingOptions
+from fgclip.data.errors import EntryProblem
 from fgclip.data.formats import ConvertOptions, ManifestRead, load_manifest, read_manifest
 from fgclip.data.formats.cliplist import ReadOptions, read_hard_negatives
 from fgclip.data.frame_cache import FrameCache
 from fgclip.data.frames import FrameSource
 from fgclip.data.paths import VideoResolver
-from fgclip.data.probe import ProbeIndex, clip_problems, default_index_path, locate, probe_media
+from fgclip.data.probe import (
+    MediaProbe,
+    ProbeIndex,
+    clip_problems,
+    default_index_path,
+    locate,
+    probe_media,
+)
 from fgclip.data.records import Clip
 from fgclip.data.sampler import BalancedBatchSampler, GroupedShuffleSampler
 from fgclip.data.text import CaptionTokenizer, build_word_tokenizer
@@ -170,12 +178,17 @@ def read_clips(data: DataSection, manifests: list[str], probe: str | None = None
     """The clips of `manifests`; each manifest's problems are summarised on rank 0 (stderr: stdout may be --json).
     `probe` ("training", "evaluation"): every video is then probed before anything runs (`probe_clips`)."""
     reads = read_manifests(data, manifests)
+    clips = summarised_clips(reads)
+    return probe_clips(data, clips, reads, probe) if probe is not None else clips
+
+
+def summarised_clips(reads: list[ManifestRead]) -> list[Clip]:
     clips = []
     for result in reads:
         if is_rank_zero():
             print(read_summary(result), file=sys.stderr, flush=True)
         clips.extend(result.clips)
-    return probe_clips(data, clips, reads, probe) if probe is not None else clips
+    return clips
 
 
 def probe_index_path(data: DataSection) -> Path:
@@ -185,18 +198,8 @@ def probe_index_path(data: DataSection) -> Path:
 def probe_clips(data: DataSection, clips: list[Clip], reads: list[ManifestRead], purpose: str) -> list[Clip]:
     """Probe every video of `clips` (header, duration vs spans and keyframes: the checks and wording of
     `fgclip data check`). Warnings are printed; clips with errors stop the run (`data.invalid_entries: error`,
-    one line per video) or are left out and named (`skip`). With a frame cache the videos are not opened:
-    frames and durations come from the cache."""
-    media = [c for c in clips if c.is_image or data.frame_cache is None]
-    if not media:
-        return clips
-    probes = probe_media(
-        [c.video for c in media if not c.is_image],
-        images=[c.video for c in media if c.is_image],
-        index=ProbeIndex(probe_index_path(data)),
-        workers=min(16, os.cpu_count() or 1),
-    )
-    problems = clip_problems(media, reads, probes)
+    one line per video) or are left out and named (`skip`)."""
+    problems = video_problems(data, clips, reads)
     errors = [p for p in problems if p.is_error]
     warnings = [p for p in problems if not p.is_error]
     if is_rank_zero() and warnings:
@@ -229,6 +232,23 @@ def probe_clips(data: DataSection, clips: list[Clip], reads: list[ManifestRead],
     if not kept:
         raise ConfigError(f"no {purpose} clip left: every one was left out for its video (see above)")
     return kept
+
+
+def video_problems(data: DataSection, clips: list[Clip], reads: list[ManifestRead]) -> list[EntryProblem]:
+    """The start-up probe's findings for `clips` (`data check`'s checks and wording), through the probe index.
+    With a frame cache the videos are not opened: frames and durations come from the cache."""
+    media = [c for c in clips if c.is_image or data.frame_cache is None]
+    return clip_problems(media, reads, probe_clip_media(data, media)) if media else []
+
+
+def probe_clip_media(data: DataSection, clips: list[Clip]) -> dict[Path, MediaProbe]:
+    """Every distinct video's header (and image's readability) of `clips`, in parallel, through the index."""
+    return probe_media(
+        [c.video for c in clips if not c.is_image],
+        images=[c.video for c in clips if c.is_image],
+        index=ProbeIndex(probe_index_path(data)),
+        workers=min(16, os.cpu_count() or 1),
+    )
 
 
 def _listed(title: str, problems, shown: int = 20) -> str:

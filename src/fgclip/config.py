@@ -455,8 +455,9 @@ def check_config(config: ExperimentConfig) -> None:
             f"data.caption_max_length ({data.caption_max_length}) and data.global_caption_max_length "
             f"({data.global_caption_max_length}) must be >= 2 (BOS and EOS)"
         )
-    if data.max_hard_negatives < 0:
-        raise ConfigError(f"data.max_hard_negatives must be >= 0, got {data.max_hard_negatives}")
+    for name in ("max_hard_negatives", "max_failed_clips"):
+        if getattr(data, name) < 0:
+            raise ConfigError(f"data.{name} must be >= 0, got {getattr(data, name)}")
     _check_sizes(config)
     _check_data_choices(data)
     if config.eval.snippet_pooling not in SNIPPET_POOLINGS:

@@ -52,6 +52,7 @@ def test_demo_config_is_healthy_and_every_check_reports_its_numbers(tiny_synth, 
     assert "no training video is on the test list" in message["leakage"]
     assert message["frames"].startswith("4 frames per clip from spans of")
     assert "6 training clips" in message["data"]
+    assert message["data.videos"] == "every video of the 6 training clips probed"
     assert (
         "global: 6 captions, tokens median" in message["captions"]
     )  # in the synthetic word tokenizer's tokens
@@ -59,7 +60,7 @@ def test_demo_config_is_healthy_and_every_check_reports_its_numbers(tiny_synth, 
 
     assert main(argv) == 0  # the table: one line per finding, then the counts
     table = capsys.readouterr().out.splitlines()
-    assert table[-1] == "0 error(s), 1 warning(s), 11 note(s)" and table[0].startswith("WARNING  data.size")
+    assert table[-1] == "0 error(s), 1 warning(s), 12 note(s)" and table[0].startswith("WARNING  data.size")
 
 
 def test_the_negatives_composition_names_fresh_and_banked_parts(tiny_synth, tmp_path, capsys):

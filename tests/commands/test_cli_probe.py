@@ -89,6 +89,21 @@ def test_train_with_skip_leaves_the_clips_out_and_names_them(
     assert len(read_rows(out)) == 2 and (out / "model").is_dir()
 
 
+@pytest.mark.parametrize("invalid_entries", ["error", "skip"])
+def test_doctor_reports_what_the_start_up_probe_would_stop_on(
+    bad_synth, tmp_path, train_args, capsys, invalid_entries
+):
+    argv = ["doctor", *train_args(bad_synth, tmp_path / "run")[1:], "--data.invalid_entries", invalid_entries]
+    assert main([*argv, "--json"]) == (1 if invalid_entries == "error" else 0)
+    findings = [f for f in json.loads(capsys.readouterr().out) if f["check"] == "data.videos"]
+    severities = {"error": "error", "skip": "warning"}[invalid_entries]
+    (unusable,) = [f for f in findings if "unusable videos" in f["message"]]
+    assert unusable["severity"] == severities
+    assert unusable["message"].startswith("2 of 6 training clips have unusable videos")
+    (clamped,) = [f for f in findings if "video warning" in f["message"]]
+    assert clamped["severity"] == "warning" and "span ends at 6.00 s" in clamped["message"]
+
+
 def test_a_second_run_reads_the_probe_index(tiny_synth, tmp_path, train_args, monkeypatch):
     index = tmp_path / "probe.json"
     assert main(train_args(tiny_synth, tmp_path / "one", *TINY, "--data.video_probe_index", str(index))) == 0

@@ -179,6 +179,11 @@ ROWS = [
         setup=_write("loss5.yaml", "loss: 5\n")),
     Row("bogus lr_scheduler", (*TRAIN, "--train.lr_scheduler", "bogus"), ("train.lr_scheduler", "'bogus'", "cosine")),
     Row("negative num_workers", (*TRAIN, "--data.num_workers", "-1"), ("data.num_workers", ">= 0", "-1")),
+    Row(
+        "negative max_failed_clips",
+        (*TRAIN, "--data.max_failed_clips", "-1"),
+        ("data.max_failed_clips", ">= 0", "-1"),
+    ),
     Row("negative image_size", (*TRAIN, "--data.image_size", "-3"), ("data.image_size", ">= 1", "-3")),
     Row("negative context_s", (*TRAIN, "--data.context_s", "-0.5"), ("data.context_s", ">= 0", "-0.5")),
     Row("NaN context_s", (*TRAIN, "--data.context_s", ".nan"), ("data.context_s", "nan")),

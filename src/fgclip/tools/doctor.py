@@ -39,8 +39,9 @@ class Finding:
 class DataSummary:
     """What the data checks read from the training manifests."""
 
-    clips: list[Clip]
+    clips: list[Clip]  # those whose videos the start-up probe accepts
     regions_per_clip: float  # mean regions a clip contributes (capped at data.max_regions)
+    probes: dict  # video path -> MediaProbe (header, or why it failed)
 
 
 def run_doctor(config: ExperimentConfig, world_size: int = 1, read_data: bool = True) -> list[Finding]:
@@ -58,7 +59,7 @@ def run_doctor(config: ExperimentConfig, world_size: int = 1, read_data: bool = 
     findings += check_model(config)
     if data is not None:
         findings += check_leakage(config, data.clips)
-        findings += check_frames_per_clip(config, data.clips)
+        findings += check_frames_per_clip(config, data)
         findings += check_caption_lengths(config, data.clips)
         findings += check_epochs(config, world_size, len(data.clips))
     order = {severity: i for i, severity in enumerate(SEVERITIES)}
@@ -308,22 +309,23 @@ def _temperature_findings(model) -> list[Finding]:
 
 # -------------------------------------------------------------------------------------------- data checks
 def read_training_data(config: ExperimentConfig) -> tuple[DataSummary | None, list[Finding]]:
-    from fgclip.builders import read_clips
+    """The training clips, with every video probed as `fgclip train` probes it at start (same checks, same
+    index): the errors train would stop on (or skip) are errors here."""
+    from fgclip.builders import probe_clip_media, read_manifests, summarised_clips
     from fgclip.data.errors import ManifestError
+    from fgclip.data.probe import clip_problems, locate
 
     if not config.data.train_manifests:
         return None, [Finding("error", "data", "data.train_manifests is empty")]
     try:
-        clips = read_clips(config.data, config.data.train_manifests)
+        reads = read_manifests(config.data, config.data.train_manifests)
     except (ManifestError, FileNotFoundError, ValueError) as error:
         return None, [Finding("error", "data", f"the training manifests cannot be read: {error}")]
-    findings = []
-    missing = [clip for clip in clips if not clip.video.is_file()]
-    if missing:
-        shown = ", ".join(f"{c.sample_id} ({c.video})" for c in missing[:3])
-        findings.append(
-            Finding("error", "data.videos", f"{len(missing)} of {len(clips)} videos not found, e.g. {shown}")
-        )
+    clips = summarised_clips(reads)
+    probes = probe_clip_media(config.data, clips)
+    probed = [c for c in clips if c.is_image or config.data.frame_cache is None]  # as train: not with a cache
+    problems = clip_problems(probed, reads, probes)
+    findings = _video_findings(config, problems, len(clips))
     regions = [min(len(c.regions), config.data.max_regions) for c in clips]
     mean_regions = statistics.fmean(regions) if regions else 0.0
     dropped = sum(max(len(c.regions) - config.data.max_regions, 0) for c in clips)
@@ -340,8 +342,35 @@ def read_training_data(config: ExperimentConfig) -> tuple[DataSummary | None, li
             ),
         )
     )
-    present = [c for c in clips if c.video.is_file()]
-    return DataSummary(present, mean_regions), findings
+    unusable = {(p.file, p.index) for p in problems if p.is_error}
+    usable = [c for c in clips if probes[c.video].error is None and locate(c, reads) not in unusable]
+    return DataSummary(usable, mean_regions, probes), findings
+
+
+def _video_findings(config: ExperimentConfig, problems, num_clips: int) -> list[Finding]:
+    """The start-up probe's problems as findings: errors stop `fgclip train` (or, with
+    `data.invalid_entries: skip`, leave their clips out: a warning here)."""
+    errors = [p for p in problems if p.is_error]
+    warnings = [p for p in problems if not p.is_error]
+    findings = []
+    if errors:
+        skip = config.data.invalid_entries == "skip"
+        findings.append(
+            Finding(
+                "warning" if skip else "error",
+                "data.videos",
+                f"{len(errors)} of {num_clips} training clips have unusable videos"
+                + (" (left out: data.invalid_entries=skip)" if skip else "")
+                + f", e.g. {errors[0]}",
+            )
+        )
+    if warnings:
+        findings.append(
+            Finding("warning", "data.videos", f"{len(warnings)} video warning(s), e.g. {warnings[0]}")
+        )
+    if not problems:
+        findings.append(Finding("info", "data.videos", f"every video of the {num_clips} training clips probed"))
+    return findings
 
 
 def check_leakage(config: ExperimentConfig, clips: list[Clip]) -> list[Finding]:
@@ -376,21 +405,21 @@ def check_leakage(config: ExperimentConfig, clips: list[Clip]) -> list[Finding]:
     return [Finding("info", "leakage", f"no training video is on the test list ({test_list})")]
 
 
-def check_frames_per_clip(config: ExperimentConfig, clips: list[Clip]) -> list[Finding]:
+def check_frames_per_clip(config: ExperimentConfig, data: DataSummary) -> list[Finding]:
     """Frames sampled per clip vs the native frames in each clip's span: fewer native frames repeat frames."""
     from fgclip.builders import sampling_options
     from fgclip.data.dataset import clip_span
-    from fgclip.data.video import VideoError, probe_video
 
     options = sampling_options(config.data, image_size=config.data.image_size or 224)  # spans only
     num_frames = config.data.num_frames
     spans, short, broken = [], [], []
-    probed: dict[Path, object] = {}
-    for clip in clips:
+    for clip in data.clips:
+        info = data.probes[clip.video].info
+        if info is None:  # an image
+            continue
         try:
-            info = probed.get(clip.video) or probed.setdefault(clip.video, probe_video(clip.video))
             start, end = clip_span(clip, info.duration_s, options)
-        except (ValueError, VideoError) as error:
+        except ValueError as error:
             broken.append(f"{clip.sample_id}: {error}")
             continue
         spans.append(end - start)
