@@ -12,7 +12,6 @@ import json
 import math
 import statistics
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 from fgclip.config import ConfigError, ExperimentConfig
 from fgclip.data.records import Clip
@@ -369,7 +368,9 @@ def _video_findings(config: ExperimentConfig, problems, num_clips: int) -> list[
             Finding("warning", "data.videos", f"{len(warnings)} video warning(s), e.g. {warnings[0]}")
         )
     if not problems:
-        findings.append(Finding("info", "data.videos", f"every video of the {num_clips} training clips probed"))
+        findings.append(
+            Finding("info", "data.videos", f"every video of the {num_clips} training clips probed")
+        )
     return findings
 
 
