@@ -104,6 +104,17 @@ def test_threading_does_not_change_pixels(videos, monkeypatch):
         np.testing.assert_array_equal(outputs[0], other)
 
 
+def test_single_threaded_conversion_gives_the_default_conversions_pixels(videos):
+    """`_to_rgb` converts with `threads=1`; the pixels must be those of the default `frame.to_ndarray`."""
+    with av.open(str(videos["v25"])) as container:
+        reference = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    with av.open(str(videos["v25"])) as container:
+        resized = [f.to_ndarray(width=40, height=24, format="rgb24") for f in container.decode(video=0)]
+    times = np.arange(100) / 25
+    np.testing.assert_array_equal(decode_frames(videos["v25"], times), np.stack(reference))
+    np.testing.assert_array_equal(decode_frames(videos["v25"], times, size=(40, 24)), np.stack(resized))
+
+
 # ---------------------------------------------------------------------------------------------------------
 # sparsity
 
@@ -152,6 +163,23 @@ def test_index_is_cached_per_file(videos):
     decode_frames(videos["v30"], [1.0], stats=first)
     decode_frames(videos["v30"], [2.0], stats=second)
     assert (first.index_scans, second.index_scans) == (1, 0)
+
+
+def test_the_index_cache_is_bounded_by_bytes_not_files(videos, tmp_path, monkeypatch):
+    """A dataset cycling through more videos than a count-bounded LRU held rescanned every file each read."""
+    copies = [tmp_path / f"copy{i}.mp4" for i in range(100)]
+    for copy in copies:
+        copy.write_bytes(videos["v25"].read_bytes())
+    video_module.clear_index_cache()
+    for _ in range(2):
+        stats = DecodeStats()
+        for copy in copies:
+            decode_frames(copy, [1.0], stats=stats)
+    assert stats.index_scans == 0  # the second pass over 100 files found every index
+    one = video_module._index_cache[next(iter(video_module._index_cache))].nbytes
+    monkeypatch.setattr(video_module, "_INDEX_CACHE_BYTES", 10 * one)
+    decode_frames(videos["v30"], [1.0])
+    assert len(video_module._index_cache) <= 10  # a new entry evicts the oldest beyond the byte bound
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -11,7 +11,9 @@ Every failure is a `VideoError` naming the file; nothing falls back to black or 
 How `decode_frames` stays sparse
 --------------------------------
 A per-file *index* is built by one demux-only pass over the video packets (no decoding) and cached per file
-in a small LRU (`_INDEX_CACHE_SIZE` entries, keyed by path, size and mtime). It holds, per packet in decode
+in an LRU bounded by the indexes' bytes (`_INDEX_CACHE_BYTES`, ~50 bytes per packet: 64 MB holds ~11 hours
+of 30 fps video per process), keyed by path, size and mtime. A bound by entries thrashed: a dataset cycling
+through more videos than entries rescanned every file on every read. It holds, per packet in decode
 order, pts / dts / keyframe flag, and from it the exact presentation timeline. We chose the scan over the
 "seek when the gap exceeds one GOP as measured so far" heuristic because:
 
@@ -80,7 +82,7 @@ __all__ = [
 
 _EPS = 1e-6  # seconds: a frame whose pts is within this of the target counts as displayed at it
 _NO_TS = np.iinfo(np.int64).min  # "no timestamp" in int64 arrays
-_INDEX_CACHE_SIZE = 64
+_INDEX_CACHE_BYTES = 64 << 20  # per process; see "How `decode_frames` stays sparse"
 DECODER_THREAD_TYPE = "NONE"  # see the module docstring ("AUTO", "FRAME", "SLICE", "NONE")
 
 
@@ -175,6 +177,12 @@ class _Index:
     num_packets: int
     fps: float | None
     no_timestamps: str | None  # why the stream cannot be decoded by time, None when it can
+
+    @property
+    def nbytes(self) -> int:
+        arrays = (self.pkt_pts, self.pkt_dts, self.start_points, self.frame_pts, self.frame_pkt,
+                  self.frame_start, self.frame_times)  # fmt: skip
+        return sum(a.nbytes for a in arrays)
 
     def locate(self, packet) -> int | None:
         """Decode-order index of a demuxed packet, or None when the index does not know it."""
@@ -362,8 +370,9 @@ def _load_index(path: Path, stats: DecodeStats | None = None) -> _Index:
         stats.index_scans += 1
     with _index_lock:
         _index_cache[key] = index
-        while len(_index_cache) > _INDEX_CACHE_SIZE:
-            _index_cache.popitem(last=False)
+        held = sum(i.nbytes for i in _index_cache.values())
+        while held > _INDEX_CACHE_BYTES and len(_index_cache) > 1:
+            held -= _index_cache.popitem(last=False)[1].nbytes
     return index
 
 
@@ -636,10 +645,13 @@ class _Reader:
 
 
 def _to_rgb(frame, size: tuple[int, int] | None, stats: DecodeStats) -> np.ndarray:
+    """RGB uint8. `threads=1`: by default swscale starts its slice threads for every frame converted (~1 ms
+    at 64x64, a fifth of a small clip's read, and nothing gained on frames this size); the pixels are the
+    same (tests/data/test_video.py). Loader workers and decoder threads already use the cores."""
     stats.frames_converted += 1
     if size is None:
-        return frame.to_ndarray(format="rgb24")
-    return frame.to_ndarray(width=size[0], height=size[1], format="rgb24")
+        return frame.to_ndarray(format="rgb24", threads=1)
+    return frame.to_ndarray(width=size[0], height=size[1], format="rgb24", threads=1)
 
 
 def _frame_numbers(index: _Index, times: np.ndarray, path: Path) -> np.ndarray:
