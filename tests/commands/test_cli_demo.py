@@ -107,3 +107,35 @@ def test_demo_entry_point_writes_a_report(tmp_path):
     assert set(head["summary"]) == {"stand-in", "fine-tuned"} and head["seeds"] == [0, 1, 2]
     assert 0.0 <= head["summary"]["fine-tuned"]["auc"]["mean"] <= 1.0
     assert (out / "run" / "loss_curves.png").is_file()
+    assert (out / "frame_cache").is_dir()  # the training clips were read from the demo's frame cache
+    assert "frame_cache: " + str(out / "frame_cache") in (out / "run" / "fgclip_config.yaml").read_text()
+
+
+def test_the_demos_frame_cache_gives_the_pixels_of_decoding(synth_dir, tmp_path):
+    """The demo trains from a raw, every-frame cache; each training item must equal the decoded one."""
+    from fgclip import builders
+    from fgclip.commands.demo import _demo_overrides, cache_demo_clips
+    from fgclip.config import load_config
+
+    overrides = [*_demo_overrides(tmp_path, seed=0), "--model.tiny", TINY]
+    overrides[overrides.index("--data.train_manifests") + 1] = json.dumps([str(synth_dir / "train.json")])
+    overrides[overrides.index("--data.eval_manifests") + 1] = json.dumps([str(synth_dir / "test.json")])
+    overrides[overrides.index("--data.hard_negatives") + 1] = json.dumps(
+        [str(synth_dir / "hard_negatives.json")]
+    )
+    overrides[overrides.index("--data.video_root") + 1] = str(synth_dir)
+    decoded = load_config(demo_config_path(), overrides)
+    cached = load_config(demo_config_path(), [*overrides, "--data.frame_cache", str(tmp_path / "cache")])
+    cache_demo_clips(cached, image_size=32)
+    tokenizer = builders.build_tokenizer(decoded.model)
+    datasets = [
+        builders.dataset_from_manifests(c.data, c.data.train_manifests, tokenizer, 32, train=True)
+        for c in (decoded, cached)
+    ]
+    assert datasets[1].frame_cache is not None and datasets[0].frame_cache is None
+    for i in range(len(datasets[0])):
+        items = []
+        for dataset in datasets:
+            torch.manual_seed(i)  # the same sampled times in both
+            items.append(dataset[i]["pixel_values"])
+        torch.testing.assert_close(items[0], items[1], rtol=0, atol=0)
