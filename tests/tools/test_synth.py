@@ -207,6 +207,18 @@ def test_same_seed_same_bytes_other_seed_differs(dataset, tmp_path):
     )
 
 
+def test_videos_written_in_parallel_are_the_serial_bytes(dataset, tmp_path, monkeypatch):
+    """`generate` writes videos in one process per core; the files must not depend on that."""
+    from fgclip.tools import synth
+
+    monkeypatch.setattr(synth.os, "cpu_count", lambda: 1)
+    serial = generate(tmp_path / "serial", seed=SEED, num_videos=NUM_VIDEOS)
+    videos = sorted(p.relative_to(serial.out_dir) for p in serial.videos_dir.rglob("*.mp4"))
+    assert len(videos) == NUM_VIDEOS
+    for video in videos:
+        assert (serial.out_dir / video).read_bytes() == (dataset.out_dir / video).read_bytes(), video
+
+
 def test_normal_videos_are_twins_of_abnormal_ones(dataset):
     train, test = _load(dataset, "train.json"), _load(dataset, "test.json")
     split_of = {

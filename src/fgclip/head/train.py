@@ -247,7 +247,9 @@ def train_head(
     class_index = [class_prompts.index(labels[v.name]) if class_prompts else 0 for v in train_videos]
     batches = _Batches(train_videos, labels, class_index, config.max_len, options.batch_size, options.seed)
     prompts = torch.from_numpy(class_prompts.embeddings) if class_prompts is not None else None
-    optimizer = torch.optim.AdamW(head.parameters(), lr=options.lr, weight_decay=options.weight_decay)
+    optimizer = torch.optim.AdamW(  # fused: one kernel for all tensors (the per-tensor loop was 1/6 of a run)
+        head.parameters(), lr=options.lr, weight_decay=options.weight_decay, fused=True
+    )
     history, best = [], {"val_auc": -1.0, "val_loss": float("inf"), "step": 0, "state": None}
     for step in range(1, options.steps + 1):
         row = _train_step(head, optimizer, batches.next(), prompts, options.align_weight)

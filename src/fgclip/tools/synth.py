@@ -59,9 +59,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import multiprocessing
+import os
 import re
 import time
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from itertools import combinations, product
 from pathlib import Path
@@ -817,16 +820,27 @@ def _check_parameters(
 
 
 def _write_videos(out: Path, seed, num_videos, size, fps, duration_s, annotation_fps) -> list:
-    from fgclip.data.video import write_video
-
     specs = list(
         iter_video_specs(
             seed, num_videos, size=size, fps=fps, duration_s=duration_s, annotation_fps=annotation_fps
         )
     )
-    for spec in specs:
-        write_video(out / spec.video, spec.render(), fps, crf=18, options=X264_OPTIONS)
+    jobs = [(out / spec.video, spec, fps) for spec in specs]
+    workers = min(len(jobs), os.cpu_count() or 1)
+    if workers > 1:  # rendering and x264 encoding are per video and CPU-bound: one process per core
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+            list(pool.map(_write_one, jobs, chunksize=max(1, len(jobs) // (4 * workers))))
+    else:
+        for job in jobs:
+            _write_one(job)
     return specs
+
+
+def _write_one(job) -> None:
+    from fgclip.data.video import write_video
+
+    path, spec, fps = job
+    write_video(path, spec.render(), fps, crf=18, options=X264_OPTIONS)
 
 
 def _hard_negative_file(specs: list, seed: int, num_hard_negatives: int) -> dict:
