@@ -104,6 +104,25 @@ def test_doctor_reports_what_the_start_up_probe_would_stop_on(
     assert clamped["severity"] == "warning" and "span ends at 6.00 s" in clamped["message"]
 
 
+def test_a_grid_read_too_fine_is_a_warning_of_data_check_and_of_train(tmp_path, train_args, capsys):
+    """25 fps frame numbers read as 50 fps: every keyframe lands early, none past the end (no error)."""
+    synth = tmp_path / "synth"
+    assert main(["data", "synth", "--out", str(synth), "--num-videos", "24", "--seed", "1"]) == 0
+    capsys.readouterr()
+    check = ["data", "check", str(synth / "train.json"), "--video-root", str(synth), "--json"]
+    assert main(check) == 0
+    assert json.loads(capsys.readouterr().out)["warnings"] == []  # read on the right grid: nothing
+    assert main([*check, "--annotation-fps", "50"]) == 0
+    (warning,) = json.loads(capsys.readouterr().out)["warnings"]
+    assert (warning["entry"], warning["field"]) == (None, "keyframes")
+    assert "tracked entries end in the first" in warning["message"]
+    out = tmp_path / "run"
+    assert main(train_args(synth, out, *TINY, "--data.annotation_fps", "50")) == 0
+    assert (
+        f"{synth / 'train.json'}, field 'keyframes': warning: {warning['message']}" in capsys.readouterr().err
+    )
+
+
 def test_a_second_run_reads_the_probe_index(tiny_synth, tmp_path, train_args, monkeypatch):
     index = tmp_path / "probe.json"
     assert main(train_args(tiny_synth, tmp_path / "one", *TINY, "--data.video_probe_index", str(index))) == 0

@@ -12,7 +12,14 @@ from stand_ins import cut_in_half, faststart_video, garbage_mid_file, index_vide
 from fgclip.data import probe as probe_module
 from fgclip.data.epochs import EpochSeededDataset, TooManyFailedClips, item_seed
 from fgclip.data.formats import ManifestRead
-from fgclip.data.probe import ProbeIndex, check_times, frame_shortfall, probe_media, scan_problem
+from fgclip.data.probe import (
+    ProbeIndex,
+    check_times,
+    clip_problems,
+    frame_shortfall,
+    probe_media,
+    scan_problem,
+)
 from fgclip.data.records import Clip, Keyframe, Region, Track
 from fgclip.data.video import VideoError, iter_frames, scan_packets, video_frame_times
 
@@ -148,6 +155,40 @@ def test_keyframes_on_a_wrong_grid_are_named_with_both_rates(tmp_path):
     )
     (clamped,) = check_times(_clip(video, [1.0], timestamps=(0.5, 3.5)), info, manifests)
     assert not clamped.is_error and clamped.message.endswith("past the video's end: clamped")
+
+
+@pytest.mark.parametrize(
+    "ends, warned",
+    [
+        ([0.2, 0.3, 0.4, 0.45, 0.5, 0.3, 0.2, 0.4], True),  # 8 tracks, all in the first half
+        ([0.2, 0.3, 0.4, 0.45, 0.5, 0.3, 0.2, 0.8], False),  # one ends late: the grid is plausible
+        ([0.2, 0.3, 0.4, 0.45, 0.5, 0.3, 0.2], False),  # 7 tracks: too few to tell
+    ],
+)
+def test_tracks_that_all_end_early_are_a_grid_read_too_fine(tmp_path, ends, warned):
+    """25 fps frame numbers read as 50 fps halve every time: nothing lands past the end, everything early."""
+    video = index_video(tmp_path / "v.mp4", 2.0, fps=25)
+    probes = probe_media([video])
+    manifests = [
+        ManifestRead(path=str(tmp_path / "m.json"), format="cliplist", num_entries=8, annotation_fps=50)
+    ]
+    clips = [_clip(video, [0.0, 2.0 * end]) for end in ends]
+    problems = clip_problems(clips, manifests, probes)
+    assert not [p for p in problems if p.is_error]
+    if not warned:
+        assert problems == []
+        return
+    (grid,) = problems
+    assert (grid.file, grid.index, grid.field, grid.is_error) == (
+        str(tmp_path / "m.json"),
+        None,
+        "keyframes",
+        False,
+    )
+    assert grid.message.startswith(
+        "the tracks of all 8 tracked entries end in the first 50% of their videos (the latest: entry 0) "
+        "(frame numbers read on a 50 fps grid): annotations on a coarser grid than they are read on"
+    )
 
 
 # --------------------------------------------------------------------------------- decode failures

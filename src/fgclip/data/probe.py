@@ -10,7 +10,9 @@ the same error / warning classes:
 
 - error: the video is missing or unreadable; a keyframe, or a span start, lies past the video's end (a wrong
   annotation grid, or the wrong video); with `--scan`, fewer packets than the header promises;
-- warning: a span end past the video's end (the span is clamped to it).
+- warning: a span end past the video's end (the span is clamped to it); every track of a manifest ending in
+  the first half of its video (`grid_problems`: annotations read on too fine a grid, which stay inside the
+  video and so pass the error checks).
 
 Results are kept in a small JSON index (`ProbeIndex`) keyed by (resolved path, size, mtime_ns), so a second
 run reopens only videos that changed. Its default place is `$FGCLIP_CACHE_DIR/video_probe.json`, else
@@ -274,6 +276,43 @@ def clip_problems(
             )
         elif not clip.is_image:
             problems += check_times(clip, probe_result.info, manifests)
+    return problems + grid_problems(clips, manifests, probes)
+
+
+GRID_MIN_TRACKS = 8  # with fewer, all of them ending early is not unusual enough to warn
+GRID_EARLY_SHARE = 0.51  # a grid read twice too fine puts every keyframe in the first half
+
+
+def grid_problems(
+    clips: Sequence[Clip], manifests: Sequence[ManifestRead], probes: dict[Path, MediaProbe]
+) -> list[EntryProblem]:
+    """A warning per manifest whose tracks all end in the first half of their videos: what frame numbers
+    read on a grid twice (or more) too fine look like (a 25 fps annotation read as 50 fps halves every time,
+    so no keyframe lands past the end and `check_times` cannot see it). One early track is normal; eight or
+    more, every one of them early, is not (under 1 in 250 if track ends were spread evenly)."""
+    latest: dict[str, list[tuple[float, Clip]]] = {}
+    for clip in clips:
+        info = probes[clip.video].info if clip.video in probes else None
+        times = [k.time_s for r in clip.regions if r.track for k in r.track.keyframes]
+        if info is None or not times or not info.duration_s > 0:
+            continue
+        latest.setdefault(locate(clip, manifests)[0], []).append((max(times) / info.duration_s, clip))
+    problems = []
+    for path, shares in latest.items():
+        share, clip = max(shares, key=lambda item: item[0])
+        if len(shares) < GRID_MIN_TRACKS or share > GRID_EARLY_SHARE:
+            continue
+        grid = next((m.annotation_fps for m in manifests if m.path == path), None)
+        read_on = f" (frame numbers read on a {grid:g} fps grid)" if grid else ""
+        problems.append(
+            EntryProblem(
+                path, None, None, "keyframes",
+                f"the tracks of all {len(shares)} tracked entries end in the first {share:.0%} of their videos "
+                f"(the latest: entry {locate(clip, manifests)[1]}){read_on}: annotations on a coarser grid than they are read on "
+                "(e.g. 25 fps frame numbers read as 50 fps)? `fgclip data show --grid-check` draws both grids",
+                WARNING,
+            )
+        )  # fmt: skip
     return problems
 
 
