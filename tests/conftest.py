@@ -1,6 +1,7 @@
 """Shared fixtures: a tiny synthetic benchmark on disk and a tiny training run through the real CLI."""
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,22 @@ def train_args():
 @pytest.fixture
 def read_rows():
     return _read_rows
+
+
+@pytest.fixture
+def run_dir_after():
+    return _run_dir_after
+
+
+def _run_dir_after(straight: Path, step: int, resumed: Path) -> Path:
+    """`resumed` holding what the straight run's dir held after `step`: that checkpoint, the run config and
+    the first `step` metrics rows (one per step) -- a run killed right after saving it, ready to resume."""
+    resumed.mkdir()
+    shutil.copytree(straight / f"checkpoint-{step}", resumed / f"checkpoint-{step}")
+    shutil.copy(straight / "fgclip_config.yaml", resumed / "fgclip_config.yaml")
+    rows = (straight / "metrics.jsonl").read_text().splitlines()
+    (resumed / "metrics.jsonl").write_text("\n".join(rows[:step]) + "\n")
+    return resumed
 
 
 def _train_args(synth: Path, output_dir: Path, *overrides: str) -> list[str]:

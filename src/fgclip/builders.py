@@ -234,11 +234,19 @@ def probe_clips(data: DataSection, clips: list[Clip], reads: list[ManifestRead],
     return kept
 
 
-def video_problems(data: DataSection, clips: list[Clip], reads: list[ManifestRead]) -> list[EntryProblem]:
-    """The start-up probe's findings for `clips` (`data check`'s checks and wording), through the probe index.
-    With a frame cache the videos are not opened: frames and durations come from the cache."""
+def video_problems(
+    data: DataSection,
+    clips: list[Clip],
+    reads: list[ManifestRead],
+    probes: dict[Path, MediaProbe] | None = None,
+) -> list[EntryProblem]:
+    """The start-up probe's findings for `clips` (`data check`'s checks and wording), through the probe index
+    (or `probes`, already probed). With a frame cache the videos are not checked: frames and durations come
+    from the cache."""
     media = [c for c in clips if c.is_image or data.frame_cache is None]
-    return clip_problems(media, reads, probe_clip_media(data, media)) if media else []
+    if not media:
+        return []
+    return clip_problems(media, reads, probes if probes is not None else probe_clip_media(data, media))
 
 
 def probe_clip_media(data: DataSection, clips: list[Clip]) -> dict[Path, MediaProbe]:

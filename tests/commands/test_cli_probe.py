@@ -221,7 +221,7 @@ def garbled_mid_file(tiny_synth, tmp_path) -> Path:
 
 @pytest.mark.slow
 def test_a_run_with_a_failing_clip_resumes_bit_exact(
-    garbled_mid_file, tmp_path, train_args, read_rows, capsys
+    garbled_mid_file, tmp_path, train_args, read_rows, run_dir_after, capsys
 ):
     """6 steps straight equal 3 steps + `--resume latest` + 3 more, the broken clip replaced in every epoch."""
     run_args = (
@@ -236,14 +236,10 @@ def test_a_run_with_a_failing_clip_resumes_bit_exact(
         "--bank.size",
         "0",
     )
-    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    straight = tmp_path / "straight"
     assert main(train_args(garbled_mid_file, straight, *run_args)) == 0
     straight_err = capsys.readouterr().err
-    resumed.mkdir()
-    shutil.copytree(straight / "checkpoint-3", resumed / "checkpoint-3")
-    shutil.copy(straight / "fgclip_config.yaml", resumed / "fgclip_config.yaml")
-    rows = (straight / "metrics.jsonl").read_text().splitlines()
-    (resumed / "metrics.jsonl").write_text("\n".join(rows[:3]) + "\n")
+    resumed = run_dir_after(straight, 3, tmp_path / "resumed")
     assert main(train_args(garbled_mid_file, resumed, *run_args, "--resume", "latest")) == 0
     final = [load_file(d / "checkpoint-6" / "model.safetensors") for d in (straight, resumed)]
     for key in final[0]:

@@ -8,7 +8,6 @@ needs the restored weights, optimizer moments, LR schedule, bank buffers and the
 from __future__ import annotations
 
 import os
-import shutil
 
 import pytest
 import torch
@@ -50,19 +49,15 @@ FRESH_AND_MOMENTUM = ("--bank.fresh_text", "4", "--bank.momentum", "0.9")
 
 
 @pytest.mark.parametrize("bank_options", [(), FRESH_AND_MOMENTUM], ids=["bank", "fresh_text+momentum"])
-def test_ten_steps_equal_five_resume_five(tiny_synth, tmp_path, train_args, read_rows, bank_options):
+def test_ten_steps_equal_five_resume_five(
+    tiny_synth, tmp_path, train_args, read_rows, run_dir_after, bank_options
+):
     """With fresh text and momentum the bank also holds caption ids and the EMA shadow; both must resume."""
     run_args = (*RUN, *bank_options)
     straight = tmp_path / "straight"
     assert main(train_args(tiny_synth, straight, *run_args)) == 0
 
-    # The resumed run's directory holds what the straight run had after step 5: checkpoint-5 and 5 rows.
-    resumed = tmp_path / "resumed"
-    resumed.mkdir()
-    shutil.copytree(straight / "checkpoint-5", resumed / "checkpoint-5")
-    shutil.copy(straight / "fgclip_config.yaml", resumed / "fgclip_config.yaml")
-    rows = (straight / "metrics.jsonl").read_text().splitlines()
-    (resumed / "metrics.jsonl").write_text("\n".join(rows[:5]) + "\n")
+    resumed = run_dir_after(straight, 5, tmp_path / "resumed")  # checkpoint-5 and 5 rows
     assert main(train_args(tiny_synth, resumed, *run_args, "--resume", "latest")) == 0
 
     final_straight = load_file(straight / "checkpoint-10" / "model.safetensors")

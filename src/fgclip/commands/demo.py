@@ -112,7 +112,7 @@ def run_demo(
 
 def cache_demo_clips(config: ExperimentConfig, image_size: int) -> None:
     """Every training and evaluation clip's span into a lossless frame cache (`fgclip data cache --encoding
-    raw --cache-fps 0`): the same pixels as decoding (tests/commands/test_demo.py), read at ~4 ms instead of
+    raw --cache-fps 0`): the same pixels as decoding (tests/commands/test_cli_demo.py), read at ~4 ms instead of
     ~15 ms per clip, which on 2 cores is CPU the training step gets back (README, "The demo")."""
     from fgclip import builders
     from fgclip.data.frame_cache import FrameCache

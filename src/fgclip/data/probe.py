@@ -304,15 +304,13 @@ def grid_problems(
             continue
         grid = next((m.annotation_fps for m in manifests if m.path == path), None)
         read_on = f" (frame numbers read on a {grid:g} fps grid)" if grid else ""
-        problems.append(
-            EntryProblem(
-                path, None, None, "keyframes",
-                f"the tracks of all {len(shares)} tracked entries end in the first {share:.0%} of their videos "
-                f"(the latest: entry {locate(clip, manifests)[1]}){read_on}: annotations on a coarser grid than they are read on "
-                "(e.g. 25 fps frame numbers read as 50 fps)? `fgclip data show --grid-check` draws both grids",
-                WARNING,
-            )
-        )  # fmt: skip
+        message = (
+            f"the tracks of all {len(shares)} tracked entries end in the first {share:.0%} of their videos "
+            f"(the latest: entry {locate(clip, manifests)[1]}){read_on}: annotations on a coarser grid than "
+            "they are read on (e.g. 25 fps frame numbers read as 50 fps)? `fgclip data show --grid-check` "
+            "draws both grids"
+        )
+        problems.append(EntryProblem(path, None, None, "keyframes", message, WARNING))
     return problems
 
 

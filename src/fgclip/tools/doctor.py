@@ -310,9 +310,9 @@ def _temperature_findings(model) -> list[Finding]:
 def read_training_data(config: ExperimentConfig) -> tuple[DataSummary | None, list[Finding]]:
     """The training clips, with every video probed as `fgclip train` probes it at start (same checks, same
     index): the errors train would stop on (or skip) are errors here."""
-    from fgclip.builders import probe_clip_media, read_manifests, summarised_clips
+    from fgclip.builders import probe_clip_media, read_manifests, summarised_clips, video_problems
     from fgclip.data.errors import ManifestError
-    from fgclip.data.probe import clip_problems, locate
+    from fgclip.data.probe import locate
 
     if not config.data.train_manifests:
         return None, [Finding("error", "data", "data.train_manifests is empty")]
@@ -321,9 +321,8 @@ def read_training_data(config: ExperimentConfig) -> tuple[DataSummary | None, li
     except (ManifestError, FileNotFoundError, ValueError) as error:
         return None, [Finding("error", "data", f"the training manifests cannot be read: {error}")]
     clips = summarised_clips(reads)
-    probes = probe_clip_media(config.data, clips)
-    probed = [c for c in clips if c.is_image or config.data.frame_cache is None]  # as train: not with a cache
-    problems = clip_problems(probed, reads, probes)
+    probes = probe_clip_media(config.data, clips)  # every header: the frames check reads durations
+    problems = video_problems(config.data, clips, reads, probes)
     findings = _video_findings(config, problems, len(clips))
     regions = [min(len(c.regions), config.data.max_regions) for c in clips]
     mean_regions = statistics.fmean(regions) if regions else 0.0

@@ -825,7 +825,7 @@ def _write_videos(out: Path, seed, num_videos, size, fps, duration_s, annotation
             seed, num_videos, size=size, fps=fps, duration_s=duration_s, annotation_fps=annotation_fps
         )
     )
-    jobs = [(out / spec.video, spec, fps) for spec in specs]
+    jobs = [(out / spec.video, spec) for spec in specs]
     workers = min(len(jobs), os.cpu_count() or 1)
     if workers > 1:  # rendering and x264 encoding are per video and CPU-bound: one process per core
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
@@ -839,8 +839,8 @@ def _write_videos(out: Path, seed, num_videos, size, fps, duration_s, annotation
 def _write_one(job) -> None:
     from fgclip.data.video import write_video
 
-    path, spec, fps = job
-    write_video(path, spec.render(), fps, crf=18, options=X264_OPTIONS)
+    path, spec = job
+    write_video(path, spec.render(), spec.fps, crf=18, options=X264_OPTIONS)
 
 
 def _hard_negative_file(specs: list, seed: int, num_hard_negatives: int) -> dict:
