@@ -58,7 +58,12 @@ METRICS = (
     ("region_r2t", "region R@1 r→t"),
     ("hard_negative", "hard-neg acc"),
 )
-FRAME_METRICS = {"zs_auc": ("zs", "auc"), "zs_ap": ("zs", "ap"), "head_auc": ("head", "auc"), "head_ap": ("head", "ap")}
+FRAME_METRICS = {
+    "zs_auc": ("zs", "auc"),
+    "zs_ap": ("zs", "ap"),
+    "head_auc": ("head", "auc"),
+    "head_ap": ("head", "ap"),
+}
 SPLITS = ("validation", "test")
 
 
@@ -93,8 +98,19 @@ ROWS = {
         ),
         Row(
             "+ region + hard-neg + bank per_label max_age",
-            (*weights(1, 1, 1), "--bank.size", "128", "--bank.warmup_steps", "8", "--bank.fresh_text", "32",
-             "--bank.per_label", "true", "--bank.max_age", "20"),
+            (
+                *weights(1, 1, 1),
+                "--bank.size",
+                "128",
+                "--bank.warmup_steps",
+                "8",
+                "--bank.fresh_text",
+                "32",
+                "--bank.per_label",
+                "true",
+                "--bank.max_age",
+                "20",
+            ),
         ),  # fmt: skip
     )
 }
@@ -114,7 +130,7 @@ class Data:
 
 
 def make_data(root: Path, args) -> Data:
-    from fgclip.tools.synth import generate
+    from fgclip.synthetic import generate
 
     data = Data(root / "train", root / "test")
     if not (data.train / "test.json").is_file():
@@ -139,8 +155,9 @@ def split_overrides(data: Data, split: str) -> list[str]:
 
 
 def config_for(row: Row, seed: int, data: Data, split: str, run_dir: Path, args):
-    from fgclip.commands.demo import finetune_config_path, synth_data_overrides
+    from fgclip.commands.demo import synth_data_overrides
     from fgclip.config import load_config
+    from fgclip.configs import finetune_config_path
 
     overrides = [
         *synth_data_overrides(data.train),
@@ -167,7 +184,9 @@ def cache_training_clips(data: Data, args) -> None:
     from fgclip import builders
     from fgclip.commands.demo import cache_demo_clips
 
-    configs = [config_for(ROWS["global only"], 0, data, s, data.train.parent / "cache_run", args) for s in SPLITS]
+    configs = [
+        config_for(ROWS["global only"], 0, data, s, data.train.parent / "cache_run", args) for s in SPLITS
+    ]
     tokenizer = builders.build_tokenizer(configs[0].model)
     model, _ = builders.build_model(configs[0].model, tokenizer)
     for config in configs:  # training + validation clips, then the test split's
@@ -283,7 +302,9 @@ def train_heads(features: dict[str, Path], data: Data, args) -> list[tuple]:
     return trained
 
 
-def evaluate_heads(trained: list[tuple], features: dict[str, Path], data: Data, split: str) -> tuple[dict, dict]:
+def evaluate_heads(
+    trained: list[tuple], features: dict[str, Path], data: Data, split: str
+) -> tuple[dict, dict]:
     """Frame AUC / AP of every head on `split`: the mean over head seeds, and each head's frame scores."""
     from fgclip.head.evaluate import evaluate_head, read_ground_truth
     from fgclip.head.features import read_features, read_labels
@@ -465,7 +486,11 @@ def format_tables(summary: dict) -> str:
     seeds, reference = summary["seeds"], summary["reference"]
     blocks = []
     for split, table in summary["splits"].items():
-        header = "| row | " + " | ".join(label for _, label in METRICS) + " | head step (mean / at last) | s/step |"
+        header = (
+            "| row | "
+            + " | ".join(label for _, label in METRICS)
+            + " | head step (mean / at last) | s/step |"
+        )
         lines = [f"**{split}** (seeds {seeds}; mean ± sd over seeds; AUC/AP: [95% bootstrap over videos])", "",
                  header, "|" + "---|" * (len(METRICS) + 3)]  # fmt: skip
         for row, cells in table.items():
@@ -525,7 +550,9 @@ def _worker_init() -> None:
 
 
 def parse_args(argv: list[str] | None = None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--out", type=Path, required=True, help="runs, data and tables go here (resumable)")
     parser.add_argument("--rows", nargs="+", default=list(DEFAULT_ROWS), choices=list(ROWS))
     parser.add_argument("--reference", default="global only", help="the row every paired difference is to")
@@ -533,19 +560,32 @@ def parse_args(argv: list[str] | None = None):
     parser.add_argument("--steps", type=int, default=100, help="optimizer steps per run")
     parser.add_argument("--batch", type=int, default=16, help="per-device batch")
     parser.add_argument("--accumulation", type=int, default=1)
-    parser.add_argument("--data-seed", type=int, default=0, help="training + validation; the test uses seed + 1")
-    parser.add_argument("--num-videos", type=int, default=300, help="training + validation videos (half each)")
+    parser.add_argument(
+        "--data-seed", type=int, default=0, help="training + validation; the test uses seed + 1"
+    )
+    parser.add_argument(
+        "--num-videos", type=int, default=300, help="training + validation videos (half each)"
+    )
     parser.add_argument("--test-videos", type=int, default=200)
     parser.add_argument("--head-seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--head-steps", type=int, default=600)
     parser.add_argument("--head-eval-every", type=int, default=25)
     parser.add_argument("--bootstrap", type=int, default=300, help="bootstrap resamples of the videos")
-    parser.add_argument("--jobs", type=int, default=os.cpu_count(), help="parallel processes, one thread each")
+    parser.add_argument(
+        "--jobs", type=int, default=os.cpu_count(), help="parallel processes, one thread each"
+    )
     parser.add_argument("--summarise-only", action="store_true", help="tables from the finished runs")
-    parser.add_argument("--quick", action="store_true", help="2 seeds, 3 rows, 2 steps, 24 videos: a smoke run")
+    parser.add_argument(
+        "--quick", action="store_true", help="2 seeds, 3 rows, 2 steps, 24 videos: a smoke run"
+    )
     args = parser.parse_args(argv)
     if args.quick:
-        args.rows, args.seeds, args.steps, args.batch = ["stand-in", "global only", "+ region + hard-neg"], [0, 1], 2, 4
+        args.rows, args.seeds, args.steps, args.batch = (
+            ["stand-in", "global only", "+ region + hard-neg"],
+            [0, 1],
+            2,
+            4,
+        )
         args.num_videos, args.test_videos, args.head_seeds, args.head_steps = 24, 12, [0], 4
         args.head_eval_every, args.bootstrap = 2, 20
     if args.reference not in args.rows:

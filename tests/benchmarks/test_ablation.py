@@ -26,7 +26,11 @@ def ablation():
 def test_t_interval_is_the_textbook_one(ablation):
     mean, low, high = ablation.t_interval([1.0, 2.0, 3.0])
     # sd 1, n 3, t(0.975, 2) = 4.3027: half-width 4.3027 / sqrt(3) = 2.4841
-    assert mean == 2.0 and low == pytest.approx(2.0 - 2.4841, abs=1e-4) and high == pytest.approx(4.4841, abs=1e-4)
+    assert (
+        mean == 2.0
+        and low == pytest.approx(2.0 - 2.4841, abs=1e-4)
+        and high == pytest.approx(4.4841, abs=1e-4)
+    )
 
 
 def test_frame_metrics_agree_with_sklearn_ties_included(ablation):
@@ -37,7 +41,9 @@ def test_frame_metrics_agree_with_sklearn_ties_included(ablation):
     scores = [np.round(rng.random(50), 1) for _ in range(3)]  # many ties
     y, s = np.concatenate(truth), np.concatenate(scores)
     assert ablation.frame_metric(truth, scores, "auc") == pytest.approx(roc_auc_score(y, s), abs=1e-12)
-    assert ablation.frame_metric(truth, scores, "ap") == pytest.approx(average_precision_score(y, s), abs=1e-12)
+    assert ablation.frame_metric(truth, scores, "ap") == pytest.approx(
+        average_precision_score(y, s), abs=1e-12
+    )
 
 
 def _videos(seed: int, count: int = 40, frames: int = 30) -> dict[str, np.ndarray]:
@@ -89,7 +95,9 @@ def test_summary_pairs_seeds_and_reports_differences(ablation, tmp_path):
         lines = []
         for name, y in truth.items():
             frames = np.flatnonzero(y)
-            event = f"Flashing  {frames[0]}  {frames[-1]}  -1  -1" if len(frames) else "Normal  -1  -1  -1  -1"
+            event = (
+                f"Flashing  {frames[0]}  {frames[-1]}  -1  -1" if len(frames) else "Normal  -1  -1  -1  -1"
+            )
             lines.append(f"{name}.mp4  {event}\n")
         (root / "test_annotation.txt").write_text("".join(lines))
     rng = np.random.default_rng(3)
@@ -102,7 +110,9 @@ def test_summary_pairs_seeds_and_reports_differences(ablation, tmp_path):
     cell = summary["splits"]["test"]["+ region"]["clip_r1"]
     assert cell["mean"] == pytest.approx(0.5 + 1.7 / 3 + 0.01)
     diff = cell["difference"]
-    assert diff["mean"] == pytest.approx(1.7 / 3) and diff["sd"] == pytest.approx(np.std([0.5, 0.6, 0.6], ddof=1))
+    assert diff["mean"] == pytest.approx(1.7 / 3) and diff["sd"] == pytest.approx(
+        np.std([0.5, 0.6, 0.6], ddof=1)
+    )
     assert diff["t95"][0] < diff["mean"] < diff["t95"][1]
     assert diff["resolution"] == pytest.approx((diff["t95"][1] - diff["t95"][0]) / 2)
     bootstrap = summary["splits"]["test"]["+ region"]["zs_auc"]["bootstrap"]
@@ -115,7 +125,11 @@ def test_summary_pairs_seeds_and_reports_differences(ablation, tmp_path):
 def test_quick_run_end_to_end(ablation, tmp_path, capsys):
     assert ablation.main(["--out", str(tmp_path), "--quick"]) == 0
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert summary["seeds"] == [0, 1] and summary["rows"] == ["stand-in", "global only", "+ region + hard-neg"]
+    assert summary["seeds"] == [0, 1] and summary["rows"] == [
+        "stand-in",
+        "global only",
+        "+ region + hard-neg",
+    ]
     test = summary["splits"]["test"]
     assert test["stand-in"]["seconds_per_step"] is None and test["global only"]["seconds_per_step"] > 0
     assert test["stand-in"]["zs_auc"]["sd"] == 0.0  # untrained: one model for every seed
