@@ -3,7 +3,7 @@
 each), and read every end-task column on a validation split and on a held-out test split of another data seed.
 
 Data: the synthetic benchmark. Training videos and the **validation** split come from data seed `--data-seed`
-(`--num-videos`, half of them held out as validation); the **test** split is the test part of data seed
+(`--num-videos`, `--validation-fraction` of them held out as validation); the **test** split is the test part of data seed
 `--data-seed + 1` (`--test-videos`, different scenes, shapes and paths). Defaults are chosen on validation;
 the test split is read only to report them.
 
@@ -42,7 +42,8 @@ import statistics
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -134,7 +135,12 @@ def make_data(root: Path, args) -> Data:
 
     data = Data(root / "train", root / "test")
     if not (data.train / "test.json").is_file():
-        generate(data.train, seed=args.data_seed, num_videos=args.num_videos, test_fraction=0.5)
+        generate(
+            data.train,
+            seed=args.data_seed,
+            num_videos=args.num_videos,
+            test_fraction=args.validation_fraction,
+        )
     if not (data.test / "test.json").is_file():  # all but a few scenes are test videos
         total = math.ceil(args.test_videos / 0.95)
         generate(data.test, seed=args.data_seed + 1, num_videos=total, test_fraction=0.95)
@@ -217,18 +223,56 @@ def run_one(row_name: str, seed: int, data: Data, out: Path, args) -> dict:
         model, _ = builders.build_model(config.model, tokenizer)
         seconds_per_step = None
     result = {"row": row_name, "seed": seed, "seconds_per_step": seconds_per_step, "splits": {}}
-    scores = {}
-    features = export_all(model, config, data, run_dir / "features")
-    trained = train_heads(features, data, args)
-    for split in SPLITS:
-        split_config = config_for(row, seed, data, split, run_dir, args)
-        metrics, zero_shot = evaluate(split_config, model, tokenizer)
-        head, head_scores = evaluate_heads(trained, features, data, split)
-        result["splits"][split] = {**metrics, **head}
-        scores[split] = {"zs": zero_shot, "head": head_scores}
+    scores, phases = {}, {"train": time.perf_counter() - started}
+    with shared_snippet_embeddings():
+        features = export_all(model, config, data, run_dir / "features")
+        phases["export"] = time.perf_counter() - started - sum(phases.values())
+        trained = train_heads(features, data, args)
+        phases["heads"] = time.perf_counter() - started - sum(phases.values())
+        for split in SPLITS:
+            split_config = config_for(row, seed, data, split, run_dir, args)
+            metrics, zero_shot = evaluate(split_config, model, tokenizer)
+            head, head_scores = evaluate_heads(trained, features, data, split)
+            result["splits"][split] = {**metrics, **head}
+            scores[split] = {"zs": zero_shot, "head": head_scores}
+        phases["evaluate"] = time.perf_counter() - started - sum(phases.values())
     result["seconds"] = time.perf_counter() - started
+    result["phase_seconds"] = phases
     save_run(out, result, scores)
     return result
+
+
+@contextmanager
+def shared_snippet_embeddings():
+    """Embed each video's snippets once per run: the feature export and the zero-shot scoring both call
+    `iter_video_snippets` on the same model and videos (the export first); inside this block the scoring gets
+    the export's `VideoSnippets` (the same function's output, kept) instead of embedding again. Halves a run's
+    largest cost; the scores are those of `fgclip eval` (tests/benchmarks/test_ablation.py checks equality)."""
+    from fgclip.evaluation import evaluate as scoring
+    from fgclip.evaluation import inference
+
+    original = inference.iter_video_snippets
+    kept: dict[tuple, object] = {}
+
+    def key(model, video, kwargs) -> tuple:
+        return id(model), str(Path(video).resolve()), kwargs["snippet_frames"], kwargs["frames_per_snippet"]
+
+    def export(model, videos, frames, **kwargs):
+        for snippets in original(model, videos, frames, **kwargs):
+            kept[key(model, snippets.video, kwargs)] = snippets
+            yield snippets
+
+    def score(model, videos, frames, **kwargs):
+        missing = [v for v in videos if key(model, v, kwargs) not in kept]
+        fresh = {Path(s.video): s for s in original(model, missing, frames, **kwargs)} if missing else {}
+        for video in videos:  # under the path the scorer asked for (it maps results back by path)
+            yield replace(kept.get(key(model, video, kwargs)) or fresh[Path(video)], video=Path(video))
+
+    inference.iter_video_snippets, scoring.iter_video_snippets = export, score
+    try:
+        yield
+    finally:
+        inference.iter_video_snippets = scoring.iter_video_snippets = original
 
 
 def evaluate(config, model, tokenizer) -> tuple[dict, dict[str, np.ndarray]]:
@@ -557,15 +601,14 @@ def parse_args(argv: list[str] | None = None):
     parser.add_argument("--rows", nargs="+", default=list(DEFAULT_ROWS), choices=list(ROWS))
     parser.add_argument("--reference", default="global only", help="the row every paired difference is to")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
-    parser.add_argument("--steps", type=int, default=100, help="optimizer steps per run")
+    parser.add_argument("--steps", type=int, default=60, help="optimizer steps per run")
     parser.add_argument("--batch", type=int, default=16, help="per-device batch")
     parser.add_argument("--accumulation", type=int, default=1)
     parser.add_argument(
         "--data-seed", type=int, default=0, help="training + validation; the test uses seed + 1"
     )
-    parser.add_argument(
-        "--num-videos", type=int, default=300, help="training + validation videos (half each)"
-    )
+    parser.add_argument("--num-videos", type=int, default=250, help="training + validation videos")
+    parser.add_argument("--validation-fraction", type=float, default=0.4, help="of --num-videos")
     parser.add_argument("--test-videos", type=int, default=200)
     parser.add_argument("--head-seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--head-steps", type=int, default=600)
@@ -576,7 +619,7 @@ def parse_args(argv: list[str] | None = None):
     )
     parser.add_argument("--summarise-only", action="store_true", help="tables from the finished runs")
     parser.add_argument(
-        "--quick", action="store_true", help="2 seeds, 3 rows, 2 steps, 24 videos: a smoke run"
+        "--quick", action="store_true", help="2 seeds, 3 rows, 2 steps, 30 + 12 videos: a smoke run"
     )
     args = parser.parse_args(argv)
     if args.quick:
@@ -586,7 +629,7 @@ def parse_args(argv: list[str] | None = None):
             2,
             4,
         )
-        args.num_videos, args.test_videos, args.head_seeds, args.head_steps = 24, 12, [0], 4
+        args.num_videos, args.test_videos, args.head_seeds, args.head_steps = 30, 12, [0], 4
         args.head_eval_every, args.bootstrap = 2, 20
     if args.reference not in args.rows:
         parser.error(f"--reference {args.reference!r} is not among --rows {args.rows}")

@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fgclip import builders
+
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "ablation.py"
 
 
@@ -135,3 +137,12 @@ def test_quick_run_end_to_end(ablation, tmp_path, capsys):
     assert test["stand-in"]["zs_auc"]["sd"] == 0.0  # untrained: one model for every seed
     assert "difference" in test["+ region + hard-neg"]["region_t2r"]
     assert "| + region + hard-neg |" in (tmp_path / "table.md").read_text()
+    # the shared embeddings score exactly as `fgclip eval` does on its own
+    run = json.loads((tmp_path / "runs" / "stand_in_s0.json").read_text())["splits"]["test"]
+    args = ablation.parse_args(["--out", str(tmp_path), "--quick"])
+    data = ablation.Data(tmp_path / "data" / "train", tmp_path / "data" / "test")
+    config = ablation.config_for(ablation.ROWS["stand-in"], 0, data, "test", tmp_path / "check", args)
+    tokenizer = builders.build_tokenizer(config.model)
+    model, _ = builders.build_model(config.model, tokenizer)
+    metrics, _ = ablation.evaluate(config, model, tokenizer)
+    assert metrics["zs_auc"] == run["zs_auc"] and metrics["region_t2r"] == run["region_t2r"]
