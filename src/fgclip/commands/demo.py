@@ -11,6 +11,9 @@ from fgclip.config import ExperimentConfig, load_config
 from fgclip.configs import demo_config_path, finetune_config_path
 
 FRAME_CACHE = "frame_cache"  # under --out
+# Head steps: at 200 every stand-in head was still selecting its last step (validation AUC rising); 600
+# lets validation peak first (the selected steps are printed and written to report.json).
+HEAD_STEPS = 600
 
 
 def register(commands) -> None:
@@ -83,7 +86,9 @@ def run_demo(
         if len(backbones) == 2:
             comparison = head_comparison(config, backbones, data.out_dir, out_dir / "head")
             report["head"] = {k: comparison[k] for k in ("summary", "paired_difference", "seeds")}
+            report["head"]["selected_step"] = selected_steps(comparison)
             print(comparison["table"], flush=True)
+            print(format_selected_steps(report["head"]["selected_step"]), flush=True)
     report["timing_s"] = {"total": time.perf_counter() - started, "train": trained - started}
     report["global_step"] = outcome.global_step
     (out_dir / "report.json").write_text(json.dumps(report, indent=2))
@@ -208,5 +213,20 @@ def head_comparison(
         )  # fmt: skip
     return head_comparison_for_demo(
         folders, folders, train_list, data / "test_list.txt", data / "test_annotation.txt",
-        seeds=tuple(seeds), options=TrainOptions(steps=200),
+        seeds=tuple(seeds), options=TrainOptions(steps=HEAD_STEPS),
     )  # fmt: skip
+
+
+def selected_steps(comparison: dict) -> dict:
+    """Per backbone, the step each seed's head was selected at (best head-validation AUC) out of HEAD_STEPS:
+    a selected step before the last evaluation means validation had stopped rising."""
+    return {
+        name: {"steps": HEAD_STEPS, "per_seed": [run["best_step"] for run in runs]}
+        for name, runs in comparison["runs"].items()
+    }
+
+
+def format_selected_steps(selected: dict) -> str:
+    parts = [f"{name} {', '.join(map(str, s['per_seed']))}" for name, s in selected.items()]
+    steps = next(iter(selected.values()))["steps"]
+    return f"[demo] head selected at step (best validation AUC, of {steps}): " + "; ".join(parts)
