@@ -522,6 +522,30 @@ def summarise(out: Path, rows: list[str], seeds: list[int], reference: str, resa
     return summary
 
 
+# The default is chosen on the validation split by this rule, fixed before the table was read (issue 24's
+# goal): among trained rows with region R@1 (text->region) >= 0.3 and hard-negative accuracy >= 0.1 above the
+# reference (paired means), the highest zero-shot + head frame AUC (validation means).
+REGION_GAIN, HARD_NEGATIVE_GAIN = 0.3, 0.1
+
+
+def choose_default(summary: dict) -> dict:
+    """The chosen row on validation, the rows that qualified, and why the others did not."""
+    table = summary["splits"]["validation"]
+    verdicts, qualified = {}, []
+    for row, cells in table.items():
+        if "difference" not in cells["region_t2r"] or cells["seconds_per_step"] is None:
+            continue
+        region, hard = cells["region_t2r"]["difference"]["mean"], cells["hard_negative"]["difference"]["mean"]
+        short = [f"region R@1 +{region:.3f} < +{REGION_GAIN}"] * (region < REGION_GAIN)
+        short += [f"hard-neg +{hard:.3f} < +{HARD_NEGATIVE_GAIN}"] * (hard < HARD_NEGATIVE_GAIN)
+        verdicts[row] = "; ".join(short) or "qualifies"
+        if not short:
+            qualified.append(row)
+    score = {row: table[row]["zs_auc"]["mean"] + table[row]["head_auc"]["mean"] for row in qualified}
+    chosen = max(score, key=score.get) if score else None
+    return {"chosen": chosen, "score": score, "verdicts": verdicts}
+
+
 def _sd(values: list[float]) -> float:
     return statistics.stdev(values) if len(values) > 1 else 0.0
 
@@ -655,6 +679,10 @@ def main(argv: list[str] | None = None) -> int:
         copy_untrained(out, args)
     summary = summarise(out, args.rows, args.seeds, args.reference, args.bootstrap)
     text = format_tables(summary)
+    if summary["splits"]:
+        summary["default"] = choose_default(summary)
+        verdicts = "; ".join(f"{row}: {why}" for row, why in summary["default"]["verdicts"].items())
+        text += f"\n\nChosen on validation: **{summary['default']['chosen']}** ({verdicts})"
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     (out / "table.md").write_text(text + "\n")
     print(text)

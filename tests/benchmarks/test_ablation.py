@@ -119,6 +119,8 @@ def test_summary_pairs_seeds_and_reports_differences(ablation, tmp_path):
     assert diff["resolution"] == pytest.approx((diff["t95"][1] - diff["t95"][0]) / 2)
     bootstrap = summary["splits"]["test"]["+ region"]["zs_auc"]["bootstrap"]
     assert bootstrap["difference_interval"][0] > 0  # the planted score shift is found over videos
+    choice = ablation.choose_default(summary)  # + region: +0.57 on every metric, so it qualifies
+    assert choice["chosen"] == "+ region" and choice["verdicts"] == {"+ region": "qualifies"}
     text = ablation.format_tables(summary)
     assert "**test**" in text and "| + region |" in text and "hard-negative chance" in text
 
