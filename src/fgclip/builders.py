@@ -49,6 +49,7 @@ from fgclip.data.sampler import BalancedBatchSampler, GroupedShuffleSampler
 from fgclip.data.text import CaptionTokenizer, build_word_tokenizer
 from fgclip.data.text import load_tokenizer as load_tokenizer_directory
 from fgclip.distributed import is_rank_zero
+from fgclip.losses.label_prompts import LabelPrompts
 from fgclip.losses.objective import FGCLIPObjective, loss_weights
 from fgclip.losses.task import AlignmentTask
 from fgclip.model.configuration import FGCLIPConfig, tiny_config
@@ -114,9 +115,54 @@ def _build_model(
     return load_pretrained(section.init, allow_partial_load=section.allow_partial_load, **section.options)
 
 
-def build_task(config: ExperimentConfig) -> AlignmentTask:
-    """The objective with the config's term weights, and the run's memory-bank options."""
-    return AlignmentTask(FGCLIPObjective(loss_weights(config.loss)), config.bank)
+def build_task(config: ExperimentConfig, tokenizer: PreTrainedTokenizerBase | None = None) -> AlignmentTask:
+    """The objective with the config's term weights, the run's memory-bank options and, when the video-label
+    term is on, its label prompt set tokenized with `tokenizer`."""
+    objective = FGCLIPObjective(loss_weights(config.loss))
+    prompts = None
+    if config.loss.video_label_weight:
+        if tokenizer is None:
+            raise ValueError("build_task: the video-label loss needs the tokenizer to tokenize its prompts")
+        prompts = label_prompts(config, tokenizer)
+    return AlignmentTask(objective, config.bank, prompts)
+
+
+def label_prompt_spec(config: ExperimentConfig) -> str | None:
+    """The video-label loss's prompt set: `loss.video_label_prompts`, else `eval.prompts`."""
+    return config.loss.video_label_prompts or config.eval.prompts
+
+
+def label_classes(config: ExperimentConfig) -> tuple[str, ...] | None:
+    """The label prompt set's classes (Normal first) when the video-label loss is on, else None."""
+    spec = label_prompt_spec(config)
+    if not config.loss.video_label_weight or not spec:
+        return None
+    from fgclip.evaluation.zeroshot import load_prompt_set
+
+    return load_prompt_set(spec).classes
+
+
+def label_prompts(config: ExperimentConfig, tokenizer: PreTrainedTokenizerBase) -> LabelPrompts:
+    from fgclip.evaluation.zeroshot import load_prompt_set
+
+    spec = label_prompt_spec(config)
+    if not spec:
+        raise ConfigError(
+            "loss.video_label_weight > 0 needs a label prompt set: loss.video_label_prompts or eval.prompts"
+        )
+    prompts = load_prompt_set(spec)
+    texts, classes = prompts.texts()
+    captions = CaptionTokenizer(tokenizer, config.data.global_caption_max_length)
+    sequences = captions(texts)
+    length = max(len(seq) for seq in sequences)
+    ids = torch.full((len(sequences), length), captions.pad_token_id, dtype=torch.long)
+    mask = torch.zeros((len(sequences), length), dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
+        mask[row, : len(seq)] = 1
+    return LabelPrompts(
+        prompts.classes, ids, mask, torch.tensor(classes), config.loss.video_label_prompts_per_class
+    )
 
 
 # ------------------------------------------------------------------------------------------------ data
@@ -307,9 +353,15 @@ def frame_cache(data: DataSection, image_size: int) -> FrameCache | None:
 
 
 def build_dataset(
-    data: DataSection, clips: list[Clip], tokenizer: PreTrainedTokenizerBase, image_size: int, train: bool
+    data: DataSection,
+    clips: list[Clip],
+    tokenizer: PreTrainedTokenizerBase,
+    image_size: int,
+    train: bool,
+    class_names: tuple[str, ...] | None = None,
 ) -> ClipDataset:
-    """A dataset over already-read clips (`read_clips`), so the clips are read once per command."""
+    """A dataset over already-read clips (`read_clips`), so the clips are read once per command.
+    `class_names`: the label prompt set's classes (`label_classes`), for each clip's class index."""
     options = sampling_options(data, image_size)
     return ClipDataset(
         clips,
@@ -317,6 +369,7 @@ def build_dataset(
         options,
         train=train,
         frame_cache=frame_cache(data, options.image_size),
+        class_names=class_names,
     )
 
 

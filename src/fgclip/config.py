@@ -103,10 +103,11 @@ class DataSection:
 
 
 def loss_section_class(terms) -> type:
-    """`loss.<term>_weight` for every term of a loss-term table, so a new term needs no edit here."""
-    section = dataclasses.make_dataclass(
-        "LossSection", [(term.weight_field, float, field(default=term.default_weight)) for term in terms]
-    )
+    """`loss.<term>_weight` for every term of a loss-term table, and each term's own options
+    (`loss.<option>`), so a new term needs no edit here."""
+    weights = [(term.weight_field, float, field(default=term.default_weight)) for term in terms]
+    options = [(o.field, o.type, field(default=o.default)) for term in terms for o in term.options]
+    section = dataclasses.make_dataclass("LossSection", weights + options)
     section.__doc__ = "Weight of each loss term (0 turns it off; fgclip.losses.terms.LOSS_TERMS)."
     return section
 
@@ -474,9 +475,14 @@ def check_config(config: ExperimentConfig) -> None:
     unknown_evaluators = sorted(set(config.eval.evaluators) - set(EVALUATORS))
     if unknown_evaluators:
         raise ConfigError(f"eval.evaluators: unknown {unknown_evaluators}; choose from {list(EVALUATORS)}")
-    weights = dataclasses.asdict(config.loss)
+    weights = {t.weight_field: getattr(config.loss, t.weight_field) for t in LOSS_TERMS}
     if any(w < 0 for w in weights.values()) or not any(weights.values()):
         raise ConfigError(f"loss weights must be >= 0 and not all zero, got {weights}")
+    if config.loss.video_label_weight and not (config.loss.video_label_prompts or config.eval.prompts):
+        raise ConfigError(
+            f"loss.video_label_weight={config.loss.video_label_weight} needs a label prompt set: set "
+            "loss.video_label_prompts or eval.prompts (a built-in name or a prompt JSON file)"
+        )
     if train.resume not in (None, "latest") and not Path(train.resume).is_dir():
         raise ConfigError(f"train.resume must be 'latest' or a checkpoint directory, got {train.resume!r}")
     if train.resume is not None and train.overwrite_output_dir:
