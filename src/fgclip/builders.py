@@ -53,7 +53,7 @@ from fgclip.losses.label_prompts import LabelPrompts
 from fgclip.losses.objective import FGCLIPObjective, loss_weights
 from fgclip.losses.task import AlignmentTask
 from fgclip.model.configuration import FGCLIPConfig, tiny_config
-from fgclip.model.loading import LoadReport, load_pretrained
+from fgclip.model.loading import LoadReport, init_fine_temperatures, load_pretrained
 from fgclip.model.modeling import FGCLIPModel
 from fgclip.standin import resolve_init
 from fgclip.training.checkpoints import RUN_CONFIG_FILE
@@ -90,8 +90,11 @@ def build_tokenizer(section: ModelSection) -> PreTrainedTokenizerBase:
 def build_model(
     section: ModelSection, tokenizer: PreTrainedTokenizerBase
 ) -> tuple[FGCLIPModel, LoadReport | None]:
+    """The model a new run starts from (a resume then loads its checkpoint over it)."""
     try:
-        return _build_model(section, tokenizer)
+        model, report = _build_model(section, tokenizer)
+        init_fine_temperatures(model, section.init_fine_temperatures, report)
+        return model, report
     except StrictDataclassError as error:  # model options that do not fit the checkpoint's architecture
         raise ConfigError(f"model (init {section.init}): {strict_error_message(error)}") from None
 

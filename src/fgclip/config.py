@@ -46,6 +46,8 @@ TINY_KEYS = ("image_size", "patch_size", "vision_width", "vision_layers", "text_
 _TINY_DEFAULTS = {
     name: p.default for name, p in inspect.signature(tiny_config).parameters.items() if name in TINY_KEYS
 }
+# fgclip.model.loading.FINE_TEMPERATURE_RULES, repeated so that reading a config imports no model code
+FINE_TEMPERATURE_RULES = ("checkpoint", "global", "init_value")
 # HF schedulers that run with no lr_scheduler_kwargs and no evaluation metric (the others fail at step 1)
 LR_SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
                  "inverse_sqrt")  # fmt: skip
@@ -62,6 +64,10 @@ class ModelSection:
     allow_partial_load: bool = False  # opt out of the missing-backbone-weight error, deliberately
     tiny: dict[str, Any] = field(default_factory=dict)  # overrides of `tiny_config` (widths, layers, ...)
     options: dict[str, Any] = field(default_factory=dict)  # FGCLIPConfig fields, see MODEL_OPTIONS
+    # region / hard-negative temperatures of a new run: "checkpoint" (as loaded; logit_scale_init_value = ln 100
+    # where the checkpoint lacks them), "global" (the checkpoint's own global logit_scale) or "init_value"
+    # (logit_scale_init_value); fgclip.model.loading.init_fine_temperatures
+    init_fine_temperatures: str = "checkpoint"
 
 
 @dataclass
@@ -535,6 +541,11 @@ def _check_sizes(config: ExperimentConfig) -> None:
 def check_model_section(model: ModelSection) -> None:
     """Types of `model.tiny` and the FGCLIPConfig options, and the tiny architecture itself, at load time:
     built later they fail as HF dataclass tracebacks (`Field 'hidden_size' expected int, got str`)."""
+    if model.init_fine_temperatures not in FINE_TEMPERATURE_RULES:
+        raise ConfigError(
+            f"model.init_fine_temperatures = {model.init_fine_temperatures!r}; choose from "
+            f"{list(FINE_TEMPERATURE_RULES)}"
+        )
     for key, value in model.tiny.items():
         if key in TINY_KEYS and not (_matches(value, int) and value >= 1):
             raise ConfigError(f"model.tiny.{key} = {value!r} must be a positive integer")
