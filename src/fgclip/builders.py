@@ -9,6 +9,7 @@ bank options, the Trainer's arguments and the training sampler. Library modules 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import sys
 from dataclasses import dataclass
@@ -537,7 +538,9 @@ def check_options(data: DataSection, *, check_videos: bool = True, tokenizer=Non
 
 
 def input_image_size(section: ModelSection) -> int:
-    """The model's input size without building the model: the tiny config's, or the checkpoint's config.json."""
+    """The model's input size without building the model: the tiny config's, or the checkpoint's config.json
+    (`standin`: the shipped stand-in's)."""
+    section = dataclasses.replace(section, init=resolve_init(section.init))
     if section.init == "tiny":
         return int(section.tiny.get("image_size", tiny_config().vision_config.image_size))
     if section.init == "vit-b-32":
@@ -620,7 +623,24 @@ def build_eval_inputs(config: ExperimentConfig, model, tokenizer, options: EvalO
         pooling=snippet_pooling(config),
         scoring=options.scoring,
         progress=options.progress,
+        twins=read_twins(config.eval.twins, dataset.clips) if config.eval.twins and dataset else None,
     )
+
+
+def read_twins(path: str, clips: list[Clip]) -> dict:
+    """{abnormal video stem: its normal twin's clip} from `eval.twins` (see EvalSection.twins)."""
+    from fgclip.evaluation.localization import twin_clips
+
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as error:
+        raise ConfigError(f"eval.twins {path}: cannot be read as JSON ({error})") from None
+    pairs = data.get("twins", data) if isinstance(data, dict) else None
+    if not isinstance(pairs, dict) or not all(isinstance(v, str) for v in pairs.values()):
+        raise ConfigError(
+            f"eval.twins {path}: expected {{normal video stem: abnormal video stem}} or 'twins' of it"
+        )
+    return twin_clips(clips, pairs)
 
 
 def snippet_pooling(config: ExperimentConfig):
@@ -710,6 +730,7 @@ def evaluate(config: ExperimentConfig, model, tokenizer, options: EvalOptions = 
         "hard_negatives": sections.get("hard_negatives"),
         "region_classification": sections.get("region_classification"),
         "frame_level": sections.get("frame_anomaly"),
+        "localization": sections.get("localization"),
         "settings": _eval_settings(config, inputs.frames.image_size, options),
     }
     return Evaluation(_with_summary(report), scores, inputs.annotations)
@@ -725,6 +746,7 @@ def _eval_settings(config: ExperimentConfig, image_size: int, options: EvalOptio
         "global_caption_max_length": config.data.global_caption_max_length,
         "prompts": config.eval.prompts,
         "temporal_annotations": config.eval.temporal_annotations,
+        "twins": config.eval.twins,
         "snippet_frames": config.eval.snippet_frames,
         "frames_per_snippet": config.eval.frames_per_snippet,
         "snippet_pooling": config.eval.snippet_pooling,

@@ -168,7 +168,7 @@ class TrainSection:
 
 
 # fgclip.evaluation.evaluators.EVALUATORS, repeated so that reading a config imports no evaluation code
-EVALUATORS = ("retrieval", "hard_negatives", "region_classification", "frame_anomaly")
+EVALUATORS = ("retrieval", "hard_negatives", "region_classification", "frame_anomaly", "localization")
 SNIPPET_POOLINGS = ("frame", "snippet", "window")  # fgclip.evaluation.pooling.SNIPPET_POOLINGS
 
 
@@ -179,6 +179,9 @@ class EvalSection:
     )  # run those whose inputs are given
     prompts: str | None = None  # JSON {"normal": [...], "anomaly": {class: [...]}}
     temporal_annotations: str | None = None  # UCF-Crime-style ground truth for frame-level AUC
+    # localization's twin control: JSON {normal video stem: abnormal video stem}, or a synthetic benchmark's
+    # meta.json (its "twins"); the normal twins must be among the eval clips
+    twins: str | None = None
     snippet_frames: int = 16
     frames_per_snippet: int = 8
     batch_size: int = 16

@@ -28,6 +28,7 @@ from fgclip.evaluation.evaluate import (
     score_videos,
     stack_scores,
 )
+from fgclip.evaluation.localization import LocalizationOptions, dataset_reader, localize
 from fgclip.evaluation.pooling import SnippetPooling
 from fgclip.evaluation.snippets import VideoScores
 from fgclip.evaluation.zeroshot import DEFAULT_SCORING, PromptBank, PromptSet, encode_prompts
@@ -60,6 +61,9 @@ class EvalInputs:
     pooling: SnippetPooling = SnippetPooling()
     scoring: str = DEFAULT_SCORING
     progress: bool = True
+    # localization: {abnormal video stem: its matched normal clip} (the synthetic twins), and the map settings
+    twins: dict | None = None
+    localization: LocalizationOptions = LocalizationOptions()
 
 
 class EvalContext:
@@ -109,7 +113,11 @@ def _retrieval(ctx: EvalContext) -> Pairs:
 def _hard_negatives(ctx: EvalContext) -> Pairs:
     embedded = ctx.embedded
     regions = embedded.hard_negative_regions
-    yield "accuracy", embedded.hard_negative_correct / regions if regions else None
+    accuracy = embedded.hard_negative_correct / regions if regions else None
+    chance = embedded.hard_negative_chance / regions if regions else None
+    yield "accuracy", accuracy
+    yield "accuracy_chance", chance  # mean 1 / (K + 1) over the regions
+    yield "below_chance", accuracy < chance if regions else None
     yield "regions", regions
 
 
@@ -134,11 +142,21 @@ def _frame_anomaly(ctx: EvalContext) -> Pairs:
     yield "frame_source", {kind: len(videos) for kind, videos in i.frames.used.items()}
 
 
+def _localization(ctx: EvalContext) -> Pairs:
+    i = ctx.inputs
+    bank = ctx.prompt_bank("region")
+    reader = dataset_reader(i.dataset)
+    yield from localize(
+        i.model, i.dataset.clips, reader, bank, twins=i.twins, options=i.localization, rule=i.scoring
+    ).items()
+
+
 EVALUATORS: dict[str, Evaluator] = {
     "retrieval": Evaluator(_retrieval, needs=("dataset",)),
     "hard_negatives": Evaluator(_hard_negatives, needs=("dataset",)),
     "region_classification": Evaluator(_region_classification, needs=("dataset", "prompts")),
     "frame_anomaly": Evaluator(_frame_anomaly, needs=("prompts", "annotations", "anomaly_videos", "frames")),
+    "localization": Evaluator(_localization, needs=("dataset", "prompts")),
 }
 
 

@@ -30,7 +30,12 @@ def format_table(report: dict) -> str:
         _retrieval_rows(retrieval, row)
     hard = report.get("hard_negatives")
     if hard:
-        row(f"hard-negative accuracy ({hard['regions']} regions)", hard["accuracy"])
+        flag = " BELOW CHANCE" if hard.get("below_chance") else ""
+        row(
+            f"hard-negative accuracy ({hard['regions']} regions){flag}",
+            hard["accuracy"],
+            hard.get("accuracy_chance"),
+        )
     classification = report.get("region_classification")
     if classification:
         row(f"region classification ({classification['regions_with_class']} regions)",
@@ -48,7 +53,24 @@ def format_table(report: dict) -> str:
         for label, part in frame["per_class"].items():
             row(f"  {label}: frame AUC ({part['videos']} videos)", part["auc"], 0.5)
             row(f"  {label}: frame AP", part["ap"], part["ap_chance"])
+    localization = report.get("localization")
+    if localization and localization["frames"]:
+        _localization_rows(localization, row)
     return "\n".join(lines)
+
+
+def _localization_rows(part: dict, row) -> None:
+    row(f"localization pointing ({part['frames']} frames)", part["pointing"], part["pointing_chance"])
+    row("localization map-box IoU", part["iou"], part["iou_chance"])
+    if part["twin_frames"]:
+        row(
+            f"  same box in the normal twin ({part['twin_frames']})",
+            part["twin_pointing"],
+            part["pointing_chance"],
+        )
+    if part["object_frames"]:
+        row(f"  anomalous object among all ({part['object_frames']})", part["object_choice"],
+            part["object_choice_chance"])  # fmt: skip
 
 
 def _retrieval_rows(retrieval: dict, row) -> None:

@@ -141,7 +141,8 @@ class AlignmentTask:
         bank.enable()
         if is_rank_zero():
             logger.info(
-                "[memory bank] enabled at optimizer step %d: capacity %d, filled %d",
+                "[memory bank] enabled from step %d (after %d warm-up steps): capacity %d, filled %d",
+                step + 1,  # the step number of the console line and metrics.jsonl row it first shapes
                 step,
                 bank.capacity,
                 bank.filled(),
