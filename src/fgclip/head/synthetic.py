@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fgclip.evaluation.inference import FEATURE_LAYOUT
+from fgclip.evaluation.export import FEATURE_LAYOUT
 
 SNIPPET_FRAMES = 16
 
