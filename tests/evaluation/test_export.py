@@ -1,4 +1,5 @@
-"""Feature export: the VadCLIP layout with 10 crops, atomic writes, resuming an interrupted export, shards."""
+"""Feature export: the VadCLIP layout with 10 crops, atomic writes, resuming an interrupted export (the same
+files and the same head as an uninterrupted one), shards merged to the single-process export."""
 
 import csv
 import json
@@ -6,6 +7,7 @@ import logging
 
 import numpy as np
 import pytest
+import torch
 from tiny_models import tiny_fgclip
 
 import fgclip.evaluation.export as export_module
@@ -13,6 +15,9 @@ from fgclip.data.crops import CropSpec
 from fgclip.data.frames import FrameSource
 from fgclip.data.video import write_video
 from fgclip.evaluation.export import ExportError, Shard, export_features, merge_feature_shards
+from fgclip.head.features import read_features
+from fgclip.head.model import HeadConfig
+from fgclip.head.train import TrainOptions, split_training_videos, train_head
 
 SIZE = 32  # the tiny model's input
 VIDEOS = {  # folder/name: frames (a short last snippet in most)
@@ -108,6 +113,21 @@ def test_resumed_export_equals_an_uninterrupted_one(model, videos, tmp_path, mon
     ).read_text().replace(str((tmp_path / "whole").resolve()), str(resumed.resolve()))
     for path in (tmp_path / "whole").rglob("*.npy"):
         assert np.array_equal(np.load(path), np.load(resumed / path.relative_to(tmp_path / "whole"))), path
+    heads = [_head_weights(tmp_path / "whole"), _head_weights(resumed)]
+    assert heads[0].keys() == heads[1].keys()
+    assert all(torch.equal(heads[0][k], heads[1][k]) for k in heads[0])
+
+
+def _head_weights(folder):
+    """The head trained on an export's list CSV (every crop; validation on crop 0), as `fgclip head train` does."""
+    features = read_features(folder / "features_rgb.csv", crop=0)
+    split = split_training_videos(features.labels, val_fraction=0.2, seed=0)
+    trained = train_head(
+        features.training_views(split.train, "train"), features.select(split.validation, "validation"),
+        features.labels, split, config=HeadConfig(feature_dim=features.dim, max_len=8, hidden_dim=8, window=1),
+        options=TrainOptions(steps=6, batch_size=4, eval_every=3),
+    )  # fmt: skip
+    return trained.head.state_dict()
 
 
 def test_resuming_with_other_settings_is_refused(model, videos, tmp_path):
