@@ -7,7 +7,10 @@
 - **Batches.** Every step draws half its videos from the normal and half from the abnormal training videos
   (without replacement inside a step), as VadCLIP's paired normal / abnormal loaders.
 - **Seeds.** `seed` fixes the head's initialisation, dropout, the batches and the validation split: the same
-  seed gives the same head, bit for bit, on the same machine.
+  seed gives the same head, bit for bit, on the same machine **at the same torch thread count** only (CPU
+  kernels sum in a thread-dependent order; 1 vs 2 threads moved a stand-in seed by 0.021 frame AUC, issue 24).
+  The count is not pinned here (the caller's `OMP_NUM_THREADS` / `torch.set_num_threads` rules); `head.json`
+  records it as `torch_threads`, so a reproduction can set the same.
 - **Selection.** The validation videos are carved from the *training* list, stratified by label
   (`val_fraction` of the normal and of the abnormal videos, at least one of each). Only video labels exist
   for them, so the selection metric is the **video-level ROC-AUC** of a video score = the max snippet score
@@ -135,7 +138,7 @@ def score_videos(head: AnomalyHead, videos: list[np.ndarray], batch_chunks: int 
     head.eval()
     max_len = head.config.max_len
     chunks = [
-        (v, torch.from_numpy(f[i : i + max_len]))
+        (v, torch.tensor(f[i : i + max_len]))  # a copy: features may be read-only memory maps
         for v, f in enumerate(videos)
         for i in range(0, len(f), max_len)
     ]
@@ -202,7 +205,9 @@ class _Batches:
     """Balanced normal / abnormal batches of pooled, padded training videos."""
 
     def __init__(self, videos, labels, class_index, max_len: int, batch_size: int, seed: int):
-        self.pooled = [torch.from_numpy(pool_snippets(v.features, max_len)[0]) for v in videos]
+        self.pooled = [
+            torch.tensor(pool_snippets(v.features, max_len)[0]) for v in videos
+        ]  # copies of memory maps
         self.abnormal = np.array([labels[v.name].abnormal for v in videos])
         self.class_index = torch.tensor(class_index)
         self.batch_size = batch_size
@@ -306,6 +311,7 @@ def _report(config, options, split: Split, best: dict, class_prompts) -> dict:
     return {
         "head": config.to_dict(),
         "train": asdict(options),
+        "torch_threads": torch.get_num_threads(),  # bit-for-bit reproduction needs the same count
         "selection": {
             "on": "test" if split.on_test else "validation",
             "source": split.source,
