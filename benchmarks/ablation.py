@@ -58,7 +58,13 @@ METRICS = (
     ("region_t2r", "region R@1 t→r"),
     ("region_r2t", "region R@1 r→t"),
     ("hard_negative", "hard-neg acc"),
+    ("loc_pointing", "pointing"),
+    ("loc_iou", "map-box IoU"),
+    ("loc_twin", "twin pointing ↓"),
+    ("loc_object", "object choice"),
 )
+LOCALIZATION = {"loc_pointing": "pointing", "loc_iou": "iou", "loc_twin": "twin_pointing",
+                "loc_object": "object_choice"}  # fmt: skip
 FRAME_METRICS = {
     "zs_auc": ("zs", "auc"),
     "zs_ap": ("zs", "ap"),
@@ -93,6 +99,14 @@ ROWS = {
         Row("+ region + hard-neg", (*weights(1, 1, 1), *BANK_OFF)),
         Row("+ region + hard-neg, 0.3", (*weights(1, 0.3, 0.3), *BANK_OFF)),
         Row("+ region + hard-neg, 0.1", (*weights(1, 0.1, 0.1), *BANK_OFF)),
+        Row(
+            "+ region + hard-neg, global temperature",
+            (*weights(1, 1, 1), *BANK_OFF, "--model.init_fine_temperatures", "global"),
+        ),
+        Row(
+            "+ region + hard-neg + video-label",
+            (*weights(1, 1, 1), *BANK_OFF, "--loss.video_label_weight", "1.0"),
+        ),
         Row(
             "+ region + hard-neg + bank",
             (*weights(1, 1, 1), "--bank.size", "128", "--bank.warmup_steps", "8", "--bank.fresh_text", "32"),
@@ -157,10 +171,13 @@ def split_overrides(data: Data, split: str) -> list[str]:
         "--data.video_root", str(root),
         "--eval.prompts", str(root / "prompts.json"),
         "--eval.temporal_annotations", str(root / "test_annotation.txt"),
+        "--eval.twins", str(root / "meta.json"),  # localization's twin control
     ]  # fmt: skip
 
 
-def config_for(row: Row, seed: int, data: Data, split: str, run_dir: Path, args):
+def config_for(row: Row, seed: int, data: Data, split: str, run_dir: Path, args, extra=(), cache=True):
+    """The run config of `row` evaluating on `split`. `cache`: training clips from the frame cache (training
+    only: localization reads frames outside the cached clip spans, so evaluation decodes; same pixels)."""
     from fgclip.commands.demo import synth_data_overrides
     from fgclip.config import load_config
     from fgclip.configs import finetune_config_path
@@ -169,7 +186,7 @@ def config_for(row: Row, seed: int, data: Data, split: str, run_dir: Path, args)
         *synth_data_overrides(data.train),
         *split_overrides(data, split),  # the test split's config only evaluates
         "--data.num_workers", "0",  # one process, one thread: the pool is the parallelism
-        "--data.frame_cache", str(data.train.parent / "frame_cache"),
+        "--data.frame_cache", json.dumps(str(data.train.parent / "frame_cache") if cache else None),
         "--train.output_dir", str(run_dir),
         "--train.overwrite_output_dir", "true",
         "--train.seed", str(seed),
@@ -181,6 +198,7 @@ def config_for(row: Row, seed: int, data: Data, split: str, run_dir: Path, args)
         "--train.logging_steps", str(max(1, args.steps // 4)),
         "--train.progress_bar", "false",
         *row.overrides,
+        *extra,
     ]  # fmt: skip
     return load_config(finetune_config_path(), overrides)
 
@@ -230,7 +248,7 @@ def run_one(row_name: str, seed: int, data: Data, out: Path, args) -> dict:
         trained = train_heads(features, data, args)
         phases["heads"] = time.perf_counter() - started - sum(phases.values())
         for split in SPLITS:
-            split_config = config_for(row, seed, data, split, run_dir, args)
+            split_config = config_for(row, seed, data, split, run_dir, args, cache=False)
             metrics, zero_shot = evaluate(split_config, model, tokenizer)
             head, head_scores = evaluate_heads(trained, features, data, split)
             result["splits"][split] = {**metrics, **head}
@@ -249,9 +267,9 @@ def shared_snippet_embeddings():
     the export's `VideoSnippets` (the same function's output, kept) instead of embedding again. Halves a run's
     largest cost; the scores are those of `fgclip eval` (tests/benchmarks/test_ablation.py checks equality)."""
     from fgclip.evaluation import evaluate as scoring
-    from fgclip.evaluation import inference
+    from fgclip.evaluation import export as exporting
 
-    original = inference.iter_video_snippets
+    original = exporting.iter_video_snippets
     kept: dict[tuple, object] = {}
 
     def key(model, video, kwargs) -> tuple:
@@ -268,11 +286,11 @@ def shared_snippet_embeddings():
         for video in videos:  # under the path the scorer asked for (it maps results back by path)
             yield replace(kept.get(key(model, video, kwargs)) or fresh[Path(video)], video=Path(video))
 
-    inference.iter_video_snippets, scoring.iter_video_snippets = export, score
+    exporting.iter_video_snippets, scoring.iter_video_snippets = export, score
     try:
         yield
     finally:
-        inference.iter_video_snippets = scoring.iter_video_snippets = original
+        exporting.iter_video_snippets = scoring.iter_video_snippets = original
 
 
 def evaluate(config, model, tokenizer) -> tuple[dict, dict[str, np.ndarray]]:
@@ -289,15 +307,59 @@ def evaluate(config, model, tokenizer) -> tuple[dict, dict[str, np.ndarray]]:
         "hard_negative_chance": 1.0 / (1 + config.data.max_hard_negatives),
         "zs_auc": frame["auc"],
         "zs_ap": frame["ap"],
+        **localization_metrics(report.get("localization")),
     }
     return metrics, {name: s.frame_scores for name, s in evaluation.scores.items()}
+
+
+def localization_metrics(section: dict | None) -> dict:
+    """Pointing game, map-box IoU, the twin control (lower is better) and the object choice, with chances."""
+    if not section or not section["frames"]:
+        return {}
+    metrics = {key: section[name] for key, name in LOCALIZATION.items()}
+    metrics.update(
+        loc_pointing_chance=section["pointing_chance"], loc_object_chance=section["object_choice_chance"]
+    )
+    return {key: value for key, value in metrics.items() if value is not None}  # no object tracks: no choice
+
+
+def localize_saved(out: Path, data: Data, args) -> None:
+    """Localization of runs finished before the evaluator existed: their saved models (`RUN/model`; the
+    stand-in as shipped) on the test split (CPU: the default is not chosen by it), merged into the run files.
+    Runs that have it are skipped."""
+    import torch
+
+    from fgclip import builders
+
+    torch.set_num_threads(1)
+    for path in sorted((out / "runs").glob("*.json")):
+        result = json.loads(path.read_text())
+        if result["row"] not in args.rows or result["seed"] not in args.seeds:
+            continue
+        if "loc_pointing" in result["splits"]["test"]:
+            continue
+        row = ROWS[result["row"]]
+        run_dir = out / "work" / f"{slug(row.name)}_s{result['seed']}"
+        for split in ("test",):
+            extra = ["--eval.evaluators", json.dumps(["localization"])]
+            if row.train:
+                extra += ["--model.init", str(run_dir / "model")]
+            config = config_for(
+                row, result["seed"], data, split, run_dir / "localize", args, extra, cache=False
+            )
+            tokenizer = builders.build_tokenizer(config.model)
+            model, _ = builders.build_model(config.model, tokenizer)
+            report = builders.evaluate(config, model, tokenizer, builders.EvalOptions(progress=False)).report
+            result["splits"][split].update(localization_metrics(report.get("localization")))
+        path.write_text(json.dumps(result, indent=1))
+        print(f"[ablation] localization of {result['row']} seed {result['seed']}", flush=True)
 
 
 def export_all(model, config, data: Data, root: Path) -> dict[str, Path]:
     """Snippet features (`fgclip export-features`' code) of the training videos and of both splits' videos."""
     from fgclip import builders
     from fgclip.data.frames import FrameSource
-    from fgclip.evaluation.inference import export_features
+    from fgclip.evaluation.export import export_features
 
     image_size = builders.sampling_options(config.data, builders.model_image_size(model)).image_size
     folders = {}
@@ -489,10 +551,16 @@ def summarise(out: Path, rows: list[str], seeds: list[int], reference: str, resa
     data = Data(out / "data" / "train", out / "data" / "test")
     for split in SPLITS:
         table = {}
+        present = [
+            key
+            for key, _ in METRICS
+            if all(key in results[(r, s)]["splits"][split] for r in rows for s in seeds)
+        ]
+        summary.setdefault("metrics", {})[split] = present
         for row in rows:
             runs = [results[(row, s)]["splits"][split] for s in seeds]
             cells = {}
-            for key, _ in METRICS:
+            for key in present:
                 values = [run[key] for run in runs]
                 cells[key] = {"mean": statistics.fmean(values), "sd": _sd(values), "values": values}
                 if row != reference and reference in rows:
@@ -507,7 +575,8 @@ def summarise(out: Path, rows: list[str], seeds: list[int], reference: str, resa
                                            "heads": len(steps)}  # fmt: skip
             rate = [results[(row, s)]["seconds_per_step"] for s in seeds]
             cells["seconds_per_step"] = statistics.fmean(rate) if None not in rate else None
-            cells["hard_negative_chance"] = runs[0]["hard_negative_chance"]
+            for chance in ("hard_negative_chance", "loc_pointing_chance", "loc_object_chance"):
+                cells[chance] = statistics.fmean(run.get(chance, float("nan")) for run in runs)
             table[row] = cells
         annotations = read_temporal_annotations(data.split(split) / "test_annotation.txt")
         scores = {row: [load_scores(out, results[(row, s)])[split] for s in seeds] for row in rows}
@@ -552,49 +621,53 @@ def _sd(values: list[float]) -> float:
 
 def format_tables(summary: dict) -> str:
     seeds, reference = summary["seeds"], summary["reference"]
+    labels = dict(METRICS)
     blocks = []
     for split, table in summary["splits"].items():
-        header = (
-            "| row | "
-            + " | ".join(label for _, label in METRICS)
-            + " | head step (mean / at last) | s/step |"
-        )
+        keys = summary["metrics"][split]
+        header = "| row | " + " | ".join(labels[k] for k in keys) + " | head step (mean / at last) | s/step |"
         lines = [f"**{split}** (seeds {seeds}; mean ± sd over seeds; AUC/AP: [95% bootstrap over videos])", "",
-                 header, "|" + "---|" * (len(METRICS) + 3)]  # fmt: skip
+                 header, "|" + "---|" * (len(keys) + 3)]  # fmt: skip
         for row, cells in table.items():
-            values = []
-            for key, _ in METRICS:
-                cell = f"{cells[key]['mean']:.3f} ± {cells[key]['sd']:.3f}"
-                if "bootstrap" in cells[key]:
-                    low, high = cells[key]["bootstrap"]["interval"]
-                    cell += f" [{low:.3f}, {high:.3f}]"
-                values.append(cell)
-            steps = cells["head_selected_step"]
-            rate = cells["seconds_per_step"]
+            values = [_cell(cells[key]) for key in keys]
+            steps, rate = cells["head_selected_step"], cells["seconds_per_step"]
             lines.append(
                 f"| {row} | " + " | ".join(values)
                 + f" | {steps['mean']:.0f} / {steps['at_last']} of {steps['heads']} | "
                 + ("—" if rate is None else f"{rate:.2f}") + " |"
             )  # fmt: skip
         first = next(iter(table.values()))
-        lines.append(f"\nhard-negative chance 1 / (K + 1) = {first['hard_negative_chance']:.3f}\n")
-        lines += [f"Paired difference to **{reference}** (same seed): mean [95% t-interval over seeds] "
-                  "(± resolution = half-width); AUC/AP also [95% bootstrap over videos]", "",
-                  "| row | " + " | ".join(label for _, label in METRICS) + " |", "|" + "---|" * (len(METRICS) + 1)]  # fmt: skip
+        chances = [f"hard-negative 1 / (K + 1) = {first['hard_negative_chance']:.3f}"]
+        if "loc_pointing" in keys:
+            chances += [f"pointing and IoU (box share of the frame) = {first['loc_pointing_chance']:.3f}"]
+        if "loc_object" in keys:
+            chances += [f"object choice = {first['loc_object_chance']:.3f}"]
+        lines.append("\nChance: " + "; ".join(chances) + "\n")
+        lines += [f"Paired difference to **{reference}** (same seed): mean [95% t-interval over seeds]; "
+                  "AUC/AP also b[95% bootstrap over videos]", "",
+                  "| row | " + " | ".join(labels[k] for k in keys) + " |", "|" + "---|" * (len(keys) + 1)]  # fmt: skip
         for row, cells in table.items():
-            if "difference" not in cells[METRICS[0][0]]:
-                continue
-            values = []
-            for key, _ in METRICS:
-                d = cells[key]["difference"]
-                cell = f"{d['mean']:+.3f} [{d['t95'][0]:+.3f}, {d['t95'][1]:+.3f}]"
-                if "bootstrap" in cells[key]:
-                    low, high = cells[key]["bootstrap"]["difference_interval"]
-                    cell += f" b[{low:+.3f}, {high:+.3f}]"
-                values.append(cell)
-            lines.append(f"| {row} | " + " | ".join(values) + " |")
+            if "difference" in cells[keys[0]]:
+                lines.append(f"| {row} | " + " | ".join(_difference(cells[key]) for key in keys) + " |")
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks)
+
+
+def _cell(cell: dict) -> str:
+    text = f"{cell['mean']:.3f} ± {cell['sd']:.3f}"
+    if "bootstrap" in cell:
+        low, high = cell["bootstrap"]["interval"]
+        text += f" [{low:.3f}, {high:.3f}]"
+    return text
+
+
+def _difference(cell: dict) -> str:
+    d = cell["difference"]
+    text = f"{d['mean']:+.3f} [{d['t95'][0]:+.3f}, {d['t95'][1]:+.3f}]"
+    if "bootstrap" in cell:
+        low, high = cell["bootstrap"]["difference_interval"]
+        text += f" b[{low:+.3f}, {high:+.3f}]"
+    return text
 
 
 # ---------------------------------------------------------------------------------------------- driver
@@ -643,6 +716,10 @@ def parse_args(argv: list[str] | None = None):
     )
     parser.add_argument("--summarise-only", action="store_true", help="tables from the finished runs")
     parser.add_argument(
+        "--localize-saved", action="store_true",
+        help="add localization to finished runs from their saved models (runs made before the evaluator)",
+    )  # fmt: skip
+    parser.add_argument(
         "--quick", action="store_true", help="2 seeds, 3 rows, 2 steps, 30 + 12 videos: a smoke run"
     )
     args = parser.parse_args(argv)
@@ -663,7 +740,9 @@ def parse_args(argv: list[str] | None = None):
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     out = args.out
-    if not args.summarise_only:
+    if args.localize_saved:
+        localize_saved(out, Data(out / "data" / "train", out / "data" / "test"), args)
+    elif not args.summarise_only:
         data = make_data(out / "data", args)
         cache_training_clips(data, args)
         done = {(r["row"], r["seed"]) for r in load_runs(out)}

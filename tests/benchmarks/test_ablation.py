@@ -83,7 +83,10 @@ def _write_run(ablation, out: Path, row: str, seed: int, shift: float, truth: di
     result = {"row": row, "seed": seed, "seconds_per_step": 1.0, "splits": {}}
     scores = {}
     for split in ablation.SPLITS:
-        result["splits"][split] = {**metrics, "hard_negative_chance": 0.25, "head_runs": head_runs}
+        chances = {"hard_negative_chance": 0.25, "loc_pointing_chance": 0.1, "loc_object_chance": 0.4}
+        result["splits"][split] = {**metrics, **chances, "head_runs": head_runs}
+        if row == "+ region" and seed == 2:  # a run from before the localization evaluator
+            result["splits"][split].pop("loc_iou")
         zero_shot = {v: y * shift + rng.random(len(y)) for v, y in truth.items()}
         scores[split] = {"zs": zero_shot, "head": {v: s[None] for v, s in zero_shot.items()}}
     ablation.save_run(out, result, scores)
@@ -109,6 +112,7 @@ def test_summary_pairs_seeds_and_reports_differences(ablation, tmp_path):
     _write_run(ablation, tmp_path, "+ region + hard-neg", 0, 0.3, truth, rng)  # one seed only: left out
     summary = ablation.summarise(tmp_path, ["global only", "+ region"], [0, 1, 2, 3], "global only", 50)
     assert summary["seeds"] == [0, 1, 2]  # seed 3 never ran: pairs stay pairs
+    assert "loc_iou" not in summary["metrics"]["test"] and "loc_pointing" in summary["metrics"]["test"]
     cell = summary["splits"]["test"]["+ region"]["clip_r1"]
     assert cell["mean"] == pytest.approx(0.5 + 1.7 / 3 + 0.01)
     diff = cell["difference"]
@@ -122,7 +126,9 @@ def test_summary_pairs_seeds_and_reports_differences(ablation, tmp_path):
     choice = ablation.choose_default(summary)  # + region: +0.57 on every metric, so it qualifies
     assert choice["chosen"] == "+ region" and choice["verdicts"] == {"+ region": "qualifies"}
     text = ablation.format_tables(summary)
-    assert "**test**" in text and "| + region |" in text and "hard-negative chance" in text
+    assert (
+        "**test**" in text and "| + region |" in text and "Chance: hard-negative 1 / (K + 1) = 0.250" in text
+    )
 
 
 @pytest.mark.slow
