@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -147,14 +148,18 @@ def demo_overrides(data: Path, run_dir: Path, seed: int) -> list[str]:
 
 
 def _demo_overrides(out_dir: Path, seed: int) -> list[str]:
-    return demo_overrides(out_dir / "data", out_dir / "run", seed)
+    twins = ["--eval.twins", str(out_dir / "data" / "meta.json")]  # localization's control: the normal twin
+    return demo_overrides(out_dir / "data", out_dir / "run", seed) + twins
 
 
 def evaluate_run(config: ExperimentConfig, model, tokenizer, data_dir: Path) -> dict:
     """The shared evaluation (`fgclip.builders.evaluate`), so `fgclip eval` on the saved model agrees."""
     from fgclip.builders import EvalOptions, evaluate
 
-    return evaluate(config, model, tokenizer, EvalOptions(progress=False)).report
+    # decoded, not from the training frame cache: localization reads frames outside the cached clip spans
+    # (the twin's, and the track's own), and a decoded frame is the cached one (test_cli_demo)
+    decoded = dataclasses.replace(config, data=dataclasses.replace(config.data, frame_cache=None))
+    return evaluate(decoded, model, tokenizer, EvalOptions(progress=False)).report
 
 
 def format_report(report: dict, before: dict | None = None) -> str:
@@ -165,11 +170,17 @@ def format_report(report: dict, before: dict | None = None) -> str:
         ("hard-negative accuracy", lambda r: (r.get("hard_negatives") or {}).get("accuracy")),
         ("frame-level anomaly AUC (zero-shot)", lambda r: r["frame_auc"]["value"]),
         ("frame-level anomaly AP (zero-shot)", lambda r: r["frame_ap"]),
+        ("localization pointing (anomaly map)", lambda r: _localization(r, "pointing")),
+        ("  same box in the normal twin (lower)", lambda r: _localization(r, "twin_pointing")),
+        ("localization map-box IoU", lambda r: _localization(r, "iou")),
     ]
     chance = {
         "clip retrieval R@1 (text->clip)": report["clip_retrieval_R@1"]["chance"],
         "region retrieval R@1 (text->region)": report["region_retrieval_R@1"]["chance"],
         "frame-level anomaly AUC (zero-shot)": 0.5,
+        "localization pointing (anomaly map)": _localization(report, "pointing_chance"),
+        "  same box in the normal twin (lower)": _localization(report, "pointing_chance"),
+        "localization map-box IoU": _localization(report, "iou_chance"),
     }
     columns = (["stand-in"] if before else []) + ["trained", "chance"]
     lines = [f"{'metric':<40}" + "".join(f"{c:>10}" for c in columns)]
@@ -182,6 +193,10 @@ def format_report(report: dict, before: dict | None = None) -> str:
             f"{'head frame AUC / AP, ' + backbone:<40}{auc['mean']:>10.3f}{ap['mean']:>10.3f}  (mean of seeds)"
         )
     return "\n".join(lines)
+
+
+def _localization(report: dict, key: str) -> float | None:
+    return (report.get("localization") or {}).get(key)
 
 
 def head_comparison(
