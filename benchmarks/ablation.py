@@ -593,26 +593,34 @@ def summarise(out: Path, rows: list[str], seeds: list[int], reference: str, resa
 
 # The default is chosen on the validation split by this rule, fixed before the table was read (issue 24's
 # goal): among trained rows with region R@1 (text->region) >= 0.3 and hard-negative accuracy >= 0.1 above the
-# reference (paired means), the highest zero-shot + head frame AUC (validation means).
+# reference (paired means), the highest zero-shot + head frame AUC (validation means). If none qualifies
+# (fixed after seed 0 showed +0.24 region R@1 at 60 steps, before any other seed or row was read): among the
+# rows that train the fine-grained terms measurably (region R@1 and hard-negative accuracy above the
+# reference, t-interval excluding 0), the highest zero-shot + head frame AUC.
 REGION_GAIN, HARD_NEGATIVE_GAIN = 0.3, 0.1
 
 
 def choose_default(summary: dict) -> dict:
-    """The chosen row on validation, the rows that qualified, and why the others did not."""
+    """The chosen row on validation, whether it met the goal, and each candidate's verdict."""
     table = summary["splits"]["validation"]
-    verdicts, qualified = {}, []
+    verdicts, goal, measurable = {}, [], []
     for row, cells in table.items():
         if "difference" not in cells["region_t2r"] or cells["seconds_per_step"] is None:
             continue
-        region, hard = cells["region_t2r"]["difference"]["mean"], cells["hard_negative"]["difference"]["mean"]
-        short = [f"region R@1 +{region:.3f} < +{REGION_GAIN}"] * (region < REGION_GAIN)
-        short += [f"hard-neg +{hard:.3f} < +{HARD_NEGATIVE_GAIN}"] * (hard < HARD_NEGATIVE_GAIN)
-        verdicts[row] = "; ".join(short) or "qualifies"
+        region, hard = cells["region_t2r"]["difference"], cells["hard_negative"]["difference"]
+        short = [f"region R@1 {region['mean']:+.3f} < +{REGION_GAIN}"] * (region["mean"] < REGION_GAIN)
+        short += [f"hard-neg {hard['mean']:+.3f} < +{HARD_NEGATIVE_GAIN}"] * (
+            hard["mean"] < HARD_NEGATIVE_GAIN
+        )
+        verdicts[row] = "; ".join(short) or "meets the goal's region and hard-negative gains"
         if not short:
-            qualified.append(row)
-    score = {row: table[row]["zs_auc"]["mean"] + table[row]["head_auc"]["mean"] for row in qualified}
+            goal.append(row)
+        if region["t95"][0] > 0 and hard["t95"][0] > 0:
+            measurable.append(row)
+    pool = goal or measurable
+    score = {row: table[row]["zs_auc"]["mean"] + table[row]["head_auc"]["mean"] for row in pool}
     chosen = max(score, key=score.get) if score else None
-    return {"chosen": chosen, "score": score, "verdicts": verdicts}
+    return {"chosen": chosen, "met_goal": bool(goal), "score": score, "verdicts": verdicts}
 
 
 def _sd(values: list[float]) -> float:
@@ -761,7 +769,8 @@ def main(argv: list[str] | None = None) -> int:
     if summary["splits"]:
         summary["default"] = choose_default(summary)
         verdicts = "; ".join(f"{row}: {why}" for row, why in summary["default"]["verdicts"].items())
-        text += f"\n\nChosen on validation: **{summary['default']['chosen']}** ({verdicts})"
+        met = "meets" if summary["default"]["met_goal"] else "no row meets the goal; fallback rule"
+        text += f"\n\nChosen on validation: **{summary['default']['chosen']}** ({met}; {verdicts})"
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     (out / "table.md").write_text(text + "\n")
     print(text)

@@ -124,7 +124,8 @@ def test_summary_pairs_seeds_and_reports_differences(ablation, tmp_path):
     bootstrap = summary["splits"]["test"]["+ region"]["zs_auc"]["bootstrap"]
     assert bootstrap["difference_interval"][0] > 0  # the planted score shift is found over videos
     choice = ablation.choose_default(summary)  # + region: +0.57 on every metric, so it qualifies
-    assert choice["chosen"] == "+ region" and choice["verdicts"] == {"+ region": "qualifies"}
+    assert choice["chosen"] == "+ region" and choice["met_goal"]
+    assert choice["verdicts"] == {"+ region": "meets the goal's region and hard-negative gains"}
     text = ablation.format_tables(summary)
     assert (
         "**test**" in text and "| + region |" in text and "Chance: hard-negative 1 / (K + 1) = 0.250" in text
