@@ -13,7 +13,6 @@ from fgclip.config import ConfigError, load_config
 from fgclip.training.callbacks import TRACKER_RENAMES, tracker_logs
 
 
-
 def test_report_to_names_are_hf_integrations():
     assert hf_report_to(["tensorboard"]) == []  # fgclip writes TensorBoard itself
     assert hf_report_to(["tensorboard", "mlflow", "wandb", "mlflow"]) == ["mlflow", "wandb"]
