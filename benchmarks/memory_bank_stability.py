@@ -35,7 +35,7 @@ from fgclip.commands.demo import synth_data_overrides
 from fgclip.commands.train import train
 from fgclip.config import load_config
 from fgclip.configs import demo_config_path
-from fgclip.evaluation.evaluate import embed_dataset, retrieval_metrics
+from fgclip.evaluation.measures import embed_dataset, retrieval_metrics
 from fgclip.synthetic import generate
 from fgclip.training.loss_plot import read_metrics
 

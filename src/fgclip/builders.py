@@ -38,6 +38,7 @@ from fgclip.data.records import Clip
 from fgclip.data.sampler import BalancedBatchSampler, GroupedShuffleSampler
 from fgclip.data.text import CaptionTokenizer, build_word_tokenizer
 from fgclip.data.text import load_tokenizer as load_tokenizer_directory
+from fgclip.evaluation.snippet_options import SnippetOptions
 from fgclip.losses.objective import FGCLIPObjective, loss_weights
 from fgclip.losses.task import AlignmentTask
 from fgclip.model.configuration import FGCLIPConfig, tiny_config
@@ -378,8 +379,8 @@ class EvalOptions:
     """What `fgclip eval` takes besides the run config."""
 
     scoring: str = "softmax_sum"  # zero-shot rule, see fgclip.evaluation.zeroshot
-    batch_frames: int = 256  # frames decoded and embedded at a time (bounds memory on long videos)
-    workers: int = 0  # snippet-decoding worker processes (0: decode in the main process)
+    batch_frames: int = SnippetOptions.batch_frames  # frames decoded and embedded at a time (bounds memory)
+    workers: int = SnippetOptions.workers  # snippet-decoding worker processes (0: decode in the main process)
     frame_cache: str | None = None  # read snippet frames from this FrameCache root where it covers a video
     write_frame_cache: bool = False  # fill the cache for videos it does not cover yet
     anomaly_videos: str | None = None  # list file (`Class/Name.mp4` per line); default: the manifests' videos
@@ -400,7 +401,7 @@ class EvalOptions:
 def build_eval_inputs(config: ExperimentConfig, model, tokenizer, options: EvalOptions):
     """The evaluators' inputs: eval clips (read once), prompts, ground truth, test videos, frame source."""
     from fgclip.evaluation.anomaly import read_temporal_annotations
-    from fgclip.evaluation.evaluators import EvalInputs, SnippetOptions, evaluators_needing
+    from fgclip.evaluation.evaluators import EvalInputs, evaluators_needing
     from fgclip.evaluation.zeroshot import load_prompt_set
 
     data = config.data
@@ -435,13 +436,21 @@ def build_eval_inputs(config: ExperimentConfig, model, tokenizer, options: EvalO
         annotations=annotations,
         anomaly_videos=anomaly_videos,
         frames=FrameSource(image_size, cache, options.write_frame_cache),
-        snippet=SnippetOptions(
-            config.eval.snippet_frames, config.eval.frames_per_snippet, options.batch_frames, options.workers
-        ),
+        snippet=snippet_options(config, options.batch_frames, options.workers),
         pooling=snippet_pooling(config),
         scoring=options.scoring,
         progress=options.progress,
     )
+
+
+def snippet_options(
+    config: ExperimentConfig,
+    batch_frames: int = SnippetOptions.batch_frames,
+    workers: int = SnippetOptions.workers,
+) -> SnippetOptions:
+    """The run's snippet layout (`eval` section) with the command's decoding settings, built once and passed whole
+    to scoring, inference and feature export."""
+    return SnippetOptions(config.eval.snippet_frames, config.eval.frames_per_snippet, batch_frames, workers)
 
 
 def snippet_pooling(config: ExperimentConfig):

@@ -47,9 +47,8 @@ def run(args, rest) -> int:
     image_size = builders.sampling_options(config.data, builders.model_image_size(loaded.model)).image_size
     with writing_to(args.out, "--out"):  # .npy files are written as the videos are done
         path = export_features(
-            loaded.model, videos, args.out, snippet_frames(args, image_size), snippet_frames=config.eval.snippet_frames,
-            frames_per_snippet=config.eval.frames_per_snippet, batch_frames=args.batch_frames, workers=args.workers,
-            partial_snippet=args.partial_snippet, skip_existing=args.skip_existing,
+            loaded.model, videos, args.out, snippet_frames(args, image_size),
+            builders.snippet_options(config, args.batch_frames, args.workers), partial_snippet=args.partial_snippet, skip_existing=args.skip_existing,
             meta={"checkpoint": str(loaded.checkpoint), "image_size": image_size}, progress=not args.no_progress,
         )  # fmt: skip
     print(f"[fgclip] {len(videos)} video(s) -> {args.out}; description: {path}")

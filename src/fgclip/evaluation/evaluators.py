@@ -25,7 +25,7 @@ from typing import Any
 from fgclip.data.dataset import ClipDataset
 from fgclip.data.frames import FrameSource
 from fgclip.evaluation.anomaly import TemporalAnnotation, frame_level_metrics
-from fgclip.evaluation.evaluate import (
+from fgclip.evaluation.measures import (
     EmbeddedSet,
     embed_dataset,
     region_classification,
@@ -34,16 +34,9 @@ from fgclip.evaluation.evaluate import (
     stack_scores,
 )
 from fgclip.evaluation.pooling import SnippetPooling
+from fgclip.evaluation.snippet_options import SnippetOptions
 from fgclip.evaluation.snippets import VideoScores
 from fgclip.evaluation.zeroshot import DEFAULT_SCORING, PromptBank, PromptSet, encode_prompts
-
-
-@dataclass(frozen=True)
-class SnippetOptions:
-    snippet_frames: int = 16  # native frames per snippet (the VAD protocol's 16)
-    frames_per_snippet: int = 8  # frames sampled from each snippet and pooled by the temporal module
-    batch_frames: int = 256  # frames decoded and embedded at a time (bounds memory on long videos)
-    workers: int = 0  # DataLoader worker processes decoding snippets while the model embeds (0: in-process)
 
 
 @dataclass
@@ -85,10 +78,8 @@ class EvalContext:
         """Zero-shot snippet scores of every anomaly-test video, in name order."""
         i = self.inputs
         return score_videos(
-            i.model, i.anomaly_videos, self.prompt_bank("clip"), i.frames,
-            snippet_frames=i.snippet.snippet_frames, frames_per_snippet=i.snippet.frames_per_snippet,
-            batch_frames=i.snippet.batch_frames, rule=i.scoring, progress=i.progress, workers=i.snippet.workers,
-            pooling=i.pooling,
+            i.model, i.anomaly_videos, self.prompt_bank("clip"), i.frames, i.snippet,
+            rule=i.scoring, progress=i.progress, pooling=i.pooling,
         )  # fmt: skip
 
     def scored_videos(self) -> dict[str, VideoScores]:

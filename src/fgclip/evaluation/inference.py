@@ -26,6 +26,7 @@ from fgclip.data.video import decode_frames, probe_video
 from fgclip.evaluation.anomaly import TemporalAnnotation, frame_ground_truth
 from fgclip.evaluation.figures import plot_timeline
 from fgclip.evaluation.pooling import SnippetPooling, pooled_embeddings
+from fgclip.evaluation.snippet_options import DEFAULT_SNIPPETS, SnippetOptions
 from fgclip.evaluation.snippets import VideoScores, embed_video_snippets, iter_video_snippets, score_snippets
 from fgclip.evaluation.zeroshot import DEFAULT_SCORING, PromptBank, anomaly_scores
 
@@ -78,10 +79,8 @@ def infer_video(
     video: str | Path,
     clip_bank: PromptBank,
     frames: FrameSource,
+    options: SnippetOptions = DEFAULT_SNIPPETS,  # its `workers` is unused: one video
     *,
-    snippet_frames: int = 16,
-    frames_per_snippet: int = 8,
-    batch_frames: int = 256,
     scoring: str = DEFAULT_SCORING,
     region_bank: PromptBank | None = None,
     regions: list[RegionQuery] = (),
@@ -90,10 +89,7 @@ def infer_video(
     pooling: SnippetPooling | None = None,  # None: the default (snippet)
 ) -> Inference:
     model.eval()
-    snippets = embed_video_snippets(
-        model, video, frames, snippet_frames=snippet_frames, frames_per_snippet=frames_per_snippet,
-        batch_frames=batch_frames, progress=progress,
-    )  # fmt: skip
+    snippets = embed_video_snippets(model, video, frames, options, progress=progress)
     region_scores = []
     if regions:
         if region_bank is None:
@@ -216,18 +212,15 @@ def export_features(
     videos: list[Path],
     out_dir: str | Path,
     frames: FrameSource,
+    options: SnippetOptions = DEFAULT_SNIPPETS,
     *,
-    snippet_frames: int = 16,
-    frames_per_snippet: int = 8,
-    batch_frames: int = 256,
     partial_snippet: str = "keep",
     skip_existing: bool = False,
     meta: dict | None = None,
     progress: bool = True,
-    workers: int = 0,
 ) -> Path:
     """One `<stem>.npy` [num_snippets, D] float32 per video plus `features.json`; returns the latter.
-    `workers` > 0 decodes in DataLoader workers (the same features)."""
+    `options.workers` > 0 decodes in DataLoader workers (the same features)."""
     if partial_snippet not in ("keep", "drop"):
         raise ValueError(f"partial_snippet must be 'keep' or 'drop', got {partial_snippet!r}")
     _check_unique_stems(videos)
@@ -240,10 +233,7 @@ def export_features(
             index[video.stem] = {"video": str(video), "skipped": "exists"}
         else:
             todo.append(video)
-    embedded = iter_video_snippets(
-        model, todo, frames, snippet_frames=snippet_frames, frames_per_snippet=frames_per_snippet,
-        batch_frames=batch_frames, workers=workers,
-    )  # fmt: skip
+    embedded = iter_video_snippets(model, todo, frames, options)
     for snippets in tqdm(embedded, total=len(todo), desc="exporting features", disable=not progress):
         video, layout = snippets.video, snippets.layout
         target = out / f"{video.stem}.npy"
@@ -262,8 +252,8 @@ def export_features(
         "dim": dims.pop() if len(dims) == 1 else sorted(dims),
         "normalised": True,
         "dtype": "float32",
-        "snippet_frames": snippet_frames,
-        "frames_per_snippet": frames_per_snippet,
+        "snippet_frames": options.snippet_frames,
+        "frames_per_snippet": options.frames_per_snippet,
         "partial_snippet": partial_snippet,
         "videos": index,
     }
