@@ -16,7 +16,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data"))
 from stand_ins import index_video, read_index, real_data_dir  # noqa: E402
 
 from fgclip.cli import main  # noqa: E402
-from fgclip.commands import build_parser, data_show  # noqa: E402
+from fgclip.commands import build_parser  # noqa: E402
+from fgclip.commands.data import show as data_show  # noqa: E402
 from fgclip.data.dataset import CLIP_MEAN, CLIP_STD, ClipDataset, SamplingOptions  # noqa: E402
 from fgclip.data.epochs import EpochSeededDataset  # noqa: E402
 from fgclip.data.formats import load_manifest  # noqa: E402

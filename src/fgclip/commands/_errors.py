@@ -29,7 +29,7 @@ USER_ERRORS = (
     ("fgclip.evaluation.anomaly", "AnnotationError"),
     ("fgclip.training.nonfinite", "NonFiniteLossError"),
     ("fgclip.training.checkpoints", "SaveError"),
-    ("fgclip.commands.data_show", "ShowError"),
+    ("fgclip.commands.data.show", "ShowError"),
     ("fgclip.commands._errors", "OutputError"),
     ("fgclip.commands._errors", "UsageError"),
 )
@@ -67,7 +67,7 @@ def user_error_message(error: BaseException) -> str | None:
 
 
 def exit_code(error: BaseException) -> int:
-    usage = ("fgclip.commands._errors", "UsageError"), ("fgclip.commands.data_show", "ShowUsageError")
+    usage = ("fgclip.commands._errors", "UsageError"), ("fgclip.commands.data.show", "ShowUsageError")
     return 2 if _is_instance(error, *usage) else 1
 
 

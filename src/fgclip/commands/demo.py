@@ -6,9 +6,9 @@ import json
 import time
 from pathlib import Path
 
-from fgclip.commands.train import train
 from fgclip.config import ExperimentConfig, load_config
 from fgclip.configs import demo_config_path, finetune_config_path
+from fgclip.tools.training_run import train
 
 FRAME_CACHE = "frame_cache"  # under --out
 

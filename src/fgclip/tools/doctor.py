@@ -312,15 +312,16 @@ def _temperature_findings(model) -> list[Finding]:
 def read_training_data(config: ExperimentConfig) -> tuple[DataSummary | None, list[Finding]]:
     """The training clips, with every video probed as `fgclip train` probes it at start (same checks, same
     index): the errors train would stop on (or skip) are errors here."""
-    from fgclip.builders import read_manifests
+    from fgclip.builders import data_options
     from fgclip.checks import probe_clip_media, summarised_clips, video_problems
     from fgclip.data.errors import ManifestError
+    from fgclip.data.formats import read_manifests
     from fgclip.data.probe import locate
 
     if not config.data.train_manifests:
         return None, [Finding("error", "data", "data.train_manifests is empty")]
     try:
-        reads = read_manifests(config.data, config.data.train_manifests)
+        reads = read_manifests(config.data.train_manifests, data_options(config.data))
     except (ManifestError, FileNotFoundError, ValueError) as error:
         return None, [Finding("error", "data", f"the training manifests cannot be read: {error}")]
     clips = summarised_clips(reads)
