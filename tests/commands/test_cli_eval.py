@@ -249,3 +249,25 @@ def test_eval_stops_before_scoring_naming_an_unreadable_eval_or_test_video(run, 
         probe_test_videos(loaded.config.data, videos)
     loaded.config.data.invalid_entries = "skip"
     assert sorted(probe_test_videos(loaded.config.data, videos)) == sorted(set(videos) - {broken.stem})
+
+
+def test_export_features_vadclip_layout_in_shards_then_merge(run, tmp_path, capsys):
+    videos = sorted(run["data"].videos_dir.rglob("*.mp4"))[:3]
+    base = ["export-features", str(run["outcome"].model_dir), "--videos", *map(str, videos), "--no-progress",
+            "--layout", "vadclip", "--crops", "5", "--test-crop", "4"]  # fmt: skip
+    assert main([*base, "--out", str(tmp_path / "one")]) == 0
+    for shard in ("1/2", "0/2"):
+        assert main([*base, "--out", str(tmp_path / "two"), "--shard", shard]) == 0
+    assert "when all are, run: fgclip merge" in capsys.readouterr().out
+    assert main(["merge", str(tmp_path / "two")]) == 0
+    one, two = (tmp_path / "one").resolve(), (tmp_path / "two").resolve()
+    for name in ("features.json", "features_rgb.csv", "features_rgbtest.csv"):
+        assert (two / name).read_text() == (one / name).read_text().replace(str(one), str(two)), name
+    description = json.loads((one / "features.json").read_text())
+    assert description["crops"]["count"] == 5 and description["crops"]["crop_side"] == 32
+    for video in videos:
+        for k in range(5):
+            path = f"{video.parent.name}/{video.stem}__{k}.npy"
+            assert np.array_equal(np.load(one / path), np.load(two / path)), path
+    assert main(["merge", str(tmp_path / "one")]) == 1
+    assert "no features.shard-I-of-N.json files" in capsys.readouterr().err

@@ -8,7 +8,7 @@ from tiny_models import tiny_fgclip
 
 from fgclip.data.frames import FrameSource
 from fgclip.data.video import write_video
-from fgclip.evaluation.inference import export_features
+from fgclip.evaluation.export import export_features
 from fgclip.evaluation.measures import score_videos
 from fgclip.evaluation.snippet_options import SnippetOptions
 from fgclip.evaluation.zeroshot import PromptBank
