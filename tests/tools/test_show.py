@@ -295,6 +295,22 @@ def test_data_check_prints_the_show_command_of_flagged_entries(indexed, tmp_path
     assert main(command.split()[1:] + ["--strip", "--out", str(tmp_path / "o")]) == 0  # and it draws it
 
 
+def test_data_check_of_a_config_prints_a_show_command_of_the_same_config(indexed, tmp_path, capsys):
+    """Check and show read through the one `data` section: the printed command names the config, not flags."""
+    entries = json.loads((indexed / "m.json").read_text())
+    entries[1]["box_infos"][1] = [{"frame": 400, "bbox": [0.5, 0.5, 0.7, 0.7]}]  # 16 s: past the 6 s video
+    manifest = tmp_path / "late.json"
+    manifest.write_text(json.dumps(entries))
+    config = tmp_path / "run.yaml"
+    config.write_text(json.dumps({"data": {"train_manifests": [str(manifest)], "video_root": str(indexed)}}))
+    assert main(["data", "check", str(config), "--data.num_frames", "3"]) == 1
+    out = capsys.readouterr().out
+    command = f"fgclip data show {config} --entry 1 --manifest {manifest} --split train --data.num_frames 3"
+    assert f"  {command}\n" in out
+    assert main(command.split()[1:] + ["--out", str(tmp_path / "o")]) == 0
+    assert capsys.readouterr().out.strip().endswith("late_entry1_train_seed42_epoch0.png")  # train.seed 42
+
+
 def test_real_manifest_with_stand_in_videos(tmp_path, capsys):
     real = real_data_dir() / "fgclip_vad" / "ucf_fgclip_with_v3.json"
     # entry 0: Abuse001, three single-keyframe regions at 7.68, 32.64 and 76.48 s (25 fps grid)

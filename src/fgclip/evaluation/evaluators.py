@@ -11,7 +11,7 @@ the metrics. The report holds one section per registered evaluator under its own
 not run (not asked for, or its `needs` absent: no eval clips, no prompt set, no temporal annotations).
 
 To add an evaluator: one `Evaluator(...)` entry in EVALUATORS; the config's `eval.evaluators`, eval.json and
-the console table read it from there (tests/evaluation/test_evaluators.py adds a toy one).
+the console table read it from there (tests/commands/test_cli_eval.py adds a toy one).
 """
 
 from __future__ import annotations
