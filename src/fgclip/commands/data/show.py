@@ -6,8 +6,9 @@
 From a YAML config the split's manifests are read exactly as `fgclip train` reads them (`data.video_root`,
 `data.path_remaps`, `data.manifest_annotation_fps`, hard negatives, the frame cache; extra `--key value` pairs
 override the config as for train), and the item seed of a training clip is the one training gives it
-(`train.seed`, the epoch, the clip's index in the split). A bare manifest takes `--video-root`,
-`--path-remap`, `--annotation-fps` and the sampling flags instead. Drawing: `fgclip.tools.show`.
+(`train.seed`, the epoch, the clip's index in the split). A bare manifest is read through the same `data`
+section (`sources.data_config`: the defaults, with `--video-root`, `--path-remap`, `--annotation-fps` and the
+sampling flags standing for their `data.*` keys; bad entries skipped, item seed 0). Drawing: `fgclip.tools.show`.
 """
 
 from __future__ import annotations
