@@ -8,8 +8,8 @@ import json
 import pytest
 
 from fgclip.builders import hf_report_to
-from fgclip.commands import train as run
 from fgclip.config import ConfigError, load_config
+from fgclip.tools import training_run as run
 from fgclip.training.callbacks import TRACKER_RENAMES, tracker_logs
 
 
