@@ -41,7 +41,11 @@ def _spec_of(video: str):
 
 def test_every_shape_is_a_region_with_its_true_box_and_a_caption_of_what_it_does(regions):
     negatives = read_hard_negatives(regions / "hard_negatives.json")
-    clips = [c for name in ("train.json", "test.json") for c in read_clip_list(regions / name, hard_negatives=negatives)]
+    clips = [
+        c
+        for name in ("train.json", "test.json")
+        for c in read_clip_list(regions / name, hard_negatives=negatives)
+    ]
     assert {c.label for c in clips} == {NORMAL, ABNORMAL}
     for clip in clips:
         spec = _spec_of(clip.video_key)
