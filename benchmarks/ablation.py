@@ -226,7 +226,7 @@ def run_one(row_name: str, seed: int, data: Data, out: Path, args) -> dict:
 
     torch.set_num_threads(1)
     from fgclip import builders
-    from fgclip.commands.train import train
+    from fgclip.tools.training_run import train
 
     row = ROWS[row_name]
     run_dir = out / "work" / f"{slug(row_name)}_s{seed}"
@@ -266,25 +266,27 @@ def shared_snippet_embeddings():
     `iter_video_snippets` on the same model and videos (the export first); inside this block the scoring gets
     the export's `VideoSnippets` (the same function's output, kept) instead of embedding again. Halves a run's
     largest cost; the scores are those of `fgclip eval` (tests/benchmarks/test_ablation.py checks equality)."""
-    from fgclip.evaluation import evaluate as scoring
     from fgclip.evaluation import export as exporting
+    from fgclip.evaluation import measures as scoring
 
     original = exporting.iter_video_snippets
     kept: dict[tuple, object] = {}
 
-    def key(model, video, kwargs) -> tuple:
-        return id(model), str(Path(video).resolve()), kwargs["snippet_frames"], kwargs["frames_per_snippet"]
+    def key(model, video, options) -> tuple:
+        return id(model), str(Path(video).resolve()), options.snippet_frames, options.frames_per_snippet
 
-    def export(model, videos, frames, **kwargs):
-        for snippets in original(model, videos, frames, **kwargs):
-            kept[key(model, snippets.video, kwargs)] = snippets
+    def export(model, videos, frames, options, **kwargs):
+        for snippets in original(model, videos, frames, options, **kwargs):
+            kept[key(model, snippets.video, options)] = snippets
             yield snippets
 
-    def score(model, videos, frames, **kwargs):
-        missing = [v for v in videos if key(model, v, kwargs) not in kept]
-        fresh = {Path(s.video): s for s in original(model, missing, frames, **kwargs)} if missing else {}
+    def score(model, videos, frames, options, **kwargs):
+        missing = [v for v in videos if key(model, v, options) not in kept]
+        fresh = (
+            {Path(s.video): s for s in original(model, missing, frames, options, **kwargs)} if missing else {}
+        )
         for video in videos:  # under the path the scorer asked for (it maps results back by path)
-            yield replace(kept.get(key(model, video, kwargs)) or fresh[Path(video)], video=Path(video))
+            yield replace(kept.get(key(model, video, options)) or fresh[Path(video)], video=Path(video))
 
     exporting.iter_video_snippets, scoring.iter_video_snippets = export, score
     try:
@@ -360,16 +362,14 @@ def export_all(model, config, data: Data, root: Path) -> dict[str, Path]:
     from fgclip import builders
     from fgclip.data.frames import FrameSource
     from fgclip.evaluation.export import export_features
+    from fgclip.evaluation.snippet_options import SnippetOptions
 
     image_size = builders.sampling_options(config.data, builders.model_image_size(model)).image_size
     folders = {}
     for name, videos in (("train", training_videos(data)), *((s, split_videos(data, s)) for s in SPLITS)):
         folders[name] = root / name
-        export_features(
-            model.eval(), videos, folders[name], FrameSource(image_size),
-            snippet_frames=config.eval.snippet_frames, frames_per_snippet=config.eval.frames_per_snippet,
-            progress=False,
-        )  # fmt: skip
+        options = SnippetOptions(config.eval.snippet_frames, config.eval.frames_per_snippet)
+        export_features(model.eval(), videos, folders[name], FrameSource(image_size), options, progress=False)
     return folders
 
 
@@ -412,8 +412,8 @@ def evaluate_heads(
     trained: list[tuple], features: dict[str, Path], data: Data, split: str
 ) -> tuple[dict, dict]:
     """Frame AUC / AP of every head on `split`: the mean over head seeds, and each head's frame scores."""
-    from fgclip.head.evaluate import evaluate_head, read_ground_truth
     from fgclip.head.features import read_features, read_labels
+    from fgclip.head.frame_metrics import evaluate_head, read_ground_truth
 
     root = data.split(split)
     test, test_labels = read_features(features[split]), read_labels(root / "test_list.txt")

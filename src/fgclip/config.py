@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 from huggingface_hub.errors import StrictDataclassError
 
+from fgclip.evaluation.snippet_options import SnippetOptions
 from fgclip.losses.memory_bank import MemoryBankOptions
 from fgclip.losses.terms import LOSS_TERMS
 from fgclip.model.configuration import FGCLIPConfig, tiny_config
@@ -161,6 +162,10 @@ class TrainSection:
     resume: str | None = None  # "latest" or a checkpoint directory
     overwrite_output_dir: bool = False  # remove an earlier run's checkpoints, metrics and model first
     progress_bar: bool = True
+    # experiment trackers, HF Trainer integration names: "tensorboard" is fgclip's own writer (RUN/tensorboard),
+    # the others ("wandb", "mlflow", ...) are HF's callbacks fed every optimizer step's metrics.jsonl row;
+    # [] for none. metrics.jsonl is written whatever this says.
+    report_to: list[str] = field(default_factory=lambda: ["tensorboard"])
     max_consecutive_nonfinite: int = (
         5  # stop after this many optimizer steps in a row skipped for a NaN/inf loss
     )
@@ -185,8 +190,8 @@ class EvalSection:
     # localization's twin control: JSON {normal video stem: abnormal video stem}, or a synthetic benchmark's
     # meta.json (its "twins"); the normal twins must be among the eval clips
     twins: str | None = None
-    snippet_frames: int = 16
-    frames_per_snippet: int = 8
+    snippet_frames: int = SnippetOptions.snippet_frames
+    frames_per_snippet: int = SnippetOptions.frames_per_snippet
     batch_size: int = 16
     # zero-shot snippet scores from: "frame" (each frame alone), "snippet" (its frames pooled) or "window"
     # (data.num_frames frames over window_s seconds around it pooled); fgclip.evaluation.pooling

@@ -15,6 +15,7 @@ from fgclip.data.crops import CropSpec
 from fgclip.data.frames import FrameSource
 from fgclip.data.video import write_video
 from fgclip.evaluation.export import ExportError, Shard, export_features, merge_feature_shards
+from fgclip.evaluation.snippet_options import SnippetOptions
 from fgclip.head.features import read_features
 from fgclip.head.model import HeadConfig
 from fgclip.head.train import TrainOptions, split_training_videos, train_head
@@ -47,8 +48,9 @@ def model():
 
 def _export(model, videos, out, **options):
     crops = options.pop("crops", CropSpec(1, SIZE, SIZE))
-    return export_features(model, videos, out, FrameSource(crops.resize_side), frames_per_snippet=4,
-                           batch_frames=16, progress=False, meta={"checkpoint": "tiny"}, crops=crops, **options)  # fmt: skip
+    snippets = SnippetOptions(frames_per_snippet=4, batch_frames=16)
+    return export_features(model, videos, out, FrameSource(crops.resize_side), snippets, progress=False,
+                           meta={"checkpoint": "tiny"}, crops=crops, **options)  # fmt: skip
 
 
 def test_vadclip_layout_with_ten_crops(model, videos, tmp_path):
@@ -113,6 +115,10 @@ def test_resumed_export_equals_an_uninterrupted_one(model, videos, tmp_path, mon
     ).read_text().replace(str((tmp_path / "whole").resolve()), str(resumed.resolve()))
     for path in (tmp_path / "whole").rglob("*.npy"):
         assert np.array_equal(np.load(path), np.load(resumed / path.relative_to(tmp_path / "whole"))), path
+    folder, listed = read_features(resumed), read_features(resumed / "features_rgb.csv", crop=0)
+    assert folder.labels == listed.labels and folder.crop == 0  # the export's test crop
+    assert all(len(views) == 5 for views in folder.views.values())
+    assert [folder.videos[v.stem].num_frames for v in videos] == list(VIDEOS.values())  # native, not 16 x S
     heads = [_head_weights(tmp_path / "whole"), _head_weights(resumed)]
     assert heads[0].keys() == heads[1].keys()
     assert all(torch.equal(heads[0][k], heads[1][k]) for k in heads[0])

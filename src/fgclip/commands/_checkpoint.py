@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 from fgclip.commands._errors import UsageError
+from fgclip.evaluation.snippet_options import SnippetOptions
 
 # fgclip.evaluation.zeroshot.SCORING_RULES / DEFAULT_SCORING, repeated so that building the parser imports no torch
 SCORING_CHOICES = ("softmax_sum", "ensemble")
@@ -21,10 +22,16 @@ def common_arguments(parser, scoring: bool = True) -> None:
         parser.add_argument("--scoring", choices=SCORING_CHOICES, default=DEFAULT_SCORING,
                             help="zero-shot rule: softmax over all prompts, class mass summed (default), "
                                  "or prompt ensembling (class = mean prompt embedding)")  # fmt: skip
-    parser.add_argument("--batch-frames", type=int, default=256, help="frames decoded+embedded at a time")
     parser.add_argument(
-        "--workers", type=int, default=0, help="processes decoding videos while the model embeds (default 0)"
+        "--batch-frames",
+        type=int,
+        default=SnippetOptions.batch_frames,
+        help="frames decoded+embedded at a time",
     )
+    parser.add_argument(
+        "--workers", type=int, default=SnippetOptions.workers,
+        help=f"processes decoding videos while the model embeds (default {SnippetOptions.workers})",
+    )  # fmt: skip
     parser.add_argument(
         "--frame-cache", help="read snippet frames from this frame-cache folder where it covers a video"
     )

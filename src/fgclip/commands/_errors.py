@@ -31,7 +31,7 @@ USER_ERRORS = (
     ("fgclip.evaluation.shards", "ShardError"),
     ("fgclip.training.nonfinite", "NonFiniteLossError"),
     ("fgclip.training.checkpoints", "SaveError"),
-    ("fgclip.commands.data_show", "ShowError"),
+    ("fgclip.commands.data.show", "ShowError"),
     ("fgclip.commands._errors", "OutputError"),
     ("fgclip.commands._errors", "UsageError"),
 )
@@ -69,7 +69,7 @@ def user_error_message(error: BaseException) -> str | None:
 
 
 def exit_code(error: BaseException) -> int:
-    usage = ("fgclip.commands._errors", "UsageError"), ("fgclip.commands.data_show", "ShowUsageError")
+    usage = ("fgclip.commands._errors", "UsageError"), ("fgclip.commands.data.show", "ShowUsageError")
     return 2 if _is_instance(error, *usage) else 1
 
 
