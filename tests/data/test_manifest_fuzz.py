@@ -30,7 +30,7 @@ from fgclip.data.formats.cliplist import ReadOptions, read_hard_negatives
 HUGE_INT = 10**400  # a JSON integer too large for a float
 DAMAGE: list[Any] = [
     None, True, "x", "", -1, 3.5, HUGE_INT, -HUGE_INT, float("nan"), float("inf"), [], [1, 2], {}, {"a": 1},
-    [[0.1, 0.1, 0.5, 0.5]], ["a", "b"], {"frame": 1},
+    [[0.1, 0.1, 0.5, 0.5]], ["a", "b"], {"frame": 1}, "a\x00b.mp4", "x" * 300 + ".mp4",
 ]  # fmt: skip
 DELETE = object()  # the key is removed
 
@@ -65,6 +65,7 @@ def _normal_clip(i: int) -> dict:
 def _image(i: int) -> dict:
     return {
         "f_path": f"img{i}.jpg",
+        "label": "normal",
         "caption": f"a long caption {i}",
         "short_caption": f"short {i}",
         "bbox_info": [

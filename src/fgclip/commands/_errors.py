@@ -39,6 +39,8 @@ FILE_PROBLEMS = {
     errno.ENOENT: "check the path",
     errno.ENOTDIR: "a part of the path is a file, not a folder",
     errno.EISDIR: "a folder where a file was expected",
+    errno.ENAMETOOLONG: "a file name longer than the file system allows (255 bytes)",
+    errno.ENOTEMPTY: "the folder is not empty",
     errno.EACCES: "permission denied: fix the permissions or write elsewhere",
     errno.EPERM: "operation not permitted: fix the permissions or write elsewhere",
     errno.EROFS: "read-only file system: write elsewhere",

@@ -103,6 +103,10 @@ class OutputDirLock:
         self.release()
 
     def acquire(self) -> None:
+        if self.output_dir.exists() and not self.output_dir.is_dir():
+            raise _refusal(
+                f"train.output_dir {self.output_dir} is a file, not a folder: choose another --output_dir"
+            )
         self.output_dir.mkdir(parents=True, exist_ok=True)
         me = LockHolder.of_this_process()
         for _ in range(3):  # a takeover can race another run's; each round either wins, or sees a live holder

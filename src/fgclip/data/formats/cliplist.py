@@ -153,6 +153,19 @@ def _parse(text: str, where: str = "") -> Any:
         raise ValueError(f"{where}number too large ({error}): a damaged file?") from error
 
 
+NAME_MAX = 255  # bytes in one path component on Linux, macOS and Windows file systems
+
+
+def video_path_problem(video: str) -> str | None:
+    """Why `video` cannot be a file path (the OS would refuse it with a traceback-shaped error), or None."""
+    if "\x00" in video:
+        return f"{shown(video)} holds a NUL byte, which no file path can"
+    long = [part for part in Path(video).parts if len(part.encode("utf-8", "surrogatepass")) > NAME_MAX]
+    if long:
+        return f"the name {shown(long[0], 60)} is longer than {NAME_MAX} bytes, which no file system allows"
+    return None
+
+
 def finite_number(value: Any) -> float | None:
     """A JSON number as a finite float; None for a non-number, NaN, infinity or an integer too large for a
     float (JSON integers have no size limit; 10**400 is valid JSON)."""
@@ -332,6 +345,8 @@ class _EntryReader:
         video, caption = self.entry.get("video"), self.entry.get("global_caption")
         if not isinstance(video, str) or not video.strip():
             self.problem("video", "missing or empty")
+        elif video_path_problem(video):
+            self.problem("video", video_path_problem(video))
         if not isinstance(caption, str) or not caption.strip():
             self.problem("global_caption", "missing or empty")
         captions = self._region_captions()
