@@ -161,6 +161,9 @@ class TrainSection:
         5  # stop after this many optimizer steps in a row skipped for a NaN/inf loss
     )
     lora: LoraSection | None = None  # `lora: {}` turns LoRA on with the defaults
+    # SIGTERM / SIGUSR1 / SIGINT: finish the step and save within this many seconds, else exit without saving.
+    # 25 s fits inside the usual grace before SIGKILL (Kubernetes 30 s, SLURM KillWait 30 s, torchrun 30 s).
+    signal_grace_s: float = 25.0
 
 
 # fgclip.evaluation.evaluators.EVALUATORS, repeated so that reading a config imports no evaluation code
@@ -510,6 +513,8 @@ def check_config(config: ExperimentConfig) -> None:
         raise ConfigError(
             f"train.max_consecutive_nonfinite must be >= 1, got {train.max_consecutive_nonfinite}"
         )
+    if not train.signal_grace_s > 0:
+        raise ConfigError(f"train.signal_grace_s must be > 0 seconds, got {train.signal_grace_s}")
     if train.max_grad_norm < 0 or train.warmup_steps < 0:
         raise ConfigError(
             f"train.max_grad_norm ({train.max_grad_norm}) and train.warmup_steps ({train.warmup_steps}) must be >= 0"

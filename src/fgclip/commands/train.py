@@ -8,6 +8,7 @@ check of `fgclip.checks` (the same ones `fgclip doctor` reports).
 from __future__ import annotations
 
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +45,15 @@ from fgclip.training.checkpoints import (
 from fgclip.training.lock import OutputDirLock
 from fgclip.training.lora import apply_lora, unwrap_model
 from fgclip.training.nonfinite import NonFiniteGuard
+from fgclip.training.preemption import (
+    Preempted,
+    PreemptionRequest,
+    StopAndSave,
+    describe_checkpoint,
+    exit_at_deadline,
+    handling_stop_signals,
+    signal_name,
+)
 from fgclip.training.step_report import StepReport
 from fgclip.training.trainer import FGCLIPTrainer
 
@@ -98,12 +108,22 @@ def train(config: ExperimentConfig, callbacks: list[TrainerCallback] | None = No
     checks.check_run_config(
         config
     )  # what `fgclip doctor` calls an error is refused before anything is written
-    with OutputDirLock(output_dir):  # rank 0, before anything reads or writes the dir
-        return _train_locked(config, callbacks, output_dir)
+    with OutputDirLock(output_dir) as lock:  # rank 0, before anything reads or writes the dir
+        preemption = PreemptionRequest(
+            config.train.signal_grace_s,
+            f"continue with the same command plus --resume latest (output_dir {output_dir})",
+            exit_at_deadline(lock.release),
+            last_checkpoint=describe_checkpoint(output_dir),
+        )
+        with handling_stop_signals(preemption):  # SIGTERM / SIGUSR1 / SIGINT: save at the step end, exit
+            return _train_locked(config, callbacks, output_dir, preemption)
 
 
 def _train_locked(
-    config: ExperimentConfig, callbacks: list[TrainerCallback] | None, output_dir: Path
+    config: ExperimentConfig,
+    callbacks: list[TrainerCallback] | None,
+    output_dir: Path,
+    preemption: PreemptionRequest,
 ) -> TrainOutcome:
     resume = resolve_resume(config)
     if not config.train.progress_bar:
@@ -154,12 +174,27 @@ def _train_locked(
         MetricsLogger(report, output_dir, samples_per_step, bank_capacity),
         LossCurvePlot(output_dir, warmup),
         TemperatureClamp(core),
+        StopAndSave(preemption, args.device),
         *(callbacks or []),
     ):
         trainer.add_callback(callback)
     trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
+    if preemption.requested:
+        raise preempted(preemption, output_dir, trainer.state.global_step)
     model_dir = save_final_model(trainer, output_dir / FINAL_MODEL_DIR)
     return TrainOutcome(output_dir, model_dir, core, tokenizer, trainer.state.global_step)
+
+
+def preempted(preemption: PreemptionRequest, output_dir: Path, step: int) -> Preempted:
+    """The one line after a signal: what was saved (the Trainer saved this step on the way out), how to go on."""
+    preemption.cancel()
+    seconds = time.monotonic() - preemption.received_at
+    return Preempted(
+        f"stopped by {signal_name(preemption.signum)} after optimizer step {step}: saved "
+        f"{output_dir / f'checkpoint-{step}'} (weights, optimizer, schedule, memory bank, RNG, data position) "
+        f"{seconds:.1f} s after the signal; {preemption.resume_hint}",
+        preemption.signum,
+    )
 
 
 def _manifests(config: ExperimentConfig) -> list[str]:
