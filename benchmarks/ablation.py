@@ -29,10 +29,11 @@ import yaml
 from memory_bank_stability import rolling_cv  # the same CV in both bank benchmarks
 
 from fgclip import builders
-from fgclip.commands.demo import demo_config_path, demo_overrides
+from fgclip.commands.demo import demo_overrides
 from fgclip.commands.train import train
 from fgclip.config import load_config
-from fgclip.tools.synth import generate
+from fgclip.configs import demo_config_path
+from fgclip.synthetic import generate
 from fgclip.training.loss_plot import read_metrics
 
 METRICS = (

@@ -21,8 +21,8 @@ import torch.nn.functional as F
 from step_overhead import make_batch
 
 from fgclip import builders
-from fgclip.commands.demo import demo_config_path
 from fgclip.config import load_config
+from fgclip.configs import demo_config_path
 from fgclip.losses.memory_bank import MemoryBankOptions
 from fgclip.losses.objective import FGCLIPObjective
 from fgclip.losses.task import AlignmentTask

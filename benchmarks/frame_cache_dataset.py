@@ -70,8 +70,8 @@ def main() -> None:
     from fgclip.data.paths import VideoResolver
     from fgclip.data.text import CaptionTokenizer, build_word_tokenizer
     from fgclip.data.video import clear_index_cache
+    from fgclip.synthetic import synth_vocabulary
     from fgclip.tools.cache_clips import cache_clips
-    from fgclip.tools.synth import synth_vocabulary
 
     bench = _decode_speed_module()
     tokenizer = CaptionTokenizer(build_word_tokenizer(synth_vocabulary()))

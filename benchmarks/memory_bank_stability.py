@@ -31,11 +31,12 @@ import numpy as np
 import torch
 
 from fgclip.builders import dataset_from_manifests, model_image_size
-from fgclip.commands.demo import demo_config_path, synth_data_overrides
+from fgclip.commands.demo import synth_data_overrides
 from fgclip.commands.train import train
 from fgclip.config import load_config
+from fgclip.configs import demo_config_path
 from fgclip.evaluation.evaluate import embed_dataset, retrieval_metrics
-from fgclip.tools.synth import generate
+from fgclip.synthetic import generate
 from fgclip.training.loss_plot import read_metrics
 
 

@@ -27,15 +27,16 @@ from pathlib import Path
 from ablation import mean_sd  # the same mean ± sd cells as the ablation table
 
 from fgclip import builders
-from fgclip.commands.demo import demo_overrides, finetune_config_path
+from fgclip.commands.demo import demo_overrides
 from fgclip.commands.train import train
 from fgclip.config import load_config
+from fgclip.configs import finetune_config_path
 from fgclip.evaluation.anomaly import frame_level_metrics
 from fgclip.evaluation.evaluate import stack_scores
 from fgclip.evaluation.evaluators import EvalContext
 from fgclip.evaluation.pooling import SnippetPooling, pooled_embeddings
 from fgclip.evaluation.snippets import iter_video_snippets, score_snippets
-from fgclip.tools.synth import generate
+from fgclip.synthetic import generate
 
 
 def poolings(windows: list[float], num_frames: int) -> dict[str, SnippetPooling]:

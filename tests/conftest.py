@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from fgclip.cli import main
-from fgclip.commands.demo import demo_config_path
+from fgclip.configs import demo_config_path
 
 TINY_MODEL = (
     "{image_size: 32, patch_size: 8, vision_width: 32, vision_layers: 2, text_width: 32, text_layers: 1, "

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from fgclip.cli import main
-from fgclip.commands.demo import demo_config_path
+from fgclip.configs import demo_config_path
 
 BAD = [
     (["--max_steps", "20", "--train.warmup_steps", "30"], "lr.warmup", "train.warmup_steps=30 >= train.max_steps=20"),

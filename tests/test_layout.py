@@ -1,4 +1,4 @@
-"""The library (data/, model/, losses/, evaluation/, head/) never imports the application (config, builders, checks,
+"""The library (data/, model/, losses/, evaluation/, head/, synthetic/) never imports the application (config, builders, checks,
 commands, training, tools, cli) nor HF's Trainer classes: what a library module needs comes in as plain
 arguments, so it can be used, tested and read without the config system."""
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).parents[1] / "src" / "fgclip"
-LIBRARY = ("data", "model", "losses", "evaluation", "head")
+LIBRARY = ("data", "model", "losses", "evaluation", "head", "synthetic")
 APPLICATION = ("fgclip.config", "fgclip.builders", "fgclip.checks", "fgclip.commands", "fgclip.training",
                "fgclip.tools", "fgclip.cli")  # fmt: skip
 TRAINER_NAMES = {"Trainer", "TrainerCallback", "TrainingArguments", "TrainerState", "TrainerControl"}
@@ -37,3 +37,10 @@ def test_library_module_imports_no_application_code(path):
 
 def test_the_library_is_not_empty():
     assert len(LIBRARY_FILES) > 30
+
+
+@pytest.mark.parametrize("path", sorted((PACKAGE / "synthetic").rglob("*.py")), ids=lambda p: p.name)
+def test_the_synthetic_benchmark_imports_only_itself_and_the_data_library(path):
+    for module, _ in _imports(path):
+        if module.startswith("fgclip"):
+            assert module.startswith(("fgclip.synthetic", "fgclip.data")), (path, module)

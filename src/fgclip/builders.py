@@ -63,7 +63,7 @@ def build_tokenizer(section: ModelSection) -> PreTrainedTokenizerBase:
     """The tokenizer named in the config, else the checkpoint's own. Never downloaded."""
     section = dataclasses.replace(section, init=resolve_init(section.init))  # "standin": the shipped one
     if section.tokenizer == "synthetic":
-        from fgclip.tools.synth import synth_vocabulary
+        from fgclip.synthetic import synth_vocabulary
 
         return build_word_tokenizer(synth_vocabulary())
     source = section.tokenizer or (section.init if Path(section.init).is_dir() else None)

@@ -10,8 +10,8 @@ import torch
 from fgclip import builders, checks
 from fgclip.builders import read_clips
 from fgclip.cli import main
-from fgclip.commands.demo import demo_config_path
 from fgclip.config import ConfigError, load_config
+from fgclip.configs import demo_config_path
 from fgclip.tools.doctor import run_doctor
 
 

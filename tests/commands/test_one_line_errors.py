@@ -24,9 +24,10 @@ import torch
 from fgclip import builders
 from fgclip.checks import check_run_config
 from fgclip.cli import main
-from fgclip.commands.demo import demo_config_path, demo_overrides
+from fgclip.commands.demo import demo_overrides
 from fgclip.config import load_config
-from fgclip.tools.synth import generate
+from fgclip.configs import demo_config_path
+from fgclip.synthetic import generate
 from fgclip.training.checkpoints import RUN_CONFIG_FILE
 
 TINY = "{image_size: 32, patch_size: 8, vision_width: 32, vision_layers: 1, text_width: 32, text_layers: 1, heads: 2, projection_dim: 16}"

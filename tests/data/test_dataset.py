@@ -13,7 +13,7 @@ from fgclip.data.formats.cliplist import read_clip_list, read_hard_negatives
 from fgclip.data.paths import VideoResolver
 from fgclip.data.records import FULL_FRAME
 from fgclip.data.text import CaptionTokenizer, build_word_tokenizer
-from fgclip.tools.synth import generate, synth_vocabulary
+from fgclip.synthetic import generate, synth_vocabulary
 
 
 @pytest.fixture(scope="module")

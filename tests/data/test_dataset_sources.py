@@ -17,8 +17,8 @@ from fgclip.data.frame_cache import FrameCache, FrameCacheMiss
 from fgclip.data.paths import VideoResolver
 from fgclip.data.text import CaptionTokenizer, build_word_tokenizer
 from fgclip.data.video import VideoError, decode_frames
+from fgclip.synthetic import synth_vocabulary
 from fgclip.tools.cache_clips import cache_clips
-from fgclip.tools.synth import synth_vocabulary
 
 SIZE = 64
 NATIVE_FPS, ANNOTATION_FPS = 30.0, 25.0

@@ -100,7 +100,7 @@ def test_eval_refuses_a_random_model_unless_asked(tmp_path):
     from fgclip.builders import load_run
     from fgclip.cli import main
     from fgclip.data.text import build_word_tokenizer
-    from fgclip.tools.synth import synth_vocabulary
+    from fgclip.synthetic import synth_vocabulary
 
     run = _tiny_config_dir(tmp_path / "model")
     build_word_tokenizer(synth_vocabulary()).save_pretrained(run)

@@ -4,7 +4,7 @@ import numpy as np
 
 from fgclip.data.text import build_word_tokenizer
 from fgclip.standin import corpus
-from fgclip.tools.synth import PALETTE, tokenize_caption
+from fgclip.synthetic.vocabulary import PALETTE, tokenize_caption
 
 
 def test_an_image_depends_only_on_seed_split_and_index():

@@ -18,7 +18,7 @@ from fgclip.config import ConfigError, LoraSection, load_config
 from fgclip.data.collate import ClipCollator
 from fgclip.data.text import build_word_tokenizer
 from fgclip.model.configuration import tiny_config
-from fgclip.tools.synth import synth_vocabulary
+from fgclip.synthetic import synth_vocabulary
 from fgclip.training.lora import LORA_STATE_FILE, apply_lora, unwrap_model
 from fgclip.training.trainer import GroupRates, param_groups
 

@@ -18,7 +18,7 @@ from fgclip.losses.task import AlignmentTask
 from fgclip.losses.terms import TEMPERATURES
 from fgclip.model.configuration import tiny_config
 from fgclip.model.modeling import FGCLIPModel
-from fgclip.tools.synth import synth_vocabulary
+from fgclip.synthetic import synth_vocabulary
 from fgclip.training.trainer import FGCLIPTrainer, GroupRates, param_groups
 
 TINY = dict(

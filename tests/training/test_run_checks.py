@@ -15,7 +15,7 @@ from fgclip.data.text import build_word_tokenizer
 from fgclip.model.configuration import tiny_config
 from fgclip.model.loading import load_pretrained
 from fgclip.model.modeling import FGCLIPModel
-from fgclip.tools.synth import synth_vocabulary
+from fgclip.synthetic import synth_vocabulary
 
 TINY = dict(
     image_size=32,

@@ -186,7 +186,7 @@ def parse_remaps(pairs: list[str] | None) -> dict[str, str]:
 
 # ------------------------------------------------------------------------------------------------- verbs
 def run_synth(args, _) -> int:
-    from fgclip.tools.synth import generate
+    from fgclip.synthetic import generate
 
     summary = generate(
         args.out,

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import json
 import time
-from importlib import resources
 from pathlib import Path
 
 from fgclip.commands.train import train
 from fgclip.config import ExperimentConfig, load_config
+from fgclip.configs import demo_config_path, finetune_config_path
 
-DEMO_CONFIG = "demo_finetune.yaml"  # the demo: fine-tune the pretrained stand-in
-SCRATCH_CONFIG = "demo.yaml"  # a tiny CLIP from scratch (tests and benchmarks build on it; `--from-scratch`)
 FRAME_CACHE = "frame_cache"  # under --out
 
 
@@ -41,20 +39,6 @@ def run(args, overrides) -> int:
     return 0
 
 
-def demo_config_path() -> Path:
-    """The from-scratch tiny config (what tests and benchmarks train)."""
-    return _packaged(SCRATCH_CONFIG)
-
-
-def finetune_config_path() -> Path:
-    """The demo's config: the shipped stand-in fine-tuned at a fine-tuning learning rate."""
-    return _packaged(DEMO_CONFIG)
-
-
-def _packaged(name: str) -> Path:
-    return Path(str(resources.files("fgclip") / "configs" / name))
-
-
 def run_demo(
     out_dir: str | Path,
     *,
@@ -67,7 +51,7 @@ def run_demo(
 ) -> dict:
     """synthetic data -> (stand-in zero-shot) -> fine-tune -> evaluate -> (head on both backbones' features)."""
     from fgclip import builders
-    from fgclip.tools.synth import generate
+    from fgclip.synthetic import generate
 
     out_dir = Path(out_dir)
     started = time.perf_counter()

@@ -789,6 +789,9 @@ def write_video(
             stream.codec_context.gop_size = gop_size
         for image in _chain(first, frames):
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image, dtype=np.uint8), format="rgb24")
+            # Converted here, not inside encode: the encoder's own rgb24 -> yuv420p conversion gave different
+            # bytes from run to run (4 results in 12 encodes of one synthetic video); this one is stable.
+            frame = frame.reformat(format="yuv420p")
             for packet in stream.encode(frame):
                 container.mux(packet)
         for packet in stream.encode():

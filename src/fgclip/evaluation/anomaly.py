@@ -11,7 +11,7 @@ Ground-truth convention (UCF-Crime `Temporal_Anomaly_Annotation_for_Testing_Vide
 A line `Name  Class  s1  e1  s2  e2` marks native frames **s..e, 0-based, end inclusive**, as abnormal;
 `-1 -1` means "no such segment". This is the rule of RTFM's `list/make_gt_ucf.py`
 (github.com/tianyu0207/RTFM: `for i in range(start_idx, end_idx + 1): gt.append(1.0)` over 0-based frame
-indices), and the synthetic benchmark writes its `test_annotation.txt` the same way (`fgclip.tools.synth`:
+indices), and the synthetic benchmark writes its `test_annotation.txt` the same way (`fgclip.synthetic`:
 "native frames s1..e1 show the event, e1 inclusive"). Other public code differs by one frame per segment
 boundary: VadCLIP's `list/make_gt_ucf.py` (github.com/nwpu-zxr/VadCLIP) and MIST's `datasets/dataset.py`
 (github.com/fjchange/MIST_VAD) set `gt[s:e] = 1` (end exclusive); the original MATLAB evaluation of Sultani

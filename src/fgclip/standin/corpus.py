@@ -2,7 +2,7 @@
 
 It plays the part of the web image-text data a released CLIP was pretrained on: general concepts, none of
 the downstream task. Each image (64 x 64 by default, the demo's size) shows 1-3 shapes of the synthetic
-benchmark's palette and kinds (drawn with its renderer, `fgclip.tools.synth`) on a dark tinted, noisy
+benchmark's palette and kinds (drawn with its renderer, `fgclip.synthetic.scene`) on a dark tinted, noisy
 background; each caption describes what is drawn with a random subset of its attributes:
 
 - colour and kind (always): "a red circle";
@@ -32,16 +32,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fgclip.tools.synth import (
-    COLOURS,
-    KINDS,
-    NOISE_LEVELS,
-    PALETTE,
-    _listing,
-    _paint,
-    _Window,
-    synth_vocabulary,
-)
+from fgclip.synthetic.scene import NOISE_LEVELS, ShapeWindow, paint
+from fgclip.synthetic.vocabulary import COLOURS, KINDS, PALETTE, listing, synth_vocabulary
 
 SPLITS = ("train", "heldout")
 IMAGE_SIZE = 64
@@ -145,7 +137,7 @@ def describe(objects: tuple[CorpusObject, ...], rng: np.random.Generator | None)
     """A caption of `objects`; `rng` None: every attribute, in drawing order (the held-out text)."""
     order = list(range(len(objects))) if rng is None else list(rng.permutation(len(objects)))
     phrases = [_phrase(objects[i], rng) for i in order]
-    text = _listing(phrases)
+    text = listing(phrases)
     if rng is None or rng.random() < P_COUNT:
         count = len(objects)
         text = f"{COUNT_WORDS[count - 1]} shape{'s' if count > 1 else ''}: {text}"
@@ -180,13 +172,13 @@ def render(image: CorpusImage) -> np.ndarray:
                 cy = obj.centre[1] - dy * step * TRAIL_STEP_PX
                 window = _shape_window(obj.kind, cx, cy, obj.half, frame)
                 window.alpha = window.alpha * alpha
-                _paint(pixels, window, colour)
-        _paint(pixels, _shape_window(obj.kind, *obj.centre, obj.half, frame), colour)
+                paint(pixels, window, colour)
+        paint(pixels, _shape_window(obj.kind, *obj.centre, obj.half, frame), colour)
     return pixels[0]
 
 
-def _shape_window(kind: str, cx: float, cy: float, half: float, frame: np.ndarray) -> _Window:
-    return _Window(kind, frame, np.array([cx]), np.array([cy]), np.array([half]), IMAGE_SIZE)
+def _shape_window(kind: str, cx: float, cy: float, half: float, frame: np.ndarray) -> ShapeWindow:
+    return ShapeWindow(kind, frame, np.array([cx]), np.array([cy]), np.array([half]), IMAGE_SIZE)
 
 
 def render_batch(seed: int, split: str, indices) -> tuple[np.ndarray, list[str], list[str]]:

@@ -66,8 +66,8 @@ class PretrainResult:
 
 def demo_tiny_architecture() -> dict:
     """The demo's `model.tiny` settings (src/fgclip/configs/demo.yaml): the stand-in has its architecture."""
-    from fgclip.commands.demo import demo_config_path
     from fgclip.config import load_config
+    from fgclip.configs import demo_config_path
 
     return dict(load_config(demo_config_path()).model.tiny)
 
@@ -205,7 +205,8 @@ def code_hash(settings: PretrainSettings) -> str:
     digest = hashlib.sha256()
     for name in ("corpus.py", "pretrain.py"):
         digest.update((resources.files("fgclip.standin") / name).read_bytes())
-    digest.update((resources.files("fgclip.tools") / "synth.py").read_bytes())  # renderer and palette
+    for name in ("scene.py", "vocabulary.py"):  # renderer and palette
+        digest.update((resources.files("fgclip.synthetic") / name).read_bytes())
     digest.update(json.dumps([asdict(settings), demo_tiny_architecture()], sort_keys=True).encode())
     return digest.hexdigest()[:16]
 

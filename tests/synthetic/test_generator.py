@@ -1,4 +1,4 @@
-"""The synthetic benchmark: files and formats, determinism, true boxes, visible events, vocabulary."""
+"""The synthetic benchmark (`fgclip.synthetic`): files and formats, determinism, true boxes, visible events, vocabulary."""
 
 from __future__ import annotations
 
@@ -13,24 +13,26 @@ import pytest
 
 from fgclip.data.formats.cliplist import ReadOptions, read_clip_list, read_hard_negatives
 from fgclip.data.tracks import box_at
-from fgclip.tools.synth import (
-    COLOURS,
-    EVENT_CLASSES,
-    EVENT_VERBS,
-    FLASH_WHITE,
-    KINDS,
+from fgclip.synthetic import generator
+from fgclip.synthetic.generator import (
     MAX_HARD_NEGATIVES,
-    PALETTE,
-    SYNTH_CLASSES,
     SynthSummary,
     generate,
     hard_negatives,
     iter_video_specs,
     make_video_spec,
     split_videos,
+)
+from fgclip.synthetic.scene import FLASH_WHITE, twin_of
+from fgclip.synthetic.vocabulary import (
+    COLOURS,
+    EVENT_CLASSES,
+    EVENT_VERBS,
+    KINDS,
+    PALETTE,
+    SYNTH_CLASSES,
     synth_vocabulary,
     tokenize_caption,
-    twin_of,
 )
 
 NUM_VIDEOS = 12
@@ -209,9 +211,7 @@ def test_same_seed_same_bytes_other_seed_differs(dataset, tmp_path):
 
 def test_videos_written_in_parallel_are_the_serial_bytes(dataset, tmp_path, monkeypatch):
     """`generate` writes videos in one process per core; the files must not depend on that."""
-    from fgclip.tools import synth
-
-    monkeypatch.setattr(synth.os, "cpu_count", lambda: 1)
+    monkeypatch.setattr(generator.os, "cpu_count", lambda: 1)
     serial = generate(tmp_path / "serial", seed=SEED, num_videos=NUM_VIDEOS)
     videos = sorted(p.relative_to(serial.out_dir) for p in serial.videos_dir.rglob("*.mp4"))
     assert len(videos) == NUM_VIDEOS
