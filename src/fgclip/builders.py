@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,25 +29,15 @@ from fgclip.config import (
     strict_error_message,
 )
 from fgclip.data.dataset import ClipDataset, SamplingOptions
-from fgclip.data.errors import EntryProblem
 from fgclip.data.formats import ConvertOptions, ManifestRead, load_manifest, read_manifest
 from fgclip.data.formats.cliplist import ReadOptions, read_hard_negatives
 from fgclip.data.frame_cache import FrameCache
 from fgclip.data.frames import FrameSource
 from fgclip.data.paths import VideoResolver
-from fgclip.data.probe import (
-    MediaProbe,
-    ProbeIndex,
-    clip_problems,
-    default_index_path,
-    locate,
-    probe_media,
-)
 from fgclip.data.records import Clip
 from fgclip.data.sampler import BalancedBatchSampler, GroupedShuffleSampler
 from fgclip.data.text import CaptionTokenizer, build_word_tokenizer
 from fgclip.data.text import load_tokenizer as load_tokenizer_directory
-from fgclip.distributed import is_rank_zero
 from fgclip.losses.objective import FGCLIPObjective, loss_weights
 from fgclip.losses.task import AlignmentTask
 from fgclip.model.configuration import FGCLIPConfig, tiny_config
@@ -176,128 +165,10 @@ def read_manifests(data: DataSection, manifests: list[str], refuse_errors: bool 
 
 def read_clips(data: DataSection, manifests: list[str], probe: str | None = None) -> list[Clip]:
     """The clips of `manifests`; each manifest's problems are summarised on rank 0 (stderr: stdout may be --json).
-    `probe` ("training", "evaluation"): every video is then probed before anything runs (`probe_clips`)."""
+    `probe` ("training", "evaluation"): every video is then probed before anything runs (`checks.probe_clips`)."""
     reads = read_manifests(data, manifests)
-    clips = summarised_clips(reads)
-    return probe_clips(data, clips, reads, probe) if probe is not None else clips
-
-
-def summarised_clips(reads: list[ManifestRead]) -> list[Clip]:
-    clips = []
-    for result in reads:
-        if is_rank_zero():
-            print(read_summary(result), file=sys.stderr, flush=True)
-        clips.extend(result.clips)
-    return clips
-
-
-def probe_index_path(data: DataSection) -> Path:
-    return Path(data.video_probe_index) if data.video_probe_index else default_index_path()
-
-
-def probe_clips(data: DataSection, clips: list[Clip], reads: list[ManifestRead], purpose: str) -> list[Clip]:
-    """Probe every video of `clips` (header, duration vs spans and keyframes: the checks and wording of
-    `fgclip data check`). Warnings are printed; clips with errors stop the run (`data.invalid_entries: error`,
-    one line per video) or are left out and named (`skip`)."""
-    problems = video_problems(data, clips, reads)
-    errors = [p for p in problems if p.is_error]
-    warnings = [p for p in problems if not p.is_error]
-    if is_rank_zero() and warnings:
-        print(
-            _listed(f"[data] {len(warnings)} {purpose} video warning(s):", warnings),
-            file=sys.stderr,
-            flush=True,
-        )
-    if not errors:
-        return clips
-    if data.invalid_entries == "error":
-        lines = _video_lines(errors)
-        if len(lines) == 1:  # the whole error on the command's one line
-            raise ConfigError(
-                f"{lines[0]} ({purpose} video; data.invalid_entries=error: `skip` leaves it out)"
-            )
-        title = (
-            f"{len(errors)} error(s) in the {purpose} videos (data.invalid_entries=error; `skip` leaves those "
-            "clips out; `fgclip data check` reports the same):"
-        )
-        raise ConfigError("\n  ".join([title, *lines]))
-    bad = {(p.file, p.index) for p in errors}
-    kept = [c for c in clips if locate(c, reads) not in bad]
-    if is_rank_zero():
-        title = (
-            f"[data] WARNING {len(clips) - len(kept)} of {len(clips)} {purpose} clips LEFT OUT for their videos "
-            "(data.invalid_entries=skip):"
-        )
-        print("\n  ".join([title, *_video_lines(errors)]), file=sys.stderr, flush=True)
-    if not kept:
-        raise ConfigError(f"no {purpose} clip left: every one was left out for its video (see above)")
-    return kept
-
-
-def video_problems(
-    data: DataSection,
-    clips: list[Clip],
-    reads: list[ManifestRead],
-    probes: dict[Path, MediaProbe] | None = None,
-) -> list[EntryProblem]:
-    """The start-up probe's findings for `clips` (`data check`'s checks and wording), through the probe index
-    (or `probes`, already probed). With a frame cache the videos are not checked: frames and durations come
-    from the cache."""
-    media = [c for c in clips if c.is_image or data.frame_cache is None]
-    if not media:
-        return []
-    return clip_problems(media, reads, probes if probes is not None else probe_clip_media(data, media))
-
-
-def probe_clip_media(data: DataSection, clips: list[Clip]) -> dict[Path, MediaProbe]:
-    """Every distinct video's header (and image's readability) of `clips`, in parallel, through the index."""
-    return probe_media(
-        [c.video for c in clips if not c.is_image],
-        images=[c.video for c in clips if c.is_image],
-        index=ProbeIndex(probe_index_path(data)),
-        workers=min(16, os.cpu_count() or 1),
-    )
-
-
-def _listed(title: str, problems, shown: int = 20) -> str:
-    lines = [title] + [f"  {p}" for p in problems[:shown]]
-    if len(problems) > shown:
-        lines.append(f"  ... and {len(problems) - shown} more (`fgclip data check` lists all)")
-    return "\n".join(lines)
-
-
-def _video_lines(errors, shown: int = 20) -> list[str]:
-    """One line per (video, problem) in `data check`'s wording, naming the entries that share it."""
-    grouped: dict[tuple, list] = {}
-    for p in errors:
-        grouped.setdefault((p.file, p.video, p.field, p.message), []).append(p.index)
-    lines = []
-    for (file, video, field_name, message), entries in list(grouped.items())[:shown]:
-        named = ", ".join(str(i) for i in entries[:5]) + (
-            f" and {len(entries) - 5} more" if len(entries) > 5 else ""
-        )
-        lines.append(f"{file}, entr{'y' if len(entries) == 1 else 'ies'} {named}, video {video!r}, "
-                     f"field {field_name!r}: {message}")  # fmt: skip
-    if len(grouped) > shown:
-        lines.append(f"... and {len(grouped) - shown} more (`fgclip data check` lists all)")
-    return lines
-
-
-def read_summary(result: ManifestRead, shown: int = 5) -> str:
-    line = (
-        f"[data] {result.path} ({result.format}): {len(result.clips)} clips from {result.num_entries} entries; "
-        f"{len(result.warnings)} warning(s)"
-        + (
-            f", {len(result.errors)} error(s): bad entries LEFT OUT (data.invalid_entries=skip)"
-            if result.errors
-            else ""
-        )
-    )
-    problems = result.errors + result.warnings
-    lines = [line] + [f"  {p}" for p in problems[:shown]]
-    if len(problems) > shown:
-        lines.append(f"  ... {len(problems) - shown} more: `fgclip data check {result.path}` lists them all")
-    return "\n".join(lines)
+    clips = checks.summarised_clips(reads)
+    return checks.probe_clips(data, clips, reads, probe) if probe is not None else clips
 
 
 def frame_cache(data: DataSection, image_size: int) -> FrameCache | None:
@@ -475,7 +346,7 @@ def check_options(data: DataSection, *, check_videos: bool = True, tokenizer=Non
         sampling=sampling_options(data, data.image_size or 224),
         tokenizer=tokenizer,
         scan=scan,
-        probe_index=str(probe_index_path(data)),
+        probe_index=str(checks.probe_index_path(data)),
         workers=min(16, os.cpu_count() or 1),
     )
 
@@ -529,7 +400,7 @@ class EvalOptions:
 def build_eval_inputs(config: ExperimentConfig, model, tokenizer, options: EvalOptions):
     """The evaluators' inputs: eval clips (read once), prompts, ground truth, test videos, frame source."""
     from fgclip.evaluation.anomaly import read_temporal_annotations
-    from fgclip.evaluation.evaluators import EvalInputs, SnippetOptions
+    from fgclip.evaluation.evaluators import EvalInputs, SnippetOptions, evaluators_needing
     from fgclip.evaluation.zeroshot import load_prompt_set
 
     data = config.data
@@ -544,8 +415,14 @@ def build_eval_inputs(config: ExperimentConfig, model, tokenizer, options: EvalO
         annotations = read_temporal_annotations(config.eval.temporal_annotations)
     prompts = load_prompt_set(config.eval.prompts) if config.eval.prompts else None
     anomaly_videos = None
-    if prompts is not None and annotations is not None and "frame_anomaly" in config.eval.evaluators:
-        anomaly_videos = probe_test_videos(data, anomaly_test_videos(config, dataset, annotations, options))
+    if (
+        prompts is not None
+        and annotations is not None
+        and evaluators_needing("anomaly_videos", config.eval.evaluators)
+    ):
+        anomaly_videos = checks.probe_test_videos(
+            data, anomaly_test_videos(config, dataset, annotations, options)
+        )
     cache = FrameCache(options.frame_cache) if options.frame_cache else None
     return EvalInputs(
         model=model,
@@ -611,52 +488,22 @@ def anomaly_test_videos(
     return videos
 
 
-def probe_test_videos(data: DataSection, videos: dict[str, Path]) -> dict[str, Path]:
-    """The frame-level test videos, each header probed first: an unreadable one stops the evaluation before any
-    video is scored (`data.invalid_entries: error`) or is left out of the AUC and named (`skip`)."""
-    probes = probe_media(
-        videos.values(), index=ProbeIndex(probe_index_path(data)), workers=min(16, os.cpu_count() or 1)
-    )
-    bad = {name: probes[path].error for name, path in videos.items() if probes[path].error is not None}
-    if not bad:
-        return videos
-    lines = [f"  video {videos[name]}: {why}" for name, why in bad.items()]
-    if data.invalid_entries == "error":
-        raise ConfigError(
-            "\n".join([f"{len(bad)} frame-level test video(s) cannot be read (data.invalid_entries=error; `skip` "
-                       "leaves them out of the AUC):", *lines])
-        )  # fmt: skip
-    if is_rank_zero():
-        title = f"[eval] WARNING {len(bad)} of {len(videos)} frame-level test videos LEFT OUT (unreadable):"
-        print("\n".join([title, *lines]), file=sys.stderr, flush=True)
-    kept = {name: path for name, path in videos.items() if name not in bad}
-    if not kept:
-        raise ConfigError("no frame-level test video left: every one is unreadable (see above)")
-    return kept
-
-
 def evaluate(config: ExperimentConfig, model, tokenizer, options: EvalOptions = EvalOptions()):
-    """Every evaluator of `eval.evaluators` whose inputs the config gives (retrieval and hard negatives need eval
-    manifests, region classification also a prompt set, frame-level AUC/AP a prompt set and temporal
-    annotations); the others are reported as null. `fgclip eval` and `fgclip demo` both report through this."""
-    from fgclip.evaluation.evaluators import Evaluation, run_evaluators
+    """Inputs -> evaluators -> report: every evaluator of `eval.evaluators` whose inputs the config gives (each
+    declares its needs, `fgclip.evaluation.evaluators`); the others are reported as null. `fgclip eval` and
+    `fgclip demo` both report through this."""
+    from fgclip.evaluation.evaluators import Evaluation, evaluation_report, run_evaluators
 
     model.eval()
     inputs = build_eval_inputs(config, model, tokenizer, options)
-    sections, scores = run_evaluators(config.eval.evaluators, inputs)
-    if not any(sections.values()):
+    results, scores = run_evaluators(config.eval.evaluators, inputs)
+    if not any(results.values()):
         raise ConfigError(
             "nothing to evaluate: give eval manifests (data.eval_manifests / --data) for retrieval, and/or a "
             "prompt set (eval.prompts / --prompts) with temporal annotations for frame-level AUC"
         )
-    report = {
-        "retrieval": sections.get("retrieval"),
-        "hard_negatives": sections.get("hard_negatives"),
-        "region_classification": sections.get("region_classification"),
-        "frame_level": sections.get("frame_anomaly"),
-        "settings": _eval_settings(config, inputs.frames.image_size, options),
-    }
-    return Evaluation(_with_summary(report), scores, inputs.annotations)
+    report = evaluation_report(results, _eval_settings(config, inputs.frames.image_size, options))
+    return Evaluation(report, scores, inputs.annotations)
 
 
 def _eval_settings(config: ExperimentConfig, image_size: int, options: EvalOptions) -> dict:
@@ -676,24 +523,6 @@ def _eval_settings(config: ExperimentConfig, image_size: int, options: EvalOptio
         "ground_truth": GROUND_TRUTH_CONVENTION,
         **{k: v for k, v in dataclasses.asdict(options).items() if k != "progress"},
     }
-
-
-def _with_summary(report: dict) -> dict:
-    """The headline figures first (the demo's report.json keys), then the sections."""
-    retrieval = report["retrieval"]
-    overall = (report["frame_level"] or {}).get("overall", {})
-    summary = {
-        "clip_retrieval_R@1": _with_chance(retrieval["clip"], "text_to_image_R@1") if retrieval else None,
-        "region_retrieval_R@1": _with_chance(retrieval["region"], "text_to_image_R@1") if retrieval else None,
-        "frame_auc": {"value": overall.get("auc"), "chance": 0.5},
-        "frame_ap": overall.get("ap"),
-    }
-    return {**summary, **report}
-
-
-def _with_chance(report: dict, key: str) -> dict:
-    value, chance = report[key], report[f"{key}_chance"]
-    return {"value": value, "chance": chance, "times_chance": value / chance}
 
 
 def prompt_bank(config: ExperimentConfig, model, tokenizer, prompts, *, head: str):

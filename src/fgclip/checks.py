@@ -1,11 +1,13 @@
-"""Start-up checks shared by `fgclip train` (which refuses) and `fgclip doctor` (which reports).
+"""Start-up checks shared by `fgclip train` and `fgclip eval` (which refuse) and `fgclip doctor` (which reports).
 
-Each check raises `ConfigError` with a message naming the fields and values; the doctor turns the same
-exception into an error finding, so the two commands can never disagree about what is wrong.
+The run config's checks, the built model's checks, and the start-up video probe with its wording. Each check
+raises `ConfigError` with a message naming the fields and values; the doctor turns the same exception into an
+error finding, so the commands can never disagree about what is wrong.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from importlib import metadata
 from pathlib import Path
@@ -14,7 +16,10 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from fgclip.config import TINY_KEYS, ConfigError, DataSection, ExperimentConfig, LossSection
+from fgclip.data.errors import EntryProblem
+from fgclip.data.formats import ManifestRead
 from fgclip.data.leakage import LeakageReport, find_leakage
+from fgclip.data.probe import MediaProbe, ProbeIndex, clip_problems, default_index_path, locate, probe_media
 from fgclip.data.records import Clip
 from fgclip.distributed import is_rank_zero
 from fgclip.losses.heads import frozen_for_losses
@@ -213,3 +218,150 @@ def check_run_config(config: ExperimentConfig) -> None:
     errors = run_config_errors(config) + missing_inputs(config)
     if errors:
         raise ConfigError("\n".join(message for _, message in errors))
+
+
+# ------------------------------------------------------------------------------ the start-up video probe
+# What train, eval and doctor say about the manifests they read and the videos they will decode, in the
+# wording of `fgclip data check`: a refusal (data.invalid_entries: error) or a loud left-out (skip).
+
+
+def summarised_clips(reads: list[ManifestRead]) -> list[Clip]:
+    clips = []
+    for result in reads:
+        if is_rank_zero():
+            print(read_summary(result), file=sys.stderr, flush=True)
+        clips.extend(result.clips)
+    return clips
+
+
+def probe_index_path(data: DataSection) -> Path:
+    return Path(data.video_probe_index) if data.video_probe_index else default_index_path()
+
+
+def probe_clips(data: DataSection, clips: list[Clip], reads: list[ManifestRead], purpose: str) -> list[Clip]:
+    """Probe every video of `clips` (header, duration vs spans and keyframes: the checks and wording of
+    `fgclip data check`). Warnings are printed; clips with errors stop the run (`data.invalid_entries: error`,
+    one line per video) or are left out and named (`skip`)."""
+    problems = video_problems(data, clips, reads)
+    errors = [p for p in problems if p.is_error]
+    warnings = [p for p in problems if not p.is_error]
+    if is_rank_zero() and warnings:
+        print(
+            _listed(f"[data] {len(warnings)} {purpose} video warning(s):", warnings),
+            file=sys.stderr,
+            flush=True,
+        )
+    if not errors:
+        return clips
+    if data.invalid_entries == "error":
+        lines = _video_lines(errors)
+        if len(lines) == 1:  # the whole error on the command's one line
+            raise ConfigError(
+                f"{lines[0]} ({purpose} video; data.invalid_entries=error: `skip` leaves it out)"
+            )
+        title = (
+            f"{len(errors)} error(s) in the {purpose} videos (data.invalid_entries=error; `skip` leaves those "
+            "clips out; `fgclip data check` reports the same):"
+        )
+        raise ConfigError("\n  ".join([title, *lines]))
+    bad = {(p.file, p.index) for p in errors}
+    kept = [c for c in clips if locate(c, reads) not in bad]
+    if is_rank_zero():
+        title = (
+            f"[data] WARNING {len(clips) - len(kept)} of {len(clips)} {purpose} clips LEFT OUT for their videos "
+            "(data.invalid_entries=skip):"
+        )
+        print("\n  ".join([title, *_video_lines(errors)]), file=sys.stderr, flush=True)
+    if not kept:
+        raise ConfigError(f"no {purpose} clip left: every one was left out for its video (see above)")
+    return kept
+
+
+def video_problems(
+    data: DataSection,
+    clips: list[Clip],
+    reads: list[ManifestRead],
+    probes: dict[Path, MediaProbe] | None = None,
+) -> list[EntryProblem]:
+    """The start-up probe's findings for `clips` (`data check`'s checks and wording), through the probe index
+    (or `probes`, already probed). With a frame cache the videos are not checked: frames and durations come
+    from the cache."""
+    media = [c for c in clips if c.is_image or data.frame_cache is None]
+    if not media:
+        return []
+    return clip_problems(media, reads, probes if probes is not None else probe_clip_media(data, media))
+
+
+def probe_clip_media(data: DataSection, clips: list[Clip]) -> dict[Path, MediaProbe]:
+    """Every distinct video's header (and image's readability) of `clips`, in parallel, through the index."""
+    return probe_media(
+        [c.video for c in clips if not c.is_image],
+        images=[c.video for c in clips if c.is_image],
+        index=ProbeIndex(probe_index_path(data)),
+        workers=min(16, os.cpu_count() or 1),
+    )
+
+
+def _listed(title: str, problems, shown: int = 20) -> str:
+    lines = [title] + [f"  {p}" for p in problems[:shown]]
+    if len(problems) > shown:
+        lines.append(f"  ... and {len(problems) - shown} more (`fgclip data check` lists all)")
+    return "\n".join(lines)
+
+
+def _video_lines(errors, shown: int = 20) -> list[str]:
+    """One line per (video, problem) in `data check`'s wording, naming the entries that share it."""
+    grouped: dict[tuple, list] = {}
+    for p in errors:
+        grouped.setdefault((p.file, p.video, p.field, p.message), []).append(p.index)
+    lines = []
+    for (file, video, field_name, message), entries in list(grouped.items())[:shown]:
+        named = ", ".join(str(i) for i in entries[:5]) + (
+            f" and {len(entries) - 5} more" if len(entries) > 5 else ""
+        )
+        lines.append(f"{file}, entr{'y' if len(entries) == 1 else 'ies'} {named}, video {video!r}, "
+                     f"field {field_name!r}: {message}")  # fmt: skip
+    if len(grouped) > shown:
+        lines.append(f"... and {len(grouped) - shown} more (`fgclip data check` lists all)")
+    return lines
+
+
+def read_summary(result: ManifestRead, shown: int = 5) -> str:
+    line = (
+        f"[data] {result.path} ({result.format}): {len(result.clips)} clips from {result.num_entries} entries; "
+        f"{len(result.warnings)} warning(s)"
+        + (
+            f", {len(result.errors)} error(s): bad entries LEFT OUT (data.invalid_entries=skip)"
+            if result.errors
+            else ""
+        )
+    )
+    problems = result.errors + result.warnings
+    lines = [line] + [f"  {p}" for p in problems[:shown]]
+    if len(problems) > shown:
+        lines.append(f"  ... {len(problems) - shown} more: `fgclip data check {result.path}` lists them all")
+    return "\n".join(lines)
+
+
+def probe_test_videos(data: DataSection, videos: dict[str, Path]) -> dict[str, Path]:
+    """The frame-level test videos, each header probed first: an unreadable one stops the evaluation before any
+    video is scored (`data.invalid_entries: error`) or is left out of the AUC and named (`skip`)."""
+    probes = probe_media(
+        videos.values(), index=ProbeIndex(probe_index_path(data)), workers=min(16, os.cpu_count() or 1)
+    )
+    bad = {name: probes[path].error for name, path in videos.items() if probes[path].error is not None}
+    if not bad:
+        return videos
+    lines = [f"  video {videos[name]}: {why}" for name, why in bad.items()]
+    if data.invalid_entries == "error":
+        raise ConfigError(
+            "\n".join([f"{len(bad)} frame-level test video(s) cannot be read (data.invalid_entries=error; `skip` "
+                       "leaves them out of the AUC):", *lines])
+        )  # fmt: skip
+    if is_rank_zero():
+        title = f"[eval] WARNING {len(bad)} of {len(videos)} frame-level test videos LEFT OUT (unreadable):"
+        print("\n".join([title, *lines]), file=sys.stderr, flush=True)
+    kept = {name: path for name, path in videos.items() if name not in bad}
+    if not kept:
+        raise ConfigError("no frame-level test video left: every one is unreadable (see above)")
+    return kept

@@ -166,16 +166,19 @@ class TrainSection:
     signal_grace_s: float = 25.0
 
 
-# fgclip.evaluation.evaluators.EVALUATORS, repeated so that reading a config imports no evaluation code
-EVALUATORS = ("retrieval", "hard_negatives", "region_classification", "frame_anomaly")
+def evaluator_names() -> list[str]:
+    """The registered evaluators (`fgclip.evaluation.evaluators`), imported when a config needs them."""
+    from fgclip.evaluation.evaluators import EVALUATORS
+
+    return list(EVALUATORS)
+
+
 SNIPPET_POOLINGS = ("frame", "snippet", "window")  # fgclip.evaluation.pooling.SNIPPET_POOLINGS
 
 
 @dataclass
 class EvalSection:
-    evaluators: list[str] = field(
-        default_factory=lambda: list(EVALUATORS)
-    )  # run those whose inputs are given
+    evaluators: list[str] = field(default_factory=evaluator_names)  # run those whose inputs are given
     prompts: str | None = None  # JSON {"normal": [...], "anomaly": {class: [...]}}
     temporal_annotations: str | None = None  # UCF-Crime-style ground truth for frame-level AUC
     snippet_frames: int = 16
@@ -496,9 +499,9 @@ def check_config(config: ExperimentConfig) -> None:
             f"train.lr_scheduler: unknown scheduler {train.lr_scheduler!r}; choose from {list(LR_SCHEDULERS)}"
         )
     check_model_section(config.model)
-    unknown_evaluators = sorted(set(config.eval.evaluators) - set(EVALUATORS))
+    unknown_evaluators = sorted(set(config.eval.evaluators) - set(evaluator_names()))
     if unknown_evaluators:
-        raise ConfigError(f"eval.evaluators: unknown {unknown_evaluators}; choose from {list(EVALUATORS)}")
+        raise ConfigError(f"eval.evaluators: unknown {unknown_evaluators}; choose from {evaluator_names()}")
     weights = dataclasses.asdict(config.loss)
     if any(w < 0 for w in weights.values()) or not any(weights.values()):
         raise ConfigError(f"loss weights must be >= 0 and not all zero, got {weights}")

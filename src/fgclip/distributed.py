@@ -70,3 +70,19 @@ def _pad_rows(tensor: torch.Tensor, rows: int) -> torch.Tensor:
         return tensor.contiguous()
     padding = tensor.new_zeros(rows - tensor.shape[0], *tensor.shape[1:])
     return torch.cat([tensor, padding]).contiguous()
+
+
+def init_from_environment() -> str | None:
+    """Join the process group `torchrun` describes (WORLD_SIZE > 1 in the environment); do nothing otherwise.
+    Returns the device this rank should use (`cuda:LOCAL_RANK` with CUDA, else None: the caller's default)."""
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
+        return None
+    cuda = torch.cuda.is_available()
+    dist.init_process_group("nccl" if cuda else "gloo")
+    if cuda:
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local_rank)
+        return f"cuda:{local_rank}"
+    return None

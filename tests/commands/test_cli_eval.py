@@ -12,17 +12,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "data"))
 from stand_ins import cut_in_half, faststart_video  # noqa: E402
 
-from fgclip.builders import load_run, probe_test_videos  # noqa: E402
+from fgclip.builders import load_run  # noqa: E402
+from fgclip.checks import probe_test_videos  # noqa: E402
 from fgclip.cli import main  # noqa: E402
 from fgclip.commands.demo import _demo_overrides, evaluate_run  # noqa: E402
 from fgclip.commands.train import train  # noqa: E402
 from fgclip.config import ConfigError, load_config  # noqa: E402
 from fgclip.configs import demo_config_path  # noqa: E402
 from fgclip.data.video import video_frame_times  # noqa: E402
+from fgclip.evaluation.evaluators import EVALUATORS, Evaluator  # noqa: E402
 from fgclip.synthetic import generate  # noqa: E402
 
 TINY = "{image_size: 32, patch_size: 8, vision_width: 32, vision_layers: 1, text_width: 32, text_layers: 1, heads: 2, projection_dim: 16}"
@@ -85,6 +88,56 @@ def test_eval_of_a_checkpoint_reads_the_run_config_and_accepts_overrides(run, tm
         and "region retrieval R@1 (text->region" in printed
         and "frame AUC, overall" in printed
     )
+
+
+def _toy_clips(ctx):
+    """A toy evaluator: how many eval clips it saw, and how often a clip's own caption is its nearest one."""
+    embedded = ctx.embedded
+    similarity = embedded.clip_embeds @ embedded.caption_embeds.T  # (N, N)
+    yield "clips", int(similarity.shape[0])
+    yield "own_caption_first", float((similarity.argmax(-1) == torch.arange(len(similarity))).float().mean())
+
+
+TOY = Evaluator(
+    "toy_clips",
+    needs=("dataset",),
+    run=_toy_clips,
+    rows=lambda section: iter(
+        [(f"toy: own caption first ({section['clips']} clips)", section["own_caption_first"], None)]
+    ),
+    headline=lambda section: {"toy_clips": section and section["clips"]},
+)
+
+
+def test_a_toy_evaluator_added_in_one_place_reaches_eval_json_and_the_table(
+    run, evaluated, tmp_path, capsys, monkeypatch
+):
+    """One registry entry: `eval.evaluators` accepts it, it runs, and eval.json and the console table show it."""
+    monkeypatch.setitem(EVALUATORS, TOY.name, TOY)
+    out = tmp_path / "eval"
+    argv = ["eval", str(run["outcome"].model_dir), "--out", str(out), "--no-progress", "--timelines", "0",
+            "--eval.evaluators", "[retrieval, toy_clips]"]  # fmt: skip
+    assert main(argv) == 0
+    report = json.loads((out / "eval.json").read_text())
+    entries = json.loads(run["data"].test_path.read_text())
+    assert report["toy_clips"]["clips"] == len(entries) == report["retrieval"]["num_clips"]
+    assert len({entry["global_caption"] for entry in entries}) == len(
+        entries
+    )  # so R@1 asks the same question
+    assert report["toy_clips"]["own_caption_first"] == pytest.approx(
+        report["retrieval"]["clip"]["image_to_text_R@1"]
+    )
+    assert list(report)[:5] == [
+        "clip_retrieval_R@1",
+        "region_retrieval_R@1",
+        "frame_auc",
+        "frame_ap",
+        "toy_clips",
+    ]
+    assert report["frame_level"] is None and report["settings"]["evaluators"] == ["retrieval", "toy_clips"]
+    printed = capsys.readouterr().out
+    assert f"toy: own caption first ({len(entries)} clips)" in printed and "clip retrieval R@1" in printed
+    assert "frame AUC" not in printed
 
 
 def test_eval_snippet_pooling_is_a_config_setting(run, evaluated, tmp_path):
@@ -196,3 +249,25 @@ def test_eval_stops_before_scoring_naming_an_unreadable_eval_or_test_video(run, 
         probe_test_videos(loaded.config.data, videos)
     loaded.config.data.invalid_entries = "skip"
     assert sorted(probe_test_videos(loaded.config.data, videos)) == sorted(set(videos) - {broken.stem})
+
+
+def test_export_features_vadclip_layout_in_shards_then_merge(run, tmp_path, capsys):
+    videos = sorted(run["data"].videos_dir.rglob("*.mp4"))[:3]
+    base = ["export-features", str(run["outcome"].model_dir), "--videos", *map(str, videos), "--no-progress",
+            "--layout", "vadclip", "--crops", "5", "--test-crop", "4"]  # fmt: skip
+    assert main([*base, "--out", str(tmp_path / "one")]) == 0
+    for shard in ("1/2", "0/2"):
+        assert main([*base, "--out", str(tmp_path / "two"), "--shard", shard]) == 0
+    assert "when all are, run: fgclip merge" in capsys.readouterr().out
+    assert main(["merge", str(tmp_path / "two")]) == 0
+    one, two = (tmp_path / "one").resolve(), (tmp_path / "two").resolve()
+    for name in ("features.json", "features_rgb.csv", "features_rgbtest.csv"):
+        assert (two / name).read_text() == (one / name).read_text().replace(str(one), str(two)), name
+    description = json.loads((one / "features.json").read_text())
+    assert description["crops"]["count"] == 5 and description["crops"]["crop_side"] == 32
+    for video in videos:
+        for k in range(5):
+            path = f"{video.parent.name}/{video.stem}__{k}.npy"
+            assert np.array_equal(np.load(one / path), np.load(two / path)), path
+    assert main(["merge", str(tmp_path / "one")]) == 1
+    assert "no features.shard-I-of-N.json files" in capsys.readouterr().err

@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 sys.path.insert(0, str(Path(__file__).parents[1] / "data"))
 from stand_ins import cut_in_half, faststart_copy, faststart_video, garbage_mid_file  # noqa: E402
 
-from fgclip import builders  # noqa: E402
+from fgclip import checks  # noqa: E402
 from fgclip.cli import main  # noqa: E402
 
 TINY = ("--max_steps", "2", "--per_device_batch_size", "3", "--save_steps", "2")
@@ -140,7 +140,7 @@ def corrupted_after_probe(tiny_synth, tmp_path, monkeypatch) -> Path:
     """A copy of the tiny set whose entry-4 video is overwritten right after the start-up probe passed it."""
     synth = tmp_path / "synth"
     shutil.copytree(tiny_synth, synth)
-    probe = builders.probe_clips
+    probe = checks.probe_clips
 
     def probe_then_corrupt(*args, **kwargs):
         clips = probe(*args, **kwargs)
@@ -149,7 +149,7 @@ def corrupted_after_probe(tiny_synth, tmp_path, monkeypatch) -> Path:
         (synth / BROKEN).write_bytes(bytes(data))
         return clips
 
-    monkeypatch.setattr(builders, "probe_clips", probe_then_corrupt)
+    monkeypatch.setattr(checks, "probe_clips", probe_then_corrupt)
     return synth
 
 

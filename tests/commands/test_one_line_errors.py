@@ -233,7 +233,7 @@ ROWS = [
     Row("infer: read-only --out", (*INFER, "--out", "$tmp/ro"), ("--out", "$tmp/ro", "read-only"),
         setup=_read_only("$tmp/ro", _forbid("fgclip.evaluation.inference.infer_video"))),
     Row("export-features: --out under a file", (*EXPORT, "--videos", "$video", "--out", "$a_file/f"),
-        ("--out", "$a_file/f"), setup=_forbid("fgclip.evaluation.inference.export_features")),
+        ("--out", "$a_file/f"), setup=_forbid("fgclip.evaluation.export.export_features")),
     Row("export-features: full disk", (*EXPORT, "--videos", "$video", "--out", "$tmp/f"),
         ("--out", "$tmp/f", "no space left on device"), setup=_disk_full("numpy.save")),
     Row("head train: read-only --out",

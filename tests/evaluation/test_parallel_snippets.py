@@ -9,7 +9,7 @@ from tiny_models import tiny_fgclip
 from fgclip.data.frames import FrameSource
 from fgclip.data.video import write_video
 from fgclip.evaluation.evaluate import score_videos
-from fgclip.evaluation.inference import export_features
+from fgclip.evaluation.export import export_features
 from fgclip.evaluation.zeroshot import PromptBank
 
 SIZE = 32

@@ -100,10 +100,10 @@ def test_cli_choices_match_the_scoring_rules():
 
 
 def test_config_names_every_evaluator():
-    from fgclip import config
+    from fgclip.config import EvalSection
     from fgclip.evaluation.evaluators import EVALUATORS
 
-    assert tuple(EVALUATORS) == config.EVALUATORS
+    assert EvalSection().evaluators == list(EVALUATORS)
 
 
 def test_prompt_temperature_is_the_clamped_one_the_losses_use():

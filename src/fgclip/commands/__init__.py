@@ -19,6 +19,7 @@ VERBS = {
     "eval": "eval",
     "infer": "infer",
     "export-features": "export_features",
+    "merge": "merge",
     "head": "head",
     "pretrain-standin": "pretrain_standin",
 }

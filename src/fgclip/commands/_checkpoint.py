@@ -80,6 +80,15 @@ def load_checkpoint_run(args, pairs: dict[str, object], rest: list[str]):
     return run
 
 
+def join_torchrun(args) -> None:
+    """Under `torchrun`: join the process group and take this rank's GPU unless --device names one."""
+    from fgclip.distributed import init_from_environment
+
+    device = init_from_environment()
+    if device is not None and args.device is None:
+        args.device = device
+
+
 def snippet_frames(args, image_size: int):
     from fgclip.data.frame_cache import FrameCache
     from fgclip.data.frames import FrameSource

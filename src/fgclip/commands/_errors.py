@@ -27,6 +27,7 @@ USER_ERRORS = (
     ("fgclip.model.errors", "CheckpointError"),
     ("fgclip.head.features", "FeatureError"),
     ("fgclip.evaluation.anomaly", "AnnotationError"),
+    ("fgclip.evaluation.export", "ExportError"),
     ("fgclip.training.nonfinite", "NonFiniteLossError"),
     ("fgclip.training.checkpoints", "SaveError"),
     ("fgclip.training.preemption", "Preempted"),

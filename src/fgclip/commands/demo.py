@@ -187,7 +187,7 @@ def head_comparison(
     features (video labels only), evaluate frame AUC/AP on the test videos, same seeds for both backbones."""
     from fgclip import builders
     from fgclip.data.frames import FrameSource
-    from fgclip.evaluation.inference import export_features
+    from fgclip.evaluation.export import export_features
     from fgclip.head.compare import head_comparison_for_demo
     from fgclip.head.train import TrainOptions
 

@@ -5,8 +5,16 @@
     fgclip head compare FEATURES_A FEATURES_B --labels ... --test-list ... --temporal-annotations ...
     fgclip head prompts CHECKPOINT --prompts ucf-crime --out prompts.npz   (for --class-prompts)
 
-FEATURES is a folder written by `fgclip export-features`; it may hold the training and the test videos
-(the lists say which is which). Heavy imports happen inside the commands, so `fgclip --help` stays fast.
+FEATURES is a folder written by `fgclip export-features` (either layout; it may hold the training and the
+test videos, the lists say which is which), or a list CSV `path,label` in VadCLIP's form (ucf_CLIP_rgb.csv,
+ucf_CLIP_rgbtest.csv), which names the videos, their crops and labels itself:
+
+    fgclip head train ucf_CLIP_rgb.csv --feature-root UCFClipFeatures --crop 5 --out head_run
+    fgclip head eval head_run ucf_CLIP_rgbtest.csv --feature-root UCFClipFeatures \
+        --temporal-annotations Temporal_Anomaly_Annotation_for_Testing_Videos.txt
+
+Training uses every crop of the training videos (`--train-crops`), validation and test one (`--crop`).
+Heavy imports happen inside the commands, so `fgclip --help` stays fast.
 """
 
 from __future__ import annotations
@@ -30,10 +38,11 @@ def _train_parser(verbs) -> None:
     train = verbs.add_parser(
         "train", help="train the head from video-level labels (validation split from them)"
     )
-    train.add_argument("features", help="folder of `fgclip export-features`")
     train.add_argument(
-        "--labels", required=True, help="training list: Class/Name.mp4 lines, or CSV/JSON video,label[,class]"
+        "features", help="folder of `fgclip export-features`, or a VadCLIP list CSV path,label"
     )
+    train.add_argument("--labels", help="training list: Class/Name.mp4 lines, or CSV/JSON video,label[,class] "
+                       "(default: a list CSV's own labels)")  # fmt: skip
     train.add_argument(
         "--out", required=True, help="output folder (head.safetensors, head.json, metrics.jsonl, loss.png)"
     )
@@ -50,6 +59,7 @@ def _train_parser(verbs) -> None:
     )
     train.add_argument("--test-features", help="with --select-on-test: their features (default: FEATURES)")
     _recipe_arguments(train)
+    _crop_arguments(train, training=True)
     train.add_argument("--seed", type=int, default=0)
     train.set_defaults(run=run_train)
 
@@ -57,7 +67,8 @@ def _train_parser(verbs) -> None:
 def _eval_parser(verbs) -> None:
     evaluate = verbs.add_parser("eval", help="frame-level AUC / AP of a trained head on test features")
     evaluate.add_argument("head", help="folder written by `fgclip head train`")
-    evaluate.add_argument("features", help="folder of `fgclip export-features` holding the test videos")
+    evaluate.add_argument("features", help="folder of `fgclip export-features`, or a VadCLIP test list CSV")
+    _crop_arguments(evaluate, training=False)
     _test_arguments(evaluate)
     evaluate.add_argument("--out", help="output folder (default: HEAD/eval)")
     evaluate.add_argument(
@@ -70,7 +81,7 @@ def _compare_parser(verbs) -> None:
     compare = verbs.add_parser("compare", help="the same head recipe and seeds on two backbones' features")
     compare.add_argument("features_a", help="training features of backbone A")
     compare.add_argument("features_b", help="training features of backbone B")
-    compare.add_argument("--labels", required=True, help="training list (as for head train)")
+    compare.add_argument("--labels", help="training list (as for head train; default: a list CSV's labels)")
     compare.add_argument("--test-features", nargs=2, metavar=("TEST_A", "TEST_B"),
                          help="test features of A and B (default: FEATURES_A FEATURES_B)")  # fmt: skip
     compare.add_argument("--names", nargs=2, default=("A", "B"), metavar=("NAME_A", "NAME_B"))
@@ -78,6 +89,7 @@ def _compare_parser(verbs) -> None:
     compare.add_argument("--out", help="write compare.json here")
     _test_arguments(compare)
     _recipe_arguments(compare)
+    _crop_arguments(compare, training=True)
     compare.set_defaults(run=run_compare)
 
 
@@ -96,9 +108,18 @@ def _prompts_parser(verbs) -> None:
 def _test_arguments(parser) -> None:
     parser.add_argument("--temporal-annotations", required=True,
                         help="UCF-Crime annotation file, or JSON {video: {class, segments}} (MSAD; docs/anomaly_head.md)")  # fmt: skip
-    parser.add_argument(
-        "--test-list", required=True, help="test videos, Class/Name.mp4 per line (Anomaly_Test.txt)"
-    )
+    parser.add_argument("--test-list", help="test videos, Class/Name.mp4 per line (Anomaly_Test.txt; "
+                        "default: a test list CSV's own labels)")  # fmt: skip
+
+
+def _crop_arguments(parser, training: bool) -> None:
+    parser.add_argument("--feature-root", help="for a list CSV: read Class/Name__k.npy under this folder "
+                        "instead of the CSV's paths (VadCLIP's carry its authors' absolute paths)")  # fmt: skip
+    parser.add_argument("--crop", type=int, help="the crop to validate / test on (default: the export's "
+                        "test crop, or the only crop a list holds)")  # fmt: skip
+    if training:
+        parser.add_argument("--train-crops", default="all",
+                            help="crops to train on: all (default, as VadCLIP) or a comma list, e.g. 0,5")  # fmt: skip
 
 
 def _recipe_arguments(parser) -> None:
@@ -132,7 +153,7 @@ def _head_config(args) -> dict:
 
 
 def run_train(args, _=None) -> int:
-    if args.select_on_test and not args.test_list:
+    if args.select_on_test and not args.test_list and not args.test_features:
         raise UsageError("--select-on-test needs --test-list (the videos to select on)")
     if args.test_features and not args.select_on_test:
         raise UsageError("--test-features is only used with --select-on-test")
@@ -140,22 +161,32 @@ def run_train(args, _=None) -> int:
 
 
 def _train(args) -> int:
-    from fgclip.head.features import read_features, read_labels
+    from fgclip.head.features import labels_for, parse_crops, read_features
     from fgclip.head.model import HeadConfig
     from fgclip.head.train import ClassPrompts, split_training_videos, train_head
 
     check_writable(args.out, "--out")
-    features = read_features(args.features)
-    labels = read_labels(args.labels)
-    test_labels = read_labels(args.test_list) if args.test_list else None
+    features = read_features(args.features, args.crop, args.feature_root)
+    labels = labels_for(features, args.labels, "--labels")
+    val_features = (
+        read_features(args.test_features, args.crop, args.feature_root) if args.test_features else features
+    )
+    test_labels = (
+        labels_for(val_features, args.test_list, "--test-list")
+        if args.select_on_test or args.test_list
+        else None
+    )
     split = split_training_videos(labels, val_fraction=args.val_fraction, seed=args.seed,
                                   test_labels=test_labels, select_on_test=args.select_on_test)  # fmt: skip
     prompts = ClassPrompts.from_npz(args.class_prompts) if args.class_prompts else None
     config = HeadConfig(
         feature_dim=features.dim, num_classes=len(prompts.classes) if prompts else 0, **_head_config(args)
     )
-    val_features = read_features(args.test_features) if args.test_features else features
-    train_videos = features.select(split.train, f"the training list {args.labels}")
+    train_videos = features.training_views(
+        split.train, f"the training list {args.labels or args.features}", parse_crops(args.train_crops)
+    )
+    print(f"[fgclip] training on {len(train_videos)} views of {len(split.train)} videos; "
+          f"validating on crop {val_features.crop}")  # fmt: skip
     val_videos = val_features.select(split.validation, "the selection videos")
     all_labels = {**labels, **(test_labels or {})}
     trained = train_head(train_videos, val_videos, all_labels, split, config=config,
@@ -177,12 +208,13 @@ def run_eval(args, _=None) -> int:
 
 def _eval(args) -> int:
     from fgclip.head.evaluate import evaluate_head, format_evaluation, read_ground_truth
-    from fgclip.head.features import read_features, read_labels
+    from fgclip.head.features import labels_for, read_features
     from fgclip.head.train import load_head
 
     head, trained = load_head(args.head)
     out = check_writable(Path(args.out) if args.out else Path(args.head) / "eval", "--out")
-    evaluation = evaluate_head(head, read_features(args.features), read_labels(args.test_list),
+    features = read_features(args.features, args.crop, args.feature_root)
+    evaluation = evaluate_head(head, features, labels_for(features, args.test_list, "--test-list"),
                                read_ground_truth(args.temporal_annotations), out_dir=out, timelines=args.timelines)  # fmt: skip
     selection = trained["selection"]
     evaluation.report["selection"] = selection
@@ -205,6 +237,7 @@ def run_compare(args, _=None) -> int:
 
 def _compare(args) -> int:
     from fgclip.head.compare import format_comparison, head_comparison_for_demo
+    from fgclip.head.features import parse_crops
 
     if args.out:
         check_writable(args.out, "--out")
@@ -213,7 +246,8 @@ def _compare(args) -> int:
     result = head_comparison_for_demo(
         {a: args.features_a, b: args.features_b}, {a: tests[0], b: tests[1]}, args.labels, args.test_list,
         args.temporal_annotations, seeds=tuple(args.seeds), head_config=_head_config(args),
-        options=_options(args, args.seeds[0]),
+        options=_options(args, args.seeds[0]), crop=args.crop, train_crops=parse_crops(args.train_crops),
+        feature_root=args.feature_root,
     )  # fmt: skip
     print(format_comparison(result))
     if args.out:

@@ -1,12 +1,17 @@
-"""Evaluators as plug-ins: each reads what it needs from an `EvalContext` and yields `(name, value)` pairs.
+"""Evaluators as whole plug-ins: each declares its name, what it needs, how it runs and how it is reported.
 
-    EVALUATORS = {"retrieval": ..., "hard_negatives": ..., "region_classification": ..., "frame_anomaly": ...}
-    report, scores = run_evaluators(["retrieval", "frame_anomaly"], inputs)
+    results, scores = run_evaluators(["retrieval", "frame_level"], inputs)  # {name: section or None}
+    report = evaluation_report(results, settings)  # eval.json: headline, one section per evaluator, settings
+    format_table(report)  # fgclip.evaluation.output: each evaluator's console rows
 
-The report holds one section per evaluator (`report["retrieval"] = dict(pairs)`), or None when the inputs
-an evaluator needs are absent (its `needs` say which, e.g. no eval clips or no temporal annotations). The
-context embeds the eval clips and encodes each prompt bank once, however many evaluators use them. To add
-an evaluator: a function `(EvalContext) -> Iterator[(name, value)]` and one `Evaluator` entry below.
+An evaluator computes from what the context collects once and shares: `ctx.embedded` (every eval clip,
+caption and region embedded, in dataset order) and `ctx.video_scores` (each anomaly-test video's zero-shot
+frame scores). Collecting is kept apart from computing, so the per-video work can be split without touching
+the metrics. The report holds one section per registered evaluator under its own name, None where it did
+not run (not asked for, or its `needs` absent: no eval clips, no prompt set, no temporal annotations).
+
+To add an evaluator: one `Evaluator(...)` entry in EVALUATORS; the config's `eval.evaluators`, eval.json and
+the console table read it from there (tests/evaluation/test_evaluators.py adds a toy one).
 """
 
 from __future__ import annotations
@@ -63,17 +68,32 @@ class EvalInputs:
 
 
 class EvalContext:
-    """The inputs plus what several evaluators share, computed on first use."""
+    """The inputs plus what several evaluators share, collected on first use."""
 
     def __init__(self, inputs: EvalInputs):
         self.inputs = inputs
-        self.video_scores: dict[str, VideoScores] = {}
         self._banks: dict[str, PromptBank] = {}
 
     @cached_property
     def embedded(self) -> EmbeddedSet:
+        """Every eval clip, caption and region (and hard-negative hits), in dataset order."""
         i = self.inputs
         return embed_dataset(i.model, i.dataset, i.pad_token_id, i.batch_size, i.progress)
+
+    @cached_property
+    def video_scores(self) -> dict[str, VideoScores]:
+        """Zero-shot snippet scores of every anomaly-test video, in name order."""
+        i = self.inputs
+        return score_videos(
+            i.model, i.anomaly_videos, self.prompt_bank("clip"), i.frames,
+            snippet_frames=i.snippet.snippet_frames, frames_per_snippet=i.snippet.frames_per_snippet,
+            batch_frames=i.snippet.batch_frames, rule=i.scoring, progress=i.progress, workers=i.snippet.workers,
+            pooling=i.pooling,
+        )  # fmt: skip
+
+    def scored_videos(self) -> dict[str, VideoScores]:
+        """The videos scored so far (empty when no evaluator asked for video scores)."""
+        return self.__dict__.get("video_scores", {})
 
     def prompt_bank(self, head: str) -> PromptBank:
         """Prompts encoded like that head's captions: clip prompts as global captions, region prompts as
@@ -94,18 +114,55 @@ class Evaluation:
 
 
 Pairs = Iterator[tuple[str, Any]]
+Row = tuple[str, float | None, float | None]  # console table: metric, value, chance (None: no chance column)
+
+
+def _no_rows(section: dict) -> Iterator[Row]:
+    return iter(())
+
+
+def _no_headline(section: dict | None) -> dict:
+    return {}
 
 
 @dataclass(frozen=True)
 class Evaluator:
-    run: Callable[[EvalContext], Pairs]
-    needs: tuple[str, ...]  # EvalInputs fields that must be set
+    name: str  # its `eval.evaluators` name and its eval.json section
+    needs: tuple[str, ...]  # EvalInputs fields that must be set for it to run
+    run: Callable[[EvalContext], Pairs]  # its section, as (name, value) pairs
+    rows: Callable[[dict], Iterator[Row]] = _no_rows  # its console-table rows, from its section
+    # eval.json's headline figures (first in the file, the demo's report keys), from its section or None
+    headline: Callable[[dict | None], dict] = _no_headline
 
 
+# ------------------------------------------------------------------------------------------- retrieval
 def _retrieval(ctx: EvalContext) -> Pairs:
     yield from retrieval_metrics(ctx.embedded).items()
 
 
+def _retrieval_rows(section: dict) -> Iterator[Row]:
+    for level in ("clip", "region"):
+        arrows = (("text_to_image", f"text->{level}"), ("image_to_text", f"{level}->text"))
+        for direction, arrow in arrows:
+            for k in (1, 5, 10):
+                key = f"{direction}_R@{k}"
+                name = f"{level} retrieval R@{k} ({arrow}, {section['num_' + level + 's']})"
+                yield name, section[level][key], section[level][f"{key}_chance"]
+
+
+def _retrieval_headline(section: dict | None) -> dict:
+    return {
+        "clip_retrieval_R@1": _with_chance(section["clip"], "text_to_image_R@1") if section else None,
+        "region_retrieval_R@1": _with_chance(section["region"], "text_to_image_R@1") if section else None,
+    }
+
+
+def _with_chance(report: dict, key: str) -> dict:
+    value, chance = report[key], report[f"{key}_chance"]
+    return {"value": value, "chance": chance, "times_chance": value / chance}
+
+
+# -------------------------------------------------------------------------------------- hard negatives
 def _hard_negatives(ctx: EvalContext) -> Pairs:
     embedded = ctx.embedded
     regions = embedded.hard_negative_regions
@@ -113,6 +170,11 @@ def _hard_negatives(ctx: EvalContext) -> Pairs:
     yield "regions", regions
 
 
+def _hard_negative_rows(section: dict) -> Iterator[Row]:
+    yield f"hard-negative accuracy ({section['regions']} regions)", section["accuracy"], None
+
+
+# ------------------------------------------------------------------------------- region classification
 def _region_classification(ctx: EvalContext) -> Pairs:
     i = ctx.inputs
     videos = [clip.video.stem for clip in i.dataset.clips]
@@ -120,26 +182,62 @@ def _region_classification(ctx: EvalContext) -> Pairs:
     yield from region_classification(ctx.embedded, bank, videos, i.annotations, i.scoring).items()
 
 
-def _frame_anomaly(ctx: EvalContext) -> Pairs:
+def _region_classification_rows(section: dict) -> Iterator[Row]:
+    yield (
+        f"region classification ({section['regions_with_class']} regions)",
+        section["accuracy"],
+        section["accuracy_chance"],
+    )
+    yield "region normal/abnormal accuracy", section["binary_accuracy"], section["binary_chance"]
+
+
+# --------------------------------------------------------------------------------------- frame level
+def _frame_level(ctx: EvalContext) -> Pairs:
     i = ctx.inputs
-    ctx.video_scores = score_videos(
-        i.model, i.anomaly_videos, ctx.prompt_bank("clip"), i.frames,
-        snippet_frames=i.snippet.snippet_frames, frames_per_snippet=i.snippet.frames_per_snippet,
-        batch_frames=i.snippet.batch_frames, rule=i.scoring, progress=i.progress, workers=i.snippet.workers,
-        pooling=i.pooling,
-    )  # fmt: skip
     frame_scores, frame_counts = stack_scores(ctx.video_scores)
     yield from frame_level_metrics(frame_scores, i.annotations, frame_counts).items()
     yield "annotated_but_not_scored", sorted(set(i.annotations) - set(i.anomaly_videos))
     yield "frame_source", {kind: len(videos) for kind, videos in i.frames.used.items()}
 
 
-EVALUATORS: dict[str, Evaluator] = {
-    "retrieval": Evaluator(_retrieval, needs=("dataset",)),
-    "hard_negatives": Evaluator(_hard_negatives, needs=("dataset",)),
-    "region_classification": Evaluator(_region_classification, needs=("dataset", "prompts")),
-    "frame_anomaly": Evaluator(_frame_anomaly, needs=("prompts", "annotations", "anomaly_videos", "frames")),
-}
+def _frame_level_rows(section: dict) -> Iterator[Row]:
+    for name, part in (("overall", section["overall"]), ("abnormal videos", section["abnormal_videos"])):
+        yield f"frame AUC, {name} ({part['videos']} videos)", part["auc"], 0.5
+        yield f"frame AP, {name}", part["ap"], part["ap_chance"]
+    for label, part in section["per_class"].items():
+        yield f"  {label}: frame AUC ({part['videos']} videos)", part["auc"], 0.5
+        yield f"  {label}: frame AP", part["ap"], part["ap_chance"]
+
+
+def _frame_level_headline(section: dict | None) -> dict:
+    overall = (section or {}).get("overall", {})
+    return {"frame_auc": {"value": overall.get("auc"), "chance": 0.5}, "frame_ap": overall.get("ap")}
+
+
+# ------------------------------------------------------------------------------------------ registry
+def _registry(*evaluators: Evaluator) -> dict[str, Evaluator]:
+    return {evaluator.name: evaluator for evaluator in evaluators}
+
+
+EVALUATORS: dict[str, Evaluator] = _registry(
+    Evaluator("retrieval", ("dataset",), _retrieval, _retrieval_rows, _retrieval_headline),
+    Evaluator("hard_negatives", ("dataset",), _hard_negatives, _hard_negative_rows),
+    Evaluator(
+        "region_classification", ("dataset", "prompts"), _region_classification, _region_classification_rows
+    ),
+    Evaluator(
+        "frame_level",
+        ("prompts", "annotations", "anomaly_videos", "frames"),
+        _frame_level,
+        _frame_level_rows,
+        _frame_level_headline,
+    ),
+)
+
+
+def evaluators_needing(field_name: str, names: list[str]) -> list[str]:
+    """Those of `names` that need the EvalInputs field `field_name` (so it is built only when one runs)."""
+    return [name for name in names if field_name in EVALUATORS[name].needs]
 
 
 def run_evaluators(
@@ -150,9 +248,27 @@ def run_evaluators(
     if unknown:
         raise ValueError(f"unknown evaluator(s) {unknown}; choose from {list(EVALUATORS)}")
     ctx = EvalContext(inputs)
-    report: dict[str, dict | None] = {}
+    results: dict[str, dict | None] = {}
     for name in names:
         evaluator = EVALUATORS[name]
         ready = all(getattr(inputs, need) is not None for need in evaluator.needs)
-        report[name] = dict(evaluator.run(ctx)) if ready else None
-    return report, ctx.video_scores
+        results[name] = dict(evaluator.run(ctx)) if ready else None
+    return results, ctx.scored_videos()
+
+
+def evaluation_report(results: dict[str, dict | None], settings: dict) -> dict:
+    """eval.json: every evaluator's headline figures first, then one section per registered evaluator under its
+    own name (None where it did not run), then the settings."""
+    headline: dict = {}
+    for evaluator in EVALUATORS.values():
+        headline.update(evaluator.headline(results.get(evaluator.name)))
+    sections = {name: results.get(name) for name in EVALUATORS}
+    return {**headline, **sections, "settings": settings}
+
+
+def table_rows(report: dict) -> Iterator[Row]:
+    """The console table's rows: each evaluator's, in registry order, for the sections that ran."""
+    for evaluator in EVALUATORS.values():
+        section = report.get(evaluator.name)
+        if section:
+            yield from evaluator.rows(section)

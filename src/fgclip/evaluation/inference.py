@@ -5,8 +5,7 @@
   probabilities, plus optional region scores for given boxes (region head: RoIAlign over the dense features,
   `roi_projection`, region prompts through `text_projection`, `logit_scale_finegraind`).
   `write_inference` writes `<stem>.scores.json`, `<stem>.scores.csv` and `<stem>.timeline.png`.
-- `export_features`: per-snippet clip embeddings, one `<stem>.npy` of shape [num_snippets, D] per video
-  (the input layout of VadCLIP-style heads), and `features.json` describing them (see `FEATURE_LAYOUT`).
+Feature export (per-snippet embeddings in fgclip's or VadCLIP's layout) lives in `fgclip.evaluation.export`.
 """
 
 from __future__ import annotations
@@ -18,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from fgclip.data.dataset import sample_times, to_pixel_values
 from fgclip.data.frames import FrameSource
@@ -26,17 +24,8 @@ from fgclip.data.video import decode_frames, probe_video
 from fgclip.evaluation.anomaly import TemporalAnnotation, frame_ground_truth
 from fgclip.evaluation.figures import plot_timeline
 from fgclip.evaluation.pooling import SnippetPooling, pooled_embeddings
-from fgclip.evaluation.snippets import VideoScores, embed_video_snippets, iter_video_snippets, score_snippets
+from fgclip.evaluation.snippets import VideoScores, embed_video_snippets, score_snippets
 from fgclip.evaluation.zeroshot import DEFAULT_SCORING, PromptBank, anomaly_scores
-
-FEATURE_LAYOUT = (
-    "one float32 array per video, shape [num_snippets, D]: row s is the clip embedding of native frames "
-    "[16 s, min(16 s + 16, N)) -- frames_per_snippet frames sampled at bin centres inside the snippet, each "
-    "embedded by the vision tower + visual_projection (L2-normalised), then pooled by the temporal module and "
-    "L2-normalised again (D = the model's projection_dim, the space the text prompts live in). "
-    "partial_snippet=keep: the last snippet covers the remaining 1..16 frames, num_snippets = ceil(N / 16); "
-    "drop: it is omitted, num_snippets = floor(N / 16) (the RTFM / VadCLIP convention of whole snippets only)."
-)
 
 
 @dataclass(frozen=True)
@@ -209,71 +198,3 @@ def _write_csv(path: Path, result: Inference, frame_scores: np.ndarray) -> None:
             snippet = frame // layout.snippet_frames
             top = _top_class(result.classes, result.scores.snippet_class_probs[snippet])
             writer.writerow([frame, f"{frame / fps:.4f}", snippet, f"{value:.6f}", top])
-
-
-def export_features(
-    model,
-    videos: list[Path],
-    out_dir: str | Path,
-    frames: FrameSource,
-    *,
-    snippet_frames: int = 16,
-    frames_per_snippet: int = 8,
-    batch_frames: int = 256,
-    partial_snippet: str = "keep",
-    skip_existing: bool = False,
-    meta: dict | None = None,
-    progress: bool = True,
-    workers: int = 0,
-) -> Path:
-    """One `<stem>.npy` [num_snippets, D] float32 per video plus `features.json`; returns the latter.
-    `workers` > 0 decodes in DataLoader workers (the same features)."""
-    if partial_snippet not in ("keep", "drop"):
-        raise ValueError(f"partial_snippet must be 'keep' or 'drop', got {partial_snippet!r}")
-    _check_unique_stems(videos)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    index = {}
-    todo = []
-    for video in videos:
-        if skip_existing and (out / f"{video.stem}.npy").is_file():
-            index[video.stem] = {"video": str(video), "skipped": "exists"}
-        else:
-            todo.append(video)
-    embedded = iter_video_snippets(
-        model, todo, frames, snippet_frames=snippet_frames, frames_per_snippet=frames_per_snippet,
-        batch_frames=batch_frames, workers=workers,
-    )  # fmt: skip
-    for snippets in tqdm(embedded, total=len(todo), desc="exporting features", disable=not progress):
-        video, layout = snippets.video, snippets.layout
-        target = out / f"{video.stem}.npy"
-        embeds = snippets.embeds[: layout.num_full_snippets] if partial_snippet == "drop" else snippets.embeds
-        np.save(target, embeds.astype(np.float32))
-        index[video.stem] = {
-            "video": str(video), "num_frames": layout.num_frames, "fps": snippets.fps,
-            "num_snippets": int(len(embeds)), "last_snippet_frames": layout.bounds(layout.num_snippets - 1)[1]
-            - layout.bounds(layout.num_snippets - 1)[0],
-        }  # fmt: skip
-    index = {video.stem: index[video.stem] for video in videos}  # input order, whatever finished first
-    dims = {int(np.load(out / f"{stem}.npy", mmap_mode="r").shape[1]) for stem in index}
-    description = {
-        **(meta or {}),
-        "layout": FEATURE_LAYOUT,
-        "dim": dims.pop() if len(dims) == 1 else sorted(dims),
-        "normalised": True,
-        "dtype": "float32",
-        "snippet_frames": snippet_frames,
-        "frames_per_snippet": frames_per_snippet,
-        "partial_snippet": partial_snippet,
-        "videos": index,
-    }
-    path = out / "features.json"
-    path.write_text(json.dumps(description, indent=2))
-    return path
-
-
-def _check_unique_stems(videos: list[Path]) -> None:
-    seen: dict[str, Path] = {}
-    for video in videos:
-        if seen.setdefault(video.stem, video) != video:
-            raise ValueError(f"two videos would write {video.stem}.npy: {seen[video.stem]} and {video}")

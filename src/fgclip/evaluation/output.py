@@ -9,7 +9,7 @@ import numpy as np
 
 from fgclip.evaluation.anomaly import frame_truths, roc_points
 from fgclip.evaluation.evaluate import stack_scores
-from fgclip.evaluation.evaluators import Evaluation
+from fgclip.evaluation.evaluators import Evaluation, table_rows
 from fgclip.evaluation.figures import plot_roc, plot_timeline
 
 REPORT_FILE = "eval.json"
@@ -19,46 +19,12 @@ TIMELINE_DIR = "timelines"
 
 
 def format_table(report: dict) -> str:
+    """One row per metric of every evaluator that ran (each evaluator declares its rows)."""
     lines = [f"{'metric':<44} {'value':>7} {'chance':>7}"]
-
-    def row(name, value, chance=None):
+    for name, value, chance in table_rows(report):
         shown = "-" if value is None else f"{value:7.3f}"
         lines.append(f"{name:<44} {shown:>7} {'' if chance is None else f'{chance:7.3f}':>7}")
-
-    retrieval = report.get("retrieval")
-    if retrieval:
-        _retrieval_rows(retrieval, row)
-    hard = report.get("hard_negatives")
-    if hard:
-        row(f"hard-negative accuracy ({hard['regions']} regions)", hard["accuracy"])
-    classification = report.get("region_classification")
-    if classification:
-        row(f"region classification ({classification['regions_with_class']} regions)",
-            classification["accuracy"], classification["accuracy_chance"])  # fmt: skip
-        row(
-            "region normal/abnormal accuracy",
-            classification["binary_accuracy"],
-            classification["binary_chance"],
-        )
-    frame = report.get("frame_level")
-    if frame:
-        for name, part in (("overall", frame["overall"]), ("abnormal videos", frame["abnormal_videos"])):
-            row(f"frame AUC, {name} ({part['videos']} videos)", part["auc"], 0.5)
-            row(f"frame AP, {name}", part["ap"], part["ap_chance"])
-        for label, part in frame["per_class"].items():
-            row(f"  {label}: frame AUC ({part['videos']} videos)", part["auc"], 0.5)
-            row(f"  {label}: frame AP", part["ap"], part["ap_chance"])
     return "\n".join(lines)
-
-
-def _retrieval_rows(retrieval: dict, row) -> None:
-    for level in ("clip", "region"):
-        arrows = (("text_to_image", f"text->{level}"), ("image_to_text", f"{level}->text"))
-        for direction, arrow in arrows:
-            for k in (1, 5, 10):
-                key = f"{direction}_R@{k}"
-                name = f"{level} retrieval R@{k} ({arrow}, {retrieval['num_' + level + 's']})"
-                row(name, retrieval[level][key], retrieval[level][f"{key}_chance"])
 
 
 def write_evaluation(evaluation: Evaluation, out_dir: str | Path, *, timelines: int = 6) -> dict[str, Path]:

@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from tqdm.auto import tqdm
 
+from fgclip.data.crops import CropSpec, frame_crops
 from fgclip.data.dataset import to_pixel_values
 from fgclip.data.frames import FrameSource
 from fgclip.data.probe import frame_shortfall
@@ -47,6 +48,7 @@ class VideoSnippets:
     embeds: np.ndarray  # (S, D) float32, L2-normalised clip embeddings (the snippet's F frames pooled)
     frame_embeds: np.ndarray  # (S, F, D) float32, L2-normalised embeddings of the sampled frames
     sample_times: np.ndarray  # (S, F) seconds of the sampled frames
+    crop_embeds: np.ndarray | None = None  # (K, S, D) clip embeddings of every crop (`embeds` is crop 0)
 
     @property
     def duration_s(self) -> float:
@@ -87,8 +89,10 @@ def embed_video_snippets(
     frames_per_snippet: int = 8,
     batch_frames: int = 256,
     progress: bool = False,
+    crops: CropSpec | None = None,
 ) -> VideoSnippets:
-    """Clip embedding of every snippet: F frames -> frame embeddings -> temporal pooling -> (S, D)."""
+    """Clip embedding of every snippet: F frames -> frame embeddings -> temporal pooling -> (S, D).
+    With `crops` the frames (read at `crops.resize_side`) are embedded once per crop (`crop_embeds`)."""
     video = Path(video)
     frame_times = readable_frame_times(video)  # exact native frame count and times (packet index)
     layout = SnippetLayout(len(frame_times), snippet_frames, frames_per_snippet)
@@ -96,7 +100,9 @@ def embed_video_snippets(
     bar = tqdm(total=layout.num_snippets, desc=video.name, unit="snippet", disable=not progress, leave=False)
     embeds = []
     for chunk in snippet_chunks(video, frames, frame_times, layout, batch_frames):
-        embeds.append(_embed_batch(model, chunk, device))  # (frame embeds (n, F, D), clip embeds (n, D))
+        embeds.append(
+            _embed_batch(model, chunk, device, crops)
+        )  # frame (n, F, D), clip (n, D), crops (K, n, D)
         bar.update(len(chunk))
     bar.close()
     return _video_snippets(video, layout, frame_times, embeds)
@@ -105,12 +111,16 @@ def embed_video_snippets(
 def _video_snippets(
     video: Path, layout: SnippetLayout, frame_times: np.ndarray, embeds: list
 ) -> VideoSnippets:
-    frame_embeds = np.concatenate([frame for frame, _ in embeds])  # (S, F, D)
-    clip_embeds = np.concatenate([clip for _, clip in embeds])  # (S, D)
+    frame_embeds = np.concatenate([frame for frame, _, _ in embeds])  # (S, F, D)
+    clip_embeds = np.concatenate([clip for _, clip, _ in embeds])  # (S, D)
+    crop_embeds = (
+        np.concatenate([crop for _, _, crop in embeds], axis=1) if embeds[0][2] is not None else None
+    )
     if len(clip_embeds) != layout.num_snippets:
         raise VideoError(f"{video}: embedded {len(clip_embeds)} snippets, expected {layout.num_snippets}")
     sample_times = frame_times[layout.sample_frames()]  # (S, F)
-    return VideoSnippets(video, layout, _fps(video, frame_times), clip_embeds, frame_embeds, sample_times)
+    fps = video_fps(video, frame_times)
+    return VideoSnippets(video, layout, fps, clip_embeds, frame_embeds, sample_times, crop_embeds)
 
 
 @torch.no_grad()
@@ -123,6 +133,7 @@ def iter_video_snippets(
     frames_per_snippet: int = 8,
     batch_frames: int = 256,
     workers: int = 0,
+    crops: CropSpec | None = None,
 ) -> Iterator[VideoSnippets]:
     """`embed_video_snippets` of every video; with `workers` > 0 the frames are decoded in DataLoader worker
     processes (videos split across them, at most two chunks per worker in flight) while the model embeds.
@@ -132,7 +143,7 @@ def iter_video_snippets(
         for video in videos:
             yield embed_video_snippets(
                 model, video, frames, snippet_frames=snippet_frames, frames_per_snippet=frames_per_snippet,
-                batch_frames=batch_frames,
+                batch_frames=batch_frames, crops=crops,
             )  # fmt: skip
         return
     source = _VideoChunks([Path(v) for v in videos], frames, snippet_frames, frames_per_snippet, batch_frames)
@@ -144,7 +155,7 @@ def iter_video_snippets(
         if kind == "start":
             started[index], embeds[index] = payload, []
         elif kind == "chunk":
-            embeds[index].append(_embed_batch(model, payload, device))
+            embeds[index].append(_embed_batch(model, payload, device, crops))
         else:  # "end": payload = where the frames came from
             layout, frame_times = started.pop(index)
             frames.used[payload].append(str(videos[index]))
@@ -187,7 +198,19 @@ def _as_is(item):
     return item
 
 
-def _embed_batch(model, stacked: np.ndarray, device) -> tuple[np.ndarray, np.ndarray]:
+def _embed_batch(model, stacked: np.ndarray, device, crops: CropSpec | None = None):
+    """(n, F, H, W, 3) uint8 snippets -> (n, F, D) frame embeddings, (n, D) clip embeddings (of crop 0) and
+    (K, n, D) clip embeddings of every crop (None without `crops`). One model call per crop, so a call
+    embeds as many frames as without crops."""
+    if crops is None:
+        return (*_embed_views(model, stacked, device), None)
+    views = [
+        _embed_views(model, view, device) for view in frame_crops(stacked, crops)
+    ]  # K x ((n, F, D), (n, D))
+    return views[0][0], views[0][1], np.stack([clip for _, clip in views])
+
+
+def _embed_views(model, stacked: np.ndarray, device) -> tuple[np.ndarray, np.ndarray]:
     """(n, F, H, W, 3) uint8 snippets -> (n, F, D) frame embeddings and (n, D) clip embeddings."""
     n, f = stacked.shape[:2]
     pixels = to_pixel_values(stacked.reshape(n * f, *stacked.shape[2:])).to(device)  # (n*F, 3, H, W)
@@ -197,7 +220,8 @@ def _embed_batch(model, stacked: np.ndarray, device) -> tuple[np.ndarray, np.nda
     return frame_embeds.float().cpu().numpy(), clip_embeds.float().cpu().numpy()
 
 
-def _fps(video: Path, frame_times: np.ndarray) -> float:
+def video_fps(video: Path, frame_times: np.ndarray) -> float:
+    """Frames per second from the packet times (the header's rate for a one-frame video)."""
     if len(frame_times) > 1:
         return float((len(frame_times) - 1) / (frame_times[-1] - frame_times[0]))
     return probe_video(video).fps

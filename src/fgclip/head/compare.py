@@ -17,7 +17,7 @@ import numpy as np
 
 from fgclip.evaluation.anomaly import TemporalAnnotation
 from fgclip.head.evaluate import check_test_set, evaluate_head, read_ground_truth
-from fgclip.head.features import FeatureError, FeatureSet, VideoLabel, read_features, read_labels
+from fgclip.head.features import FeatureError, FeatureSet, VideoLabel, labels_for, read_features
 from fgclip.head.model import HeadConfig
 from fgclip.head.train import TrainOptions, split_training_videos, train_head
 
@@ -33,12 +33,15 @@ def run_seed(
     annotations: dict[str, TemporalAnnotation],
     head_config: dict,
     options: TrainOptions,
+    train_crops: list[int] | None = None,
 ) -> dict:
-    """Train one head (validation split from the training videos) and evaluate it: frame AUC / AP."""
+    """Train one head (validation split from the training videos; every crop, or `train_crops`, of the
+    training videos) and evaluate it: frame AUC / AP."""
     split = split_training_videos(labels, val_fraction=options.val_fraction, seed=options.seed)
     config = HeadConfig(feature_dim=train.dim, **head_config)
     trained = train_head(
-        train.select(split.train, "the training list"), train.select(split.validation, "the validation split"),
+        train.training_views(split.train, "the training list", train_crops),
+        train.select(split.validation, "the validation split"),
         labels, split, config=config, options=options,
     )  # fmt: skip
     report = evaluate_head(trained.head, test, test_labels, annotations).report
@@ -62,6 +65,7 @@ def compare_backbones(
     seeds: tuple[int, ...] = (0, 1, 2),
     head_config: dict | None = None,
     options: TrainOptions | None = None,
+    train_crops: list[int] | None = None,
 ) -> dict:
     """backbones: name -> (train features, test features), exactly two. Returns runs, summary, paired diff."""
     options = options or TrainOptions()
@@ -72,8 +76,8 @@ def compare_backbones(
     for _, test in backbones.values():  # fail on a mismatched test set before training any head
         check_test_set(test, test_labels, annotations)
     runs = {
-        name: [run_seed(train, test, labels, test_labels, annotations, head_config or {}, replace(options, seed=s))
-               for s in seeds]
+        name: [run_seed(train, test, labels, test_labels, annotations, head_config or {}, replace(options, seed=s),
+                        train_crops) for s in seeds]
         for name, (train, test) in backbones.items()
     }  # fmt: skip
     a, b = list(backbones)
@@ -120,15 +124,19 @@ def _pm(stat: dict, signed: bool = False) -> str:
 def head_comparison_for_demo(
     train_features: dict[str, str | Path],
     test_features: dict[str, str | Path],
-    train_labels: str | Path,
-    test_list: str | Path,
+    train_labels: str | Path | None,
+    test_list: str | Path | None,
     temporal_annotations: str | Path,
     *,
     seeds: tuple[int, ...] = (0, 1, 2),
     head_config: dict | None = None,
     options: TrainOptions | None = None,
+    crop: int | None = None,
+    train_crops: list[int] | None = None,
+    feature_root: str | Path | None = None,
 ) -> dict:
-    """Everything from paths: two backbones' export folders (name -> train dir / test dir) -> `compare_backbones`.
+    """Everything from paths: two backbones' export folders or list CSVs (name -> train / test) ->
+    `compare_backbones`; the labels default to the list CSVs' own (backbone A's).
 
     The result also carries `"table"`, the printed comparison.
     """
@@ -137,12 +145,15 @@ def head_comparison_for_demo(
             f"train and test features name different backbones: {sorted(train_features)} vs {sorted(test_features)}"
         )
     backbones = {
-        name: (read_features(train_features[name]), read_features(test_features[name]))
+        name: (read_features(train_features[name], crop, feature_root),
+               read_features(test_features[name], crop, feature_root))
         for name in train_features
-    }
+    }  # fmt: skip
+    first_train, first_test = next(iter(backbones.values()))
     result = compare_backbones(
-        backbones, read_labels(train_labels), read_labels(test_list), read_ground_truth(temporal_annotations),
-        seeds=seeds, head_config=head_config, options=options,
+        backbones, labels_for(first_train, train_labels, "--labels"), labels_for(first_test, test_list, "--test-list"),
+        read_ground_truth(temporal_annotations), seeds=seeds, head_config=head_config, options=options,
+        train_crops=train_crops,
     )  # fmt: skip
     result["table"] = format_comparison(result)
     return result

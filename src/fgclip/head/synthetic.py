@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fgclip.evaluation.inference import FEATURE_LAYOUT
+from fgclip.evaluation.export import FEATURE_LAYOUT
 
 SNIPPET_FRAMES = 16
 
@@ -91,3 +91,63 @@ def _video(rng, event, dim, snippets, event_snippets, strength, noise, abnormal)
 
 def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+@dataclass(frozen=True)
+class PlantedVadclipTree:
+    root: Path  # Class/Name__k.npy
+    train_list: Path  # every crop, VadCLIP's ucf_CLIP_rgb.csv form
+    test_list: Path  # crop `test_crop` only, ucf_CLIP_rgbtest.csv form
+    annotations: Path
+
+
+def write_planted_vadclip_tree(
+    root: str | Path,
+    *,
+    seed: int = 0,
+    num_train: int = 40,
+    num_test: int = 20,
+    dim: int = 32,
+    crops: int = 10,
+    test_crop: int = 5,
+    crop_noise: float = 0.2,
+    written_prefix: str = "/home/someone/UCFClipFeatures",
+    **planted,
+) -> PlantedVadclipTree:
+    """The planted features above in VadCLIP's layout: `root/Class/Name__k.npy` for k < `crops` (each crop the
+    video's features plus its own noise, renormalised), list CSVs whose paths start with `written_prefix` (as
+    VadCLIP's carry its authors' folder: read them with `feature_root=root`), and the annotation file. A video
+    is 16 x S frames long here, as VadCLIP assumes."""
+    root = Path(root)
+    rng = np.random.default_rng(seed)
+    event = _unit(rng.normal(size=dim))  # (D,)
+    rows: dict[str, list[str]] = {"train": ["path,label"], "test": ["path,label"]}
+    annotations = []
+    for split, count in (("train", num_train), ("test", num_test)):
+        for index in range(count):
+            abnormal = index % 2 == 1
+            folder, label = (
+                ("Planted", "Planted")
+                if abnormal
+                else (f"{split.title()}ing_Normal_Videos_Anomaly", "Normal")
+            )
+            name = f"{label}_{split}{index:04d}_x264"
+            features, segment, _ = _video(rng, event, dim, planted.get("snippets", (20, 60)),
+                                          planted.get("event_snippets", (3, 6)), planted.get("strength", 0.8),
+                                          planted.get("noise", 0.5), abnormal)  # fmt: skip
+            (root / folder).mkdir(parents=True, exist_ok=True)
+            for k in range(crops):
+                view = _unit(features + crop_noise * rng.normal(size=features.shape) / np.sqrt(dim))
+                np.save(root / folder / f"{name}__{k}.npy", view.astype(np.float32))
+                if split == "train" or k == test_crop:
+                    rows[split].append(f"{written_prefix}/{folder}/{name}__{k}.npy,{label}")
+            if split == "test":
+                s, e = segment if segment else (-1, -1)
+                annotations.append(f"{name}  {label}  {s}  {e}  -1  -1")
+    tree = PlantedVadclipTree(
+        root, root / "ucf_CLIP_rgb.csv", root / "ucf_CLIP_rgbtest.csv", root / "annotations.txt"
+    )
+    tree.train_list.write_text("\n".join(rows["train"]) + "\n")
+    tree.test_list.write_text("\n".join(rows["test"]) + "\n")
+    tree.annotations.write_text("\n".join(annotations) + "\n")
+    return tree

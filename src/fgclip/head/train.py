@@ -135,7 +135,7 @@ def score_videos(head: AnomalyHead, videos: list[np.ndarray], batch_chunks: int 
     head.eval()
     max_len = head.config.max_len
     chunks = [
-        (v, torch.from_numpy(f[i : i + max_len]))
+        (v, torch.tensor(f[i : i + max_len]))  # a copy: features may be read-only memory maps
         for v, f in enumerate(videos)
         for i in range(0, len(f), max_len)
     ]
@@ -202,7 +202,9 @@ class _Batches:
     """Balanced normal / abnormal batches of pooled, padded training videos."""
 
     def __init__(self, videos, labels, class_index, max_len: int, batch_size: int, seed: int):
-        self.pooled = [torch.from_numpy(pool_snippets(v.features, max_len)[0]) for v in videos]
+        self.pooled = [
+            torch.tensor(pool_snippets(v.features, max_len)[0]) for v in videos
+        ]  # copies of memory maps
         self.abnormal = np.array([labels[v.name].abnormal for v in videos])
         self.class_index = torch.tensor(class_index)
         self.batch_size = batch_size

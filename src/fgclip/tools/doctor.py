@@ -310,7 +310,8 @@ def _temperature_findings(model) -> list[Finding]:
 def read_training_data(config: ExperimentConfig) -> tuple[DataSummary | None, list[Finding]]:
     """The training clips, with every video probed as `fgclip train` probes it at start (same checks, same
     index): the errors train would stop on (or skip) are errors here."""
-    from fgclip.builders import probe_clip_media, read_manifests, summarised_clips, video_problems
+    from fgclip.builders import read_manifests
+    from fgclip.checks import probe_clip_media, summarised_clips, video_problems
     from fgclip.data.errors import ManifestError
     from fgclip.data.probe import locate
 

@@ -1,0 +1,30 @@
+"""`fgclip merge OUT`: join the shards that `--shard I/N` jobs wrote into OUT into the single-process result.
+
+    fgclip export-features run/model --video-list all.txt --out feats --shard 0/4   # ... 1/4, 2/4, 3/4
+    fgclip merge feats        # -> feats/features.json (+ list CSVs), as one process would have written it
+
+It refuses while a shard is missing or when the shards were run with different settings.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fgclip.commands._errors import UsageError
+
+
+def register(commands) -> None:
+    merge = commands.add_parser("merge", help="join the outputs of --shard I/N jobs (export-features)")
+    merge.add_argument("out", help="the --out folder the shards wrote into")
+    merge.set_defaults(run=run)
+
+
+def run(args, _=None) -> int:
+    from fgclip.evaluation.export import merge_feature_shards
+
+    out = Path(args.out)
+    if not out.is_dir():
+        raise UsageError(f"{out}: not a folder")
+    path = merge_feature_shards(out)
+    print(f"[fgclip] merged the export shards of {out} -> {path}")
+    return 0
