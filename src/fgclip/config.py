@@ -155,6 +155,7 @@ class TrainSection:
     gradient_checkpointing: bool = False
     deepspeed: str | None = None
     resume: str | None = None  # "latest" or a checkpoint directory
+    resume_changed: bool = False  # accept a resume whose order / trajectory settings or data changed (logged)
     overwrite_output_dir: bool = False  # remove an earlier run's checkpoints, metrics and model first
     progress_bar: bool = True
     max_consecutive_nonfinite: int = (
@@ -507,6 +508,10 @@ def check_config(config: ExperimentConfig) -> None:
         raise ConfigError(f"loss weights must be >= 0 and not all zero, got {weights}")
     if train.resume not in (None, "latest") and not Path(train.resume).is_dir():
         raise ConfigError(f"train.resume must be 'latest' or a checkpoint directory, got {train.resume!r}")
+    if train.resume_changed and train.resume is None:
+        raise ConfigError(
+            "train.resume_changed (--resume-changed) needs train.resume (--resume latest|CHECKPOINT)"
+        )
     if train.resume is not None and train.overwrite_output_dir:
         raise ConfigError(
             f"train.resume={train.resume!r} and train.overwrite_output_dir=true contradict each other: "

@@ -7,6 +7,7 @@ check of `fgclip.checks` (the same ones `fgclip doctor` reports).
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from dataclasses import dataclass
@@ -31,13 +32,17 @@ from fgclip.training.callbacks import (
     TemperatureClamp,
 )
 from fgclip.training.checkpoints import (
+    DATA_FINGERPRINT_FILE,
     RUN_CONFIG_FILE,
     TRAINER_STATE_FILE,
     check_output_dir,
     check_resume_config,
+    checkpoint_step,
     clear_output_dir,
+    data_fingerprint,
     latest_checkpoint,
     promote,
+    record_resume_changes,
     remove_stale_staging,
     saving,
     staging_path,
@@ -75,6 +80,13 @@ def register(commands) -> None:
         help="continue a run: 'latest' = the numerically latest checkpoint in output_dir, or a checkpoint folder",
     )
     parser.add_argument(
+        "--resume-changed",
+        "--resume_changed",
+        action="store_true",
+        help="with --resume: accept settings or data that differ from the checkpoint's (each change is logged "
+        "and recorded in OUTPUT_DIR/resume_changes.jsonl); without it such a resume is refused",
+    )
+    parser.add_argument(
         "--overwrite_output_dir",
         "--overwrite-output-dir",
         action="store_true",
@@ -88,6 +100,8 @@ def run(args, overrides) -> int:
         overrides = [*overrides, "--train.resume", args.resume]
     if args.overwrite_output_dir:
         overrides = [*overrides, "--train.overwrite_output_dir", "true"]
+    if args.resume_changed:
+        overrides = [*overrides, "--train.resume_changed", "true"]
     outcome = train(load_config(args.config, overrides))  # bad input: one line, by fgclip.cli.main
     if is_rank_zero():
         print(f"trained {outcome.global_step} optimizer steps; final model: {outcome.model_dir}")
@@ -125,7 +139,8 @@ def _train_locked(
     output_dir: Path,
     preemption: PreemptionRequest,
 ) -> TrainOutcome:
-    resume = resolve_resume(config)
+    changes: list[str] = []
+    resume = resolve_resume(config, changes)
     if not config.train.progress_bar:
         disable_progress_bar()  # HF's "Writing model shards" bars on every save
     set_seed(config.train.seed)  # the same initial model on every rank and in every run of this config
@@ -149,7 +164,7 @@ def _train_locked(
     sampler = EpochTaggedSampler(builders.train_sampler(config, train_dataset, args.world_size))
     with args.main_process_first(local=False, desc="prepare the output dir"):
         if is_rank_zero():
-            prepare_output_dir(config, output_dir / RUN_CONFIG_FILE, resume)
+            prepare_output_dir(config, output_dir / RUN_CONFIG_FILE, resume, changes)
     report = StepReport()
     trainer = FGCLIPTrainer(
         model=model,
@@ -162,7 +177,8 @@ def _train_locked(
         group_rates=builders.group_rates(config.train),
         nonfinite_guard=NonFiniteGuard(output_dir, config.train.max_consecutive_nonfinite),
         train_sampler=sampler,
-        run_config_file=output_dir / RUN_CONFIG_FILE,
+        run_config_file=effective_config_file(output_dir, resume),
+        run_files=[output_dir / DATA_FINGERPRINT_FILE],
     )
     samples_per_step = (
         config.train.per_device_batch_size * config.train.gradient_accumulation_steps * args.world_size
@@ -203,8 +219,9 @@ def _manifests(config: ExperimentConfig) -> list[str]:
     return config.data.train_manifests
 
 
-def resolve_resume(config: ExperimentConfig) -> Path | None:
-    """The checkpoint to resume (numerically latest for "latest"), after the output-dir and settings checks."""
+def resolve_resume(config: ExperimentConfig, changes: list[str] | None = None) -> Path | None:
+    """The checkpoint to resume (numerically latest for "latest"), after the output-dir and settings checks;
+    settings accepted with --resume-changed are appended to `changes`."""
     train = config.train
     check_output_dir(train.output_dir, train.resume, train.overwrite_output_dir)
     if train.resume is None:
@@ -214,12 +231,18 @@ def resolve_resume(config: ExperimentConfig) -> Path | None:
         raise ConfigError(
             f"train.resume: {checkpoint} is not a complete checkpoint (no {TRAINER_STATE_FILE})"
         )
-    check_resume_config(checkpoint, config)
+    accepted = check_resume_config(checkpoint, config)
+    if changes is not None:
+        changes.extend(accepted)
     return checkpoint
 
 
-def prepare_output_dir(config: ExperimentConfig, config_file: Path, resume: Path | None) -> None:
-    """Rank 0, before training: overwrite if asked, drop partial saves of a killed run, save the run's config."""
+def prepare_output_dir(
+    config: ExperimentConfig, config_file: Path, resume: Path | None, changes: list[str] | None = None
+) -> None:
+    """Rank 0, before training: overwrite if asked, drop partial saves of a killed run, save the run's config and
+    the data fingerprint. A resume never overwrites the run's original config: the settings it runs with go to
+    `fgclip_config.resume-N.yaml` (and into its checkpoints), accepted changes to resume_changes.jsonl."""
     output_dir = config_file.parent
     if config.train.overwrite_output_dir:
         removed = clear_output_dir(output_dir)
@@ -233,7 +256,20 @@ def prepare_output_dir(config: ExperimentConfig, config_file: Path, resume: Path
     if resume is not None:
         print(f"[resume] continuing from {resume}", flush=True)
     output_dir.mkdir(parents=True, exist_ok=True)
-    config.save(config_file)
+    if changes:
+        record_resume_changes(output_dir, resume, changes)
+    if resume is None or not config_file.is_file():
+        config.save(config_file)
+    config.save(effective_config_file(output_dir, resume))
+    fingerprint = json.dumps(data_fingerprint(config.data), indent=1)
+    (output_dir / DATA_FINGERPRINT_FILE).write_text(fingerprint)
+
+
+def effective_config_file(output_dir: Path, resume: Path | None) -> Path:
+    """The config this process trains with: the run's own, or after a resume `fgclip_config.resume-N.yaml`."""
+    if resume is None:
+        return output_dir / RUN_CONFIG_FILE
+    return output_dir / f"{Path(RUN_CONFIG_FILE).stem}.resume-{checkpoint_step(resume)}.yaml"
 
 
 def save_final_model(trainer: FGCLIPTrainer, model_dir: Path) -> Path:

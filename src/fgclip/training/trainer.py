@@ -73,6 +73,7 @@ class FGCLIPTrainer(Trainer):
         nonfinite_guard: NonFiniteGuard,
         train_sampler: Sampler | None = None,
         run_config_file: str | Path | None = None,
+        run_files: list[Path] | None = None,
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
@@ -82,6 +83,7 @@ class FGCLIPTrainer(Trainer):
         self.nonfinite = nonfinite_guard
         self.train_sampler = train_sampler
         self.run_config_file = Path(run_config_file) if run_config_file is not None else None
+        self.run_files = list(run_files or [])  # copied into every checkpoint beside the run config
         self.add_callback(_GuardedStep(self))
 
     def _get_train_sampler(self, train_dataset=None):
@@ -191,6 +193,8 @@ class FGCLIPTrainer(Trainer):
             super()._save(output_dir, state_dict=state_dict)
         if self.args.should_save and self.run_config_file is not None:
             shutil.copyfile(self.run_config_file, Path(output_dir) / RUN_CONFIG_FILE)
+        for file in self.run_files if self.args.should_save else ():
+            shutil.copyfile(file, Path(output_dir) / file.name)
 
     def _save_lora(self, output_dir: str) -> None:
         """A merged full model (loads with `from_pretrained`) plus the unmerged state resume needs."""
