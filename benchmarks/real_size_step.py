@@ -100,6 +100,7 @@ def make_batch(
                 "region_labels": [1] * R,
                 "region_caption_keys": list(range(b * R, (b + 1) * R)),
                 "clip_label": 1,
+                "clip_class": -1,
                 "dropped_regions": 0,
                 "sample_id": f"bench:{b}",
             }

@@ -9,6 +9,7 @@ bank options, the Trainer's arguments and the training sampler. Library modules 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,10 +39,11 @@ from fgclip.data.records import Clip
 from fgclip.data.sampler import BalancedBatchSampler, GroupedShuffleSampler
 from fgclip.data.text import CaptionTokenizer, build_word_tokenizer
 from fgclip.data.text import load_tokenizer as load_tokenizer_directory
+from fgclip.losses.label_prompts import LabelPrompts
 from fgclip.losses.objective import FGCLIPObjective, loss_weights
 from fgclip.losses.task import AlignmentTask
 from fgclip.model.configuration import FGCLIPConfig, tiny_config
-from fgclip.model.loading import LoadReport, load_pretrained
+from fgclip.model.loading import LoadReport, init_fine_temperatures, load_pretrained
 from fgclip.model.modeling import FGCLIPModel
 from fgclip.standin import resolve_init
 from fgclip.training.checkpoints import RUN_CONFIG_FILE
@@ -78,8 +80,11 @@ def build_tokenizer(section: ModelSection) -> PreTrainedTokenizerBase:
 def build_model(
     section: ModelSection, tokenizer: PreTrainedTokenizerBase
 ) -> tuple[FGCLIPModel, LoadReport | None]:
+    """The model a new run starts from (a resume then loads its checkpoint over it)."""
     try:
-        return _build_model(section, tokenizer)
+        model, report = _build_model(section, tokenizer)
+        init_fine_temperatures(model, section.init_fine_temperatures, report)
+        return model, report
     except StrictDataclassError as error:  # model options that do not fit the checkpoint's architecture
         raise ConfigError(f"model (init {section.init}): {strict_error_message(error)}") from None
 
@@ -103,9 +108,54 @@ def _build_model(
     return load_pretrained(section.init, allow_partial_load=section.allow_partial_load, **section.options)
 
 
-def build_task(config: ExperimentConfig) -> AlignmentTask:
-    """The objective with the config's term weights, and the run's memory-bank options."""
-    return AlignmentTask(FGCLIPObjective(loss_weights(config.loss)), config.bank)
+def build_task(config: ExperimentConfig, tokenizer: PreTrainedTokenizerBase | None = None) -> AlignmentTask:
+    """The objective with the config's term weights, the run's memory-bank options and, when the video-label
+    term is on, its label prompt set tokenized with `tokenizer`."""
+    objective = FGCLIPObjective(loss_weights(config.loss))
+    prompts = None
+    if config.loss.video_label_weight:
+        if tokenizer is None:
+            raise ValueError("build_task: the video-label loss needs the tokenizer to tokenize its prompts")
+        prompts = label_prompts(config, tokenizer)
+    return AlignmentTask(objective, config.bank, prompts)
+
+
+def label_prompt_spec(config: ExperimentConfig) -> str | None:
+    """The video-label loss's prompt set: `loss.video_label_prompts`, else `eval.prompts`."""
+    return config.loss.video_label_prompts or config.eval.prompts
+
+
+def label_classes(config: ExperimentConfig) -> tuple[str, ...] | None:
+    """The label prompt set's classes (Normal first) when the video-label loss is on, else None."""
+    spec = label_prompt_spec(config)
+    if not config.loss.video_label_weight or not spec:
+        return None
+    from fgclip.evaluation.zeroshot import load_prompt_set
+
+    return load_prompt_set(spec).classes
+
+
+def label_prompts(config: ExperimentConfig, tokenizer: PreTrainedTokenizerBase) -> LabelPrompts:
+    from fgclip.evaluation.zeroshot import load_prompt_set
+
+    spec = label_prompt_spec(config)
+    if not spec:
+        raise ConfigError(
+            "loss.video_label_weight > 0 needs a label prompt set: loss.video_label_prompts or eval.prompts"
+        )
+    prompts = load_prompt_set(spec)
+    texts, classes = prompts.texts()
+    captions = CaptionTokenizer(tokenizer, config.data.global_caption_max_length)
+    sequences = captions(texts)
+    length = max(len(seq) for seq in sequences)
+    ids = torch.full((len(sequences), length), captions.pad_token_id, dtype=torch.long)
+    mask = torch.zeros((len(sequences), length), dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
+        mask[row, : len(seq)] = 1
+    return LabelPrompts(
+        prompts.classes, ids, mask, torch.tensor(classes), config.loss.video_label_prompts_per_class
+    )
 
 
 # ------------------------------------------------------------------------------------------------ data
@@ -178,9 +228,15 @@ def frame_cache(data: DataSection, image_size: int) -> FrameCache | None:
 
 
 def build_dataset(
-    data: DataSection, clips: list[Clip], tokenizer: PreTrainedTokenizerBase, image_size: int, train: bool
+    data: DataSection,
+    clips: list[Clip],
+    tokenizer: PreTrainedTokenizerBase,
+    image_size: int,
+    train: bool,
+    class_names: tuple[str, ...] | None = None,
 ) -> ClipDataset:
-    """A dataset over already-read clips (`read_clips`), so the clips are read once per command."""
+    """A dataset over already-read clips (`read_clips`), so the clips are read once per command.
+    `class_names`: the label prompt set's classes (`label_classes`), for each clip's class index."""
     options = sampling_options(data, image_size)
     return ClipDataset(
         clips,
@@ -188,6 +244,7 @@ def build_dataset(
         options,
         train=train,
         frame_cache=frame_cache(data, options.image_size),
+        class_names=class_names,
     )
 
 
@@ -352,7 +409,9 @@ def check_options(data: DataSection, *, check_videos: bool = True, tokenizer=Non
 
 
 def input_image_size(section: ModelSection) -> int:
-    """The model's input size without building the model: the tiny config's, or the checkpoint's config.json."""
+    """The model's input size without building the model: the tiny config's, or the checkpoint's config.json
+    (`standin`: the shipped stand-in's)."""
+    section = dataclasses.replace(section, init=resolve_init(section.init))
     if section.init == "tiny":
         return int(section.tiny.get("image_size", tiny_config().vision_config.image_size))
     if section.init == "vit-b-32":
@@ -441,7 +500,24 @@ def build_eval_inputs(config: ExperimentConfig, model, tokenizer, options: EvalO
         pooling=snippet_pooling(config),
         scoring=options.scoring,
         progress=options.progress,
+        twins=read_twins(config.eval.twins, dataset.clips) if config.eval.twins and dataset else None,
     )
+
+
+def read_twins(path: str, clips: list[Clip]) -> dict:
+    """{abnormal video stem: its normal twin's clip} from `eval.twins` (see EvalSection.twins)."""
+    from fgclip.evaluation.localization import twin_clips
+
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as error:
+        raise ConfigError(f"eval.twins {path}: cannot be read as JSON ({error})") from None
+    pairs = data.get("twins", data) if isinstance(data, dict) else None
+    if not isinstance(pairs, dict) or not all(isinstance(v, str) for v in pairs.values()):
+        raise ConfigError(
+            f"eval.twins {path}: expected {{normal video stem: abnormal video stem}} or 'twins' of it"
+        )
+    return twin_clips(clips, pairs)
 
 
 def snippet_pooling(config: ExperimentConfig):
@@ -516,6 +592,7 @@ def _eval_settings(config: ExperimentConfig, image_size: int, options: EvalOptio
         "global_caption_max_length": config.data.global_caption_max_length,
         "prompts": config.eval.prompts,
         "temporal_annotations": config.eval.temporal_annotations,
+        "twins": config.eval.twins,
         "snippet_frames": config.eval.snippet_frames,
         "frames_per_snippet": config.eval.frames_per_snippet,
         "snippet_pooling": config.eval.snippet_pooling,

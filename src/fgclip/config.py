@@ -49,6 +49,8 @@ TINY_KEYS = ("image_size", "patch_size", "vision_width", "vision_layers", "text_
 _TINY_DEFAULTS = {
     name: p.default for name, p in inspect.signature(tiny_config).parameters.items() if name in TINY_KEYS
 }
+# fgclip.model.loading.FINE_TEMPERATURE_RULES, repeated so that reading a config imports no model code
+FINE_TEMPERATURE_RULES = ("checkpoint", "global", "init_value")
 # HF schedulers that run with no lr_scheduler_kwargs and no evaluation metric (the others fail at step 1)
 LR_SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
                  "inverse_sqrt")  # fmt: skip
@@ -65,6 +67,10 @@ class ModelSection:
     allow_partial_load: bool = False  # opt out of the missing-backbone-weight error, deliberately
     tiny: dict[str, Any] = field(default_factory=dict)  # overrides of `tiny_config` (widths, layers, ...)
     options: dict[str, Any] = field(default_factory=dict)  # FGCLIPConfig fields, see MODEL_OPTIONS
+    # region / hard-negative temperatures of a new run: "checkpoint" (as loaded; logit_scale_init_value = ln 100
+    # where the checkpoint lacks them), "global" (the checkpoint's own global logit_scale) or "init_value"
+    # (logit_scale_init_value); fgclip.model.loading.init_fine_temperatures
+    init_fine_temperatures: str = "checkpoint"
 
 
 @dataclass
@@ -106,10 +112,11 @@ class DataSection:
 
 
 def loss_section_class(terms) -> type:
-    """`loss.<term>_weight` for every term of a loss-term table, so a new term needs no edit here."""
-    section = dataclasses.make_dataclass(
-        "LossSection", [(term.weight_field, float, field(default=term.default_weight)) for term in terms]
-    )
+    """`loss.<term>_weight` for every term of a loss-term table, and each term's own options
+    (`loss.<option>`), so a new term needs no edit here."""
+    weights = [(term.weight_field, float, field(default=term.default_weight)) for term in terms]
+    options = [(o.field, o.type, field(default=o.default)) for term in terms for o in term.options]
+    section = dataclasses.make_dataclass("LossSection", weights + options)
     section.__doc__ = "Weight of each loss term (0 turns it off; fgclip.losses.terms.LOSS_TERMS)."
     return section
 
@@ -182,6 +189,9 @@ class EvalSection:
     evaluators: list[str] = field(default_factory=evaluator_names)  # run those whose inputs are given
     prompts: str | None = None  # JSON {"normal": [...], "anomaly": {class: [...]}}
     temporal_annotations: str | None = None  # UCF-Crime-style ground truth for frame-level AUC
+    # localization's twin control: JSON {normal video stem: abnormal video stem}, or a synthetic benchmark's
+    # meta.json (its "twins"); the normal twins must be among the eval clips
+    twins: str | None = None
     snippet_frames: int = 16
     frames_per_snippet: int = 8
     batch_size: int = 16
@@ -503,9 +513,14 @@ def check_config(config: ExperimentConfig) -> None:
     unknown_evaluators = sorted(set(config.eval.evaluators) - set(evaluator_names()))
     if unknown_evaluators:
         raise ConfigError(f"eval.evaluators: unknown {unknown_evaluators}; choose from {evaluator_names()}")
-    weights = dataclasses.asdict(config.loss)
+    weights = {t.weight_field: getattr(config.loss, t.weight_field) for t in LOSS_TERMS}
     if any(w < 0 for w in weights.values()) or not any(weights.values()):
         raise ConfigError(f"loss weights must be >= 0 and not all zero, got {weights}")
+    if config.loss.video_label_weight and not (config.loss.video_label_prompts or config.eval.prompts):
+        raise ConfigError(
+            f"loss.video_label_weight={config.loss.video_label_weight} needs a label prompt set: set "
+            "loss.video_label_prompts or eval.prompts (a built-in name or a prompt JSON file)"
+        )
     if train.resume not in (None, "latest") and not Path(train.resume).is_dir():
         raise ConfigError(f"train.resume must be 'latest' or a checkpoint directory, got {train.resume!r}")
     if train.resume_changed and train.resume is None:
@@ -564,6 +579,11 @@ def _check_sizes(config: ExperimentConfig) -> None:
 def check_model_section(model: ModelSection) -> None:
     """Types of `model.tiny` and the FGCLIPConfig options, and the tiny architecture itself, at load time:
     built later they fail as HF dataclass tracebacks (`Field 'hidden_size' expected int, got str`)."""
+    if model.init_fine_temperatures not in FINE_TEMPERATURE_RULES:
+        raise ConfigError(
+            f"model.init_fine_temperatures = {model.init_fine_temperatures!r}; choose from "
+            f"{list(FINE_TEMPERATURE_RULES)}"
+        )
     for key, value in model.tiny.items():
         if key in TINY_KEYS and not (_matches(value, int) and value >= 1):
             raise ConfigError(f"model.tiny.{key} = {value!r} must be a positive integer")

@@ -242,3 +242,20 @@ def test_cache_refuses_a_manifest_with_errors_unless_skipping(videos, tmp_path, 
     assert "entry 1" in capsys.readouterr().err and not (tmp_path / "c").exists()
     assert main(command + ["--skip-invalid"]) == 0
     assert "1 error(s): bad entries LEFT OUT" in capsys.readouterr().err  # the training run's own summary
+
+
+def test_cache_reads_the_stand_in_s_input_size_without_size(videos, tmp_path, capsys):
+    manifest = _write(tmp_path / "m.json", [_entry("clips/ok.mp4")])
+    out = tmp_path / "cache"
+    argv = [
+        "data",
+        "cache",
+        str(manifest),
+        "--video-root",
+        str(videos),
+        "--out",
+        str(out),
+        "--model.init",
+        "standin",
+    ]
+    assert main(argv) == 0 and "(64x64," in capsys.readouterr().out  # the shipped stand-in's 64 px

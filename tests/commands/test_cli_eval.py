@@ -127,11 +127,12 @@ def test_a_toy_evaluator_added_in_one_place_reaches_eval_json_and_the_table(
     assert report["toy_clips"]["own_caption_first"] == pytest.approx(
         report["retrieval"]["clip"]["image_to_text_R@1"]
     )
-    assert list(report)[:5] == [
+    assert list(report)[:6] == [
         "clip_retrieval_R@1",
         "region_retrieval_R@1",
         "frame_auc",
         "frame_ap",
+        "localization_pointing",
         "toy_clips",
     ]
     assert report["frame_level"] is None and report["settings"]["evaluators"] == ["retrieval", "toy_clips"]
@@ -249,6 +250,52 @@ def test_eval_stops_before_scoring_naming_an_unreadable_eval_or_test_video(run, 
         probe_test_videos(loaded.config.data, videos)
     loaded.config.data.invalid_entries = "skip"
     assert sorted(probe_test_videos(loaded.config.data, videos)) == sorted(set(videos) - {broken.stem})
+
+
+def test_eval_localization_with_the_twin_control(run, evaluated, tmp_path, capsys):
+    """The localization evaluator runs by default on the eval clips; `eval.twins` (the synthetic meta.json)
+    adds the same-box-in-the-normal-twin control. Its frames are the abnormal tracks' frames."""
+    default = json.loads((evaluated / "eval.json").read_text())["localization"]
+    test = json.loads(run["data"].test_path.read_text())
+    tracks = sum(1 for entry in test for track in entry["box_infos"] if track)
+    assert default["frames"] == 4 * tracks > 0 and default["twin_frames"] == 0
+    assert 0 <= default["pointing"] <= 1 and 0 < default["pointing_chance"] < 0.5
+    out = tmp_path / "eval"
+    meta = run["data"].out_dir / "meta.json"
+    assert (
+        main(
+            [
+                "eval",
+                str(run["outcome"].model_dir),
+                "--out",
+                str(out),
+                "--no-progress",
+                "--eval.twins",
+                str(meta),
+            ]
+        )
+        == 0
+    )
+    report = json.loads((out / "eval.json").read_text())["localization"]
+    twins = json.loads(meta.read_text())["twins"]
+    normals = {Path(e["video"]).stem for e in test if not any(e["box_infos"])}
+    paired = sum(1 for e in test if any(e["box_infos"]) and Path(e["video"]).stem in twins.values()
+                 and any(n in normals and twins[n] == Path(e["video"]).stem for n in twins))  # fmt: skip
+    assert report["twin_frames"] == 4 * paired > 0 and report["pointing"] == default["pointing"]
+    assert "localization pointing" in capsys.readouterr().out
+
+
+def test_eval_of_the_shipped_stand_in_writes_nowhere_inside_the_package(tiny_synth, tmp_path, monkeypatch):
+    from fgclip.standin import standin_path
+
+    package = standin_path().parent
+    before = sorted(p.name for p in package.iterdir())
+    monkeypatch.chdir(tmp_path)
+    argv = ["eval", str(standin_path()), "--config", str(demo_config_path()), "--data", str(tiny_synth / "test.json"),
+            "--video-root", str(tiny_synth), "--no-progress", "--eval.evaluators", "[retrieval]"]  # fmt: skip
+    assert main(argv) == 0
+    assert sorted(p.name for p in package.iterdir()) == before
+    assert (tmp_path / "eval-standin" / "eval.json").is_file()
 
 
 def test_export_features_vadclip_layout_in_shards_then_merge(run, tmp_path, capsys):

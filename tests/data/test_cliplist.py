@@ -138,3 +138,21 @@ def test_hard_negative_duplicates_are_refused(tmp_path):
     path = _write(tmp_path, {"items": [item, item]}, "hn.json")
     with pytest.raises(ManifestError, match="duplicate item for region 0"):
         read_hard_negatives(path)
+
+
+def test_region_labels_name_the_calm_objects_of_an_abnormal_clip_and_boxed_normal_regions(tmp_path):
+    track = GOOD["box_infos"][0]
+    abnormal = dict(GOOD, region_captions=["a man hits", "a woman stands"], box_infos=[track, track],
+                    region_labels=["abnormal", "normal"])  # fmt: skip
+    boxed_normal = dict(NORMAL, region_captions=["a man walks"], box_infos=[track], label="normal")
+    first, second = read_clip_list(_write(tmp_path, [abnormal, boxed_normal]))
+    assert [r.label for r in first.regions] == [1, 0] and first.label == 1
+    assert second.label == 0 and second.regions[0].label == 0 and second.regions[0].track is not None
+    contradictions = [dict(NORMAL, region_labels=["abnormal"]), dict(GOOD, region_labels=["normal"]),
+                      dict(GOOD, region_labels=["abnormal", "normal"])]  # fmt: skip
+    with pytest.raises(ManifestError) as error:
+        read_clip_list(_write(tmp_path, contradictions, "bad.json"))
+    message = str(error.value)
+    assert "a normal clip cannot hold an abnormal region" in message
+    assert "an abnormal clip needs at least one abnormal region" in message
+    assert "must be a list of 1 labels" in message

@@ -7,6 +7,7 @@ the real `fgclip export-features` for two checkpoints -> head train / eval / com
 import json
 
 import pytest
+import torch
 
 from fgclip.cli import main
 from fgclip.head.synthetic import write_planted_features
@@ -31,6 +32,7 @@ def test_train_eval_compare_on_exported_layout(planted, tmp_path, capsys):
         assert (head / name).stat().st_size > 0, name
     trained = json.loads((head / "head.json").read_text())
     assert trained["selection"]["on"] == "validation" and trained["head"]["window"] == 2
+    assert trained["torch_threads"] == torch.get_num_threads()  # bit for bit only at this count
     assert len((head / "metrics.jsonl").read_text().splitlines()) == 10
     assert main(_eval_argv(head, paths.features, paths.test_list, paths.annotations, tmp_path / "eval")) == 0
     printed = capsys.readouterr().out

@@ -8,6 +8,7 @@ import torch
 from tiny_models import tiny_fgclip
 
 from fgclip.config import loss_section_class
+from fgclip.losses.label_prompts import LabelPrompts
 from fgclip.losses.memory_bank import MemoryBankOptions
 from fgclip.losses.objective import FGCLIPObjective
 from fgclip.losses.task import AlignmentTask
@@ -63,7 +64,8 @@ def test_the_bank_switches_on_at_the_warm_up_step_and_is_written_after_the_loss(
         assert extra == (before if step >= 2 else 0)
         filled.append(bank.filled())
     assert filled == [4, 8, 12, 16]  # filled during the warm-up (the default), 4 regions per step
-    assert out.finite and set(out.losses) == {f"{t.name}_loss" for t in LOSS_TERMS}
+    on_by_default = {f"{t.name}_loss" for t in LOSS_TERMS if t.default_weight}
+    assert out.finite and set(out.losses) == on_by_default
 
 
 def test_a_non_finite_loss_writes_nothing_to_the_bank():
@@ -135,7 +137,7 @@ def test_a_new_loss_term_is_one_entry_of_the_table():
     losses, report = objective(model(**batch), batch)
     assert set(losses) == {"global_loss", "region_loss", "hard_negative_loss", "toy_loss"}
     assert report["toy/mean_cosine"] == pytest.approx(1 - float(losses["toy_loss"]))
-    reference = sum(weights[t.name] * losses[t.loss_key] for t in terms)
+    reference = sum(weights[t.name] * losses[t.loss_key] for t in objective.enabled)
     torch.testing.assert_close(objective.total(losses), reference)
     assert TOY.log_key == "loss/toy" and term_named("toy", terms) is TOY
     with pytest.raises(ValueError, match="unknown loss term"):
@@ -144,7 +146,9 @@ def test_a_new_loss_term_is_one_entry_of_the_table():
 
 def test_every_term_names_real_heads_temperatures_and_features():
     model, batch = _model(), _batch(0)
-    features = model(**batch)
+    prompts = LabelPrompts(("Normal", "A"), batch["caption_ids"], batch["caption_mask"], torch.tensor([0, 1]))
+    objective = FGCLIPObjective({t.name: 1.0 for t in LOSS_TERMS})
+    features = AlignmentTask(objective, MemoryBankOptions(size=0), prompts)._forward(model, batch, 0)
     parameters = dict(model.named_parameters())
     modules = dict(model.named_modules())
     assert set(TEMPERATURES) == set(model.logit_scales())
@@ -153,4 +157,5 @@ def test_every_term_names_real_heads_temperatures_and_features():
         assert all(head in modules for head in term.heads), term.name
         assert all(key in features for key in term.features), term.name
     fields = {f.name for f in dataclasses.fields(loss_section_class(LOSS_TERMS))}
-    assert fields == {t.weight_field for t in LOSS_TERMS}
+    options = {option.field for t in LOSS_TERMS for option in t.options}
+    assert fields == {t.weight_field for t in LOSS_TERMS} | options

@@ -32,12 +32,12 @@ def test_switch_on_counts_optimizer_steps_not_forward_calls(
     rows = read_rows(run)
     assert [r["step"] for r in rows] == [1, 2, 3, 4]
     # updates 1..2 are the warm-up; update 3 is the first trained with the bank
-    assert [r["memory_bank/enabled"] for r in rows] == [0.0, 0.0, 1.0, 1.0]
+    assert [r["memory_bank/enabled"] for r in rows] == [0.0, 0.0, 1.0, 1.0]  # the line's "from step 3"
     assert rows[0]["memory_bank/negatives_per_query"] == 0 and rows[2]["memory_bank/negatives_per_query"] > 0
     assert rows[1]["memory_bank/size"] > 0  # filled during warm-up (the default)
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[memory bank]")]
     assert lines == [lines[0]] and lines[0].startswith(
-        "[memory bank] enabled at optimizer step 2: capacity 16, filled"
+        "[memory bank] enabled from step 3 (after 2 warm-up steps): capacity 16, filled"
     )
 
 

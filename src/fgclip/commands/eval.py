@@ -27,10 +27,23 @@ def register(commands) -> None:
                           help="videos scored for frame AUC, one relative path per line (e.g. Anomaly_Test.txt); "
                                "default: the eval manifests' videos that are in the annotation file")  # fmt: skip
     evaluate.add_argument("--anomaly-video-root", help="root of --anomaly-videos (default: the video root)")
-    evaluate.add_argument("--out", help="output folder (default: RUN/eval-<checkpoint name>)")
+    evaluate.add_argument("--out", help="output folder (default: RUN/eval-<checkpoint name>; a checkpoint inside "
+                          "the installed package, the shipped stand-in: ./eval-standin)")  # fmt: skip
     evaluate.add_argument("--timelines", type=int, default=6, help="score-timeline PNGs to write (default 6)")
     common_arguments(evaluate)
     evaluate.set_defaults(run=run, accepts_overrides=True)
+
+
+def default_out(checkpoint: Path) -> Path:
+    """RUN/eval-<checkpoint name>, but never inside the installed package: the shipped stand-in's evaluation
+    goes to ./eval-standin (an installed package may be read-only, and is no place for results)."""
+    import fgclip
+    from fgclip.standin import STANDIN
+
+    resolved = checkpoint.resolve()
+    if resolved.is_relative_to(Path(fgclip.__file__).resolve().parent):
+        return Path.cwd() / f"eval-{STANDIN}"
+    return resolved.parent / f"eval-{resolved.name}"
 
 
 def run(args, rest) -> int:
@@ -46,7 +59,7 @@ def run(args, rest) -> int:
     }
     loaded = load_checkpoint_run(args, pairs, rest)
     checkpoint = Path(args.checkpoint)
-    out = Path(args.out) if args.out else checkpoint.resolve().parent / f"eval-{checkpoint.resolve().name}"
+    out = Path(args.out) if args.out else default_out(checkpoint)
     check_writable(out, "--out")  # before the evaluation, not after it
     options = EvalOptions(
         scoring=args.scoring, batch_frames=args.batch_frames, workers=args.workers, frame_cache=args.frame_cache,

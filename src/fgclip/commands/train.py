@@ -146,7 +146,7 @@ def _train_locked(
     set_seed(config.train.seed)  # the same initial model on every rank and in every run of this config
     tokenizer = builders.build_tokenizer(config.model)
     model, load_report = builders.build_model(config.model, tokenizer)
-    task = builders.build_task(config)
+    task = builders.build_task(config, tokenizer)
     task.attach_bank(model)  # a new, empty bank; a resume then restores the checkpoint's into it
     if config.train.lora is not None:
         model = apply_lora(model, config.train.lora)
@@ -158,7 +158,12 @@ def _train_locked(
     checks.check_clips(config.data, clips)
     checks.check_leakage(config.data, clips)
     train_dataset = builders.build_dataset(
-        config.data, clips, tokenizer, builders.model_image_size(core), train=True
+        config.data,
+        clips,
+        tokenizer,
+        builders.model_image_size(core),
+        train=True,
+        class_names=builders.label_classes(config),
     )
     args = builders.training_arguments(config.train, config.data, config.loss)
     sampler = EpochTaggedSampler(builders.train_sampler(config, train_dataset, args.world_size))

@@ -28,6 +28,8 @@ class Batch(TypedDict):
     hard_negative_ids: torch.Tensor  # (B, R, K, L) long
     hard_negative_mask: torch.Tensor  # (B, R, K, L) long: all zero where a negative is absent
     clip_labels: torch.Tensor  # (B,) long: 0 normal, 1 abnormal
+    clip_classes: torch.Tensor  # (B,) long: class index in the label prompt set (0 normal, c >= 1 anomaly
+    #                              class c, -1 abnormal of unknown class; fgclip.data.classes)
     dropped_regions: torch.Tensor  # (B,) long: annotated regions not in the batch (over max_regions, or not
     #                                 visible on any sampled frame) — reported every step, never silent
     sample_ids: list[str]  # entry identity, for error messages and dumps
@@ -48,6 +50,7 @@ _DTYPES = {
     "region_caption_keys": torch.long,
     "caption_keys": torch.long,
     "clip_labels": torch.long,
+    "clip_classes": torch.long,
     "dropped_regions": torch.long,
 }
 
@@ -75,6 +78,7 @@ def validate_batch(batch: Batch) -> None:
         "hard_negative_ids": (B, R),
         "hard_negative_mask": (B, R),
         "clip_labels": (B,),
+        "clip_classes": (B,),
         "dropped_regions": (B,),
     }
     for key, prefix in expected.items():
@@ -89,6 +93,7 @@ def validate_batch(batch: Batch) -> None:
     if len(batch["sample_ids"]) != B:
         raise BatchContractError(f"{len(batch['sample_ids'])} sample_ids for {B} clips")
     _check_regions_visible(batch)
+    _check_classes(batch)
 
 
 def _check_regions_visible(batch: Batch) -> None:
@@ -108,4 +113,15 @@ def _check_regions_visible(batch: Batch) -> None:
     ):
         raise BatchContractError(
             "visible region boxes must satisfy 0 <= x1 <= x2 <= 1 and 0 <= y1 <= y2 <= 1"
+        )
+
+
+def _check_classes(batch: Batch) -> None:
+    classes, labels = batch["clip_classes"], batch["clip_labels"]
+    wrong = (labels == 0) & (classes != 0) | (labels == 1) & (classes == 0) | (classes < -1)
+    if wrong.any():
+        b = int(wrong.nonzero()[0])
+        raise BatchContractError(
+            f"sample {batch['sample_ids'][b]!r}: clip_classes {int(classes[b])} contradicts clip_labels "
+            f"{int(labels[b])} (0 only for normal clips; abnormal: a class >= 1 or -1)"
         )

@@ -55,6 +55,7 @@ class ClipCollator:
             hard_negative_ids=negative_ids,
             hard_negative_mask=negative_mask,
             clip_labels=_long([item["clip_label"] for item in items]),
+            clip_classes=_long([item["clip_class"] for item in items]),
             dropped_regions=_long([item["dropped_regions"] for item in items]),
             sample_ids=[item["sample_id"] for item in items],
         )

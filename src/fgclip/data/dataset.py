@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from fgclip.data.classes import clip_class_index
 from fgclip.data.frame_cache import FrameCache, FrameCacheMiss
 from fgclip.data.frames import FrameSource
 from fgclip.data.records import FULL_FRAME, Clip, Region
@@ -97,8 +98,11 @@ class ClipDataset(Dataset):
         options: SamplingOptions,
         train: bool,
         frame_cache: FrameCache | None = None,
+        class_names: tuple[str, ...] | None = None,
     ):
+        """`class_names`: the label prompt set's classes (Normal first), for each clip's `clip_class`."""
         self.clips, self.tokenizer, self.options, self.train = clips, tokenizer, options, train
+        self.class_names = class_names
         self.frame_cache = frame_cache
         self.frames = FrameSource(options.image_size, frame_cache)
         cached = frame_cache is not None
@@ -131,6 +135,7 @@ class ClipDataset(Dataset):
             "caption_ids": self.tokenizer([clip.global_caption], self.options.global_caption_max_length)[0],
             "caption_key": caption_key(clip.global_caption),
             "clip_label": clip.label,
+            "clip_class": clip_class_index(clip, self.class_names),
             **regions,
         }
 

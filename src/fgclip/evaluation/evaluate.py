@@ -33,6 +33,7 @@ class EmbeddedSet:
     region_clip_index: torch.Tensor  # (M,) index into the dataset's clips
     hard_negative_correct: int
     hard_negative_regions: int
+    hard_negative_chance: float = 0.0  # sum over those regions of 1 / (K + 1), K its present negatives
 
 
 _STACKED = (
@@ -57,6 +58,7 @@ def embed_dataset(
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=ClipCollator(pad_token_id))
     parts: dict[str, list[torch.Tensor]] = {k: [] for k in _STACKED}
     correct = total = offset = 0
+    chance = 0.0
     for batch in tqdm(loader, desc="embedding clips", disable=not progress, leave=False):
         batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
         features = model(**batch)
@@ -70,21 +72,26 @@ def embed_dataset(
         parts["region_labels"].append(batch["region_labels"][valid].cpu())
         parts["region_clip_index"].append(valid.nonzero()[:, 0].cpu() + offset)  # packed order = row-major
         offset += valid.shape[0]
-        hits, regions = _hard_negative_hits(features)
-        correct, total = correct + hits, total + regions
+        hits, regions, guesses = _hard_negative_hits(features)
+        correct, total, chance = correct + hits, total + regions, chance + guesses
     stacked = {k: torch.cat(v) for k, v in parts.items()}
-    return EmbeddedSet(**stacked, hard_negative_correct=correct, hard_negative_regions=total)
+    return EmbeddedSet(
+        **stacked, hard_negative_correct=correct, hard_negative_regions=total, hard_negative_chance=chance
+    )
 
 
-def _hard_negative_hits(features) -> tuple[int, int]:
-    """(regions whose caption outscores all their hard negatives, regions with at least one)."""
+def _hard_negative_hits(features) -> tuple[int, int, float]:
+    """(regions whose caption outscores all their hard negatives, regions with at least one, the sum of those
+    regions' chance 1 / (K + 1) of picking their caption among it and its K negatives)."""
     present = features.get("hard_negative_present")
     if present is None or not bool(present.any()):
-        return 0, 0
+        return 0, 0, 0.0
     hits = hard_negative_hits(
         features["region_embeds"], features["region_text_embeds"], features["hard_negative_embeds"], present
     )
-    return int(hits.sum()), int(hits.numel())
+    counts = present.sum(1)  # (M,)
+    chance = (1.0 / (counts[counts > 0] + 1).double()).sum()
+    return int(hits.sum()), int(hits.numel()), float(chance)
 
 
 def retrieval_metrics(embedded: EmbeddedSet) -> dict:

@@ -33,6 +33,7 @@ from fgclip.evaluation.evaluate import (
     score_videos,
     stack_scores,
 )
+from fgclip.evaluation.localization import LocalizationOptions, dataset_reader, localize
 from fgclip.evaluation.pooling import SnippetPooling
 from fgclip.evaluation.snippets import VideoScores
 from fgclip.evaluation.zeroshot import DEFAULT_SCORING, PromptBank, PromptSet, encode_prompts
@@ -65,6 +66,9 @@ class EvalInputs:
     pooling: SnippetPooling = SnippetPooling()
     scoring: str = DEFAULT_SCORING
     progress: bool = True
+    # localization: {abnormal video stem: its matched normal clip} (the synthetic twins), and the map settings
+    twins: dict | None = None
+    localization: LocalizationOptions = LocalizationOptions()
 
 
 class EvalContext:
@@ -166,12 +170,18 @@ def _with_chance(report: dict, key: str) -> dict:
 def _hard_negatives(ctx: EvalContext) -> Pairs:
     embedded = ctx.embedded
     regions = embedded.hard_negative_regions
-    yield "accuracy", embedded.hard_negative_correct / regions if regions else None
+    accuracy = embedded.hard_negative_correct / regions if regions else None
+    chance = embedded.hard_negative_chance / regions if regions else None
+    yield "accuracy", accuracy
+    yield "accuracy_chance", chance  # mean 1 / (K + 1) over the regions
+    yield "below_chance", accuracy < chance if regions else None
     yield "regions", regions
 
 
 def _hard_negative_rows(section: dict) -> Iterator[Row]:
-    yield f"hard-negative accuracy ({section['regions']} regions)", section["accuracy"], None
+    flag = " BELOW CHANCE" if section.get("below_chance") else ""
+    name = f"hard-negative accuracy ({section['regions']} regions){flag}"
+    yield name, section["accuracy"], section.get("accuracy_chance")
 
 
 # ------------------------------------------------------------------------------- region classification
@@ -214,6 +224,46 @@ def _frame_level_headline(section: dict | None) -> dict:
     return {"frame_auc": {"value": overall.get("auc"), "chance": 0.5}, "frame_ap": overall.get("ap")}
 
 
+# -------------------------------------------------------------------------------------- localization
+def _localization(ctx: EvalContext) -> Pairs:
+    i = ctx.inputs
+    bank = ctx.prompt_bank("region")
+    reader = dataset_reader(i.dataset)
+    yield from localize(
+        i.model, i.dataset.clips, reader, bank, twins=i.twins, options=i.localization, rule=i.scoring
+    ).items()
+
+
+def _localization_rows(section: dict) -> Iterator[Row]:
+    if not section["frames"]:
+        return
+    yield (
+        f"localization pointing ({section['frames']} frames)",
+        section["pointing"],
+        section["pointing_chance"],
+    )
+    yield "localization map-box IoU", section["iou"], section["iou_chance"]
+    if section["twin_frames"]:  # a map that finds the anomaly reads near chance here
+        yield (
+            f"  same box in the normal twin ({section['twin_frames']})",
+            section["twin_pointing"],
+            section["pointing_chance"],
+        )
+    if section["object_frames"]:
+        yield (
+            f"  anomalous object among all ({section['object_frames']})",
+            section["object_choice"],
+            section["object_choice_chance"],
+        )
+
+
+def _localization_headline(section: dict | None) -> dict:
+    if not section or not section["frames"]:
+        return {"localization_pointing": None}
+    return {"localization_pointing": {"value": section["pointing"], "chance": section["pointing_chance"],
+                                      "twin": section["twin_pointing"]}}  # fmt: skip
+
+
 # ------------------------------------------------------------------------------------------ registry
 def _registry(*evaluators: Evaluator) -> dict[str, Evaluator]:
     return {evaluator.name: evaluator for evaluator in evaluators}
@@ -231,6 +281,9 @@ EVALUATORS: dict[str, Evaluator] = _registry(
         _frame_level,
         _frame_level_rows,
         _frame_level_headline,
+    ),
+    Evaluator(
+        "localization", ("dataset", "prompts"), _localization, _localization_rows, _localization_headline
     ),
 )
 

@@ -1,4 +1,4 @@
-"""A small VadCLIP-style anomaly head over per-snippet features (Wu et al., AAAI 2024, "VadCLIP").
+"""A small VadCLIP-style (not VadCLIP-exact, see below) anomaly head over per-snippet features (Wu et al., AAAI 2024, "VadCLIP").
 
     features (B, T, D) --linear--> (B, T, H) + learnable snippet positions (max_len, H)
       -> local temporal transformer: `local_layers` encoder layers whose attention is masked to a window of
@@ -15,6 +15,13 @@ Optional class-level branch (MIL-align): given a (C, D) matrix of L2-normalised 
 back to D and compared by cosine similarity: class logits (B, T, C) = scale * normalize(W h) @ prompts^T.
 
 The head returns a dict of tensors and never computes a loss (`fgclip.head.objective` does).
+
+VadCLIP-*style*, not VadCLIP: compared with VadCLIP's published code, the local module attends in a sliding
++-`window` band (VadCLIP: disjoint blocks of 8 snippets); each graph is one graph convolution (VadCLIP: two
+layers per graph); the distance kernel is exp(-|i - j| / distance_sigma) with sigma 1 (VadCLIP: exp(-|i - j| / e));
+the MIL-align branch is simplified (a projection back to D and a cosine against fixed prompt embeddings, no
+learnable prompt context or visual prompt); and padded snippets are masked out of the distance graph, a fix
+(left unmasked, padding cost a peer implementation ~0.04 frame AUC). docs/anomaly_head.md lists the same.
 """
 
 from __future__ import annotations

@@ -7,7 +7,10 @@
 - **Batches.** Every step draws half its videos from the normal and half from the abnormal training videos
   (without replacement inside a step), as VadCLIP's paired normal / abnormal loaders.
 - **Seeds.** `seed` fixes the head's initialisation, dropout, the batches and the validation split: the same
-  seed gives the same head, bit for bit, on the same machine.
+  seed gives the same head, bit for bit, on the same machine **at the same torch thread count** only (CPU
+  kernels sum in a thread-dependent order; 1 vs 2 threads moved a stand-in seed by 0.021 frame AUC, issue 24).
+  The count is not pinned here (the caller's `OMP_NUM_THREADS` / `torch.set_num_threads` rules); `head.json`
+  records it as `torch_threads`, so a reproduction can set the same.
 - **Selection.** The validation videos are carved from the *training* list, stratified by label
   (`val_fraction` of the normal and of the abnormal videos, at least one of each). Only video labels exist
   for them, so the selection metric is the **video-level ROC-AUC** of a video score = the max snippet score
@@ -308,6 +311,7 @@ def _report(config, options, split: Split, best: dict, class_prompts) -> dict:
     return {
         "head": config.to_dict(),
         "train": asdict(options),
+        "torch_threads": torch.get_num_threads(),  # bit-for-bit reproduction needs the same count
         "selection": {
             "on": "test" if split.on_test else "validation",
             "source": split.source,

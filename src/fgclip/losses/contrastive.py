@@ -1,4 +1,4 @@
-"""The three alignment losses. Each takes local (this rank's) features and gathers what it needs.
+"""The alignment losses (global, region, hard negative, video label). Each takes local (this rank's) features and gathers what it needs.
 
 Normalisation: each rank returns `sum of its per-query losses * world_size / global number of queries`.
 DDP averages gradients over ranks, so the step follows the mean over every query of the global batch —
@@ -130,6 +130,42 @@ def hard_negative_hits(
     negative = torch.einsum("md,mkd->mk", region_embeds, negative_embeds)  # (M, K)
     negative = negative.masked_fill(~negative_present, float("-inf"))
     return (positive > negative.max(1).values)[rows]
+
+
+# `clip_classes` value of an abnormal clip whose anomaly class is not known (data/batch.py)
+UNKNOWN_ANOMALY_CLASS = -1
+
+
+def video_label_loss(
+    clip_embeds: torch.Tensor,
+    prompt_embeds: torch.Tensor,
+    prompt_classes: torch.Tensor,
+    clip_classes: torch.Tensor,
+    scale: torch.Tensor,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Each clip against the label prompt set: -log of its class's probability mass.
+
+    clip_embeds (B, D) and prompt_embeds (P, D) normalised; prompt_classes (P,) class of each prompt (0 normal);
+    clip_classes (B,) the clip's class, or UNKNOWN_ANOMALY_CLASS for an abnormal clip of unknown class, whose
+    target is every anomaly class together. The class mass is the zero-shot evaluator's `softmax_sum` rule
+    (softmax over every prompt, summed per class), so the term trains the very score zero-shot AUC ranks.
+    No gather: each clip's loss is its own (the prompts are the same on every rank).
+    """
+    logits = scale * clip_embeds.float() @ prompt_embeds.float().T  # (B, P)
+    target = prompt_classes.unsqueeze(0) == clip_classes.unsqueeze(1)  # (B, P)
+    unknown = (clip_classes == UNKNOWN_ANOMALY_CLASS).unsqueeze(1)  # (B, 1)
+    target = torch.where(unknown, (prompt_classes > 0).unsqueeze(0), target)  # (B, P)
+    missing = ~target.any(1)
+    if missing.any():
+        raise ValueError(
+            f"video-label loss: clip class {int(clip_classes[missing][0])} has no prompt in the label "
+            f"prompt set (classes 0..{int(prompt_classes.max())})"
+        )
+    log_mass = torch.logsumexp(logits.masked_fill(~target, float("-inf")), 1)  # (B,)
+    per_clip = torch.logsumexp(logits, 1) - log_mass  # (B,)
+    total = int(all_reduce_sum(clip_classes.new_tensor(clip_classes.shape[0])).item())
+    probability = (-per_clip).exp().mean().detach()  # the mean clip's probability mass on its own class
+    return _global_mean(per_clip, total), {"video_label/target_probability": probability}
 
 
 def _duplicates(query_keys: torch.Tensor, pool_keys: torch.Tensor, positive: torch.Tensor) -> torch.Tensor:

@@ -31,6 +31,7 @@ from torch import nn
 
 from fgclip.distributed import gather_rows, is_rank_zero
 from fgclip.losses.contrastive import RegionNegatives
+from fgclip.losses.label_prompts import LabelPrompts
 from fgclip.losses.memory_bank import MemoryBankOptions, RegionMemoryBank
 from fgclip.losses.momentum import MomentumEncoder
 from fgclip.losses.objective import FGCLIPObjective
@@ -48,10 +49,21 @@ class TaskOutput:
 
 
 class AlignmentTask:
-    def __init__(self, objective: FGCLIPObjective, bank: MemoryBankOptions | None = None):
+    def __init__(
+        self,
+        objective: FGCLIPObjective,
+        bank: MemoryBankOptions | None = None,
+        label_prompts: LabelPrompts | None = None,
+    ):
         self.objective = objective
         self.bank_options = bank if bank is not None else MemoryBankOptions()
         self.bank: RegionMemoryBank | None = None
+        needs = [t.name for t in objective.enabled if "label_prompts" in t.inputs]
+        if needs and label_prompts is None:
+            raise ValueError(
+                f"loss term(s) {needs} need a label prompt set (loss.video_label_prompts, else eval.prompts)"
+            )
+        self.label_prompts = label_prompts if needs else None
 
     def attach_bank(self, model: nn.Module) -> RegionMemoryBank | None:
         """Put a new, empty, disabled bank of this run's size into the model's `memory_bank` slot.
@@ -77,7 +89,7 @@ class AlignmentTask:
             self._maybe_switch_on(bank, step)
             if bank.momentum_encoder is not None:
                 bank.momentum_encoder.update(_core(model), step)
-        features = model(**batch)
+        features = self._forward(model, batch, step)
         negatives, fresh = None, None
         if bank is not None and bank.is_enabled:
             negatives, fresh = self._read(model, bank, step)
@@ -90,6 +102,17 @@ class AlignmentTask:
             if bank.is_enabled or self.bank_options.fill_during_warmup:
                 self._write(bank, model, features, batch, step, finite)
         return TaskOutput(loss, losses, report, features, finite)
+
+    def _forward(self, model: nn.Module, batch: dict, step: int) -> dict[str, torch.Tensor]:
+        """The model's features; with a label prompt set, its prompts are encoded in the same forward (so DDP
+        sees every parameter they use)."""
+        if self.label_prompts is None:
+            return model(**batch)
+        ids, mask, classes = self.label_prompts.for_step(step)
+        device = batch["pixel_values"].device
+        features = model(**batch, label_prompt_ids=ids.to(device), label_prompt_mask=mask.to(device))
+        features["label_prompt_classes"] = classes.to(device)  # (P',)
+        return features
 
     def _read(
         self, model: nn.Module, bank: RegionMemoryBank, step: int
@@ -118,7 +141,8 @@ class AlignmentTask:
         bank.enable()
         if is_rank_zero():
             logger.info(
-                "[memory bank] enabled at optimizer step %d: capacity %d, filled %d",
+                "[memory bank] enabled from step %d (after %d warm-up steps): capacity %d, filled %d",
+                step + 1,  # the step number of the console line and metrics.jsonl row it first shapes
                 step,
                 bank.capacity,
                 bank.filled(),

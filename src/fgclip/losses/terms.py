@@ -10,7 +10,10 @@ value `loss/region`, the config field `loss.region_weight`. A temperature has on
 model parameter (a log-scale, e.g. `logit_scale_finegraind`, FG-CLIP's spelling), the feature key holding
 its multiplier `exp(logit_scale_finegraind)`, and the logged `temperature/logit_scale_finegraind`.
 
-To add a term: write its `compute` function and append a `LossTerm` to `LOSS_TERMS`. Nothing else.
+To add a term: write its `compute` function and append a `LossTerm` to `LOSS_TERMS`. Nothing else. A term
+that needs settings besides its weight declares them in `options` (each becomes a `loss.<field>` of the
+config); a term whose inputs are not in the batch names them in `inputs` (`"label_prompts"`: the alignment
+task encodes the label prompt set in the model's forward, see `fgclip.losses.label_prompts`).
 """
 
 from __future__ import annotations
@@ -20,7 +23,13 @@ from dataclasses import dataclass
 
 import torch
 
-from fgclip.losses.contrastive import RegionNegatives, global_loss, hard_negative_loss, region_loss
+from fgclip.losses.contrastive import (
+    RegionNegatives,
+    global_loss,
+    hard_negative_loss,
+    region_loss,
+    video_label_loss,
+)
 
 Features = dict[str, torch.Tensor]
 TermResult = tuple[torch.Tensor, dict[str, torch.Tensor]]
@@ -31,6 +40,16 @@ TEMPORAL_MODULE = "temporal"
 
 
 @dataclass(frozen=True)
+class TermOption:
+    """A setting of one loss term besides its weight: config field `loss.<field>`."""
+
+    field: str
+    type: object  # the config field's annotation
+    default: object
+    help: str
+
+
+@dataclass(frozen=True)
 class LossTerm:
     name: str
     temperature: str  # log-temperature parameter of the model; features[temperature] is its exp()
@@ -38,6 +57,8 @@ class LossTerm:
     features: tuple[str, ...]  # feature keys the term reads
     compute: Callable[[Features, dict, RegionNegatives | None], TermResult]
     default_weight: float = 1.0
+    options: tuple[TermOption, ...] = ()
+    inputs: tuple[str, ...] = ()  # inputs beyond the batch the alignment task must provide
 
     @property
     def weight_field(self) -> str:
@@ -79,6 +100,16 @@ def _hard_negative(features: Features, batch: dict, _negatives: RegionNegatives 
     )
 
 
+def _video_label(features: Features, batch: dict, _negatives: RegionNegatives | None) -> TermResult:
+    return video_label_loss(
+        features["clip_embeds"],
+        features["label_prompt_embeds"],
+        features["label_prompt_classes"],
+        batch["clip_classes"],
+        features["logit_scale"],
+    )
+
+
 LOSS_TERMS: tuple[LossTerm, ...] = (
     LossTerm(
         "global",
@@ -100,6 +131,32 @@ LOSS_TERMS: tuple[LossTerm, ...] = (
         heads=("roi_projection", "text_projection"),
         features=("region_embeds", "region_text_embeds", "hard_negative_embeds", "hard_negative_present"),
         compute=_hard_negative,
+    ),
+    # DESIGN §5 "Video-label loss": each clip against the label prompt set (normal vs each anomaly class),
+    # scored as the zero-shot evaluator scores it (`softmax_sum`, the global head and temperature). Off by
+    # default until the ablation (issue 24) shows what it buys.
+    LossTerm(
+        "video_label",
+        temperature="logit_scale",
+        heads=("visual_projection", "text_filip_projection", TEMPORAL_MODULE),
+        features=("clip_embeds", "label_prompt_embeds", "label_prompt_classes"),
+        compute=_video_label,
+        default_weight=0.0,
+        options=(
+            TermOption(
+                "video_label_prompts",
+                str | None,
+                None,
+                "label prompt set (built-in name or JSON file, as eval.prompts); default: eval.prompts",
+            ),
+            TermOption(
+                "video_label_prompts_per_class",
+                int,
+                0,
+                "prompts of each class encoded per step (a fixed draw per step); 0: every prompt",
+            ),
+        ),
+        inputs=("label_prompts",),
     ),
 )
 

@@ -15,6 +15,11 @@ A missing backbone weight is an error unless the caller opts out explicitly (`al
 What a checkpoint does not carry is initialised and reported: `roi_projection <- visual_projection`,
 `text_filip_projection <- text_projection`, the long position tables from the 77-position table,
 temperatures from `logit_scale_init_value`. Parameters are always fp32, whatever the checkpoint stores.
+
+A new run may start its region and hard-negative temperatures elsewhere (`init_fine_temperatures`): a CLIP
+trained with the global loss only carries no trained fine temperature (a checkpoint without them gets ln 100,
+the shipped stand-in saved its untouched ln 100), while its own global temperature says how sharp its
+similarities are (the stand-in's: exp 2.68 = 14.6); at ln 100 the first region loss is ~13 nats.
 """
 
 from __future__ import annotations
@@ -132,6 +137,32 @@ class LoadReport:
             "cast_to_fp32": self.cast_to_fp32,
             "notes": self.notes,
         }
+
+
+# How a new run's region and hard-negative temperatures start (config `model.init_fine_temperatures`)
+FINE_TEMPERATURE_RULES = ("checkpoint", "global", "init_value")
+
+
+def init_fine_temperatures(model: FGCLIPModel, rule: str, report: LoadReport | None = None) -> None:
+    """Set every temperature but the global one by `rule`: "checkpoint" leaves them as loaded, "global" copies
+    the (loaded) global `logit_scale`, "init_value" sets `logit_scale_init_value`. Noted in `report`."""
+    if rule not in FINE_TEMPERATURE_RULES:
+        raise ValueError(f"init_fine_temperatures: unknown rule {rule!r} (rules: {FINE_TEMPERATURE_RULES})")
+    if rule == "checkpoint":
+        return
+    scales = model.logit_scales()
+    value = (
+        float(scales["logit_scale"].detach())
+        if rule == "global"
+        else float(model.config.logit_scale_init_value)
+    )
+    source = "the global logit_scale" if rule == "global" else "logit_scale_init_value"
+    with torch.no_grad():
+        for name in TEMPERATURES:
+            if name != "logit_scale":
+                scales[name].fill_(value)
+                if report is not None:
+                    report.initialised[name] = f"{value:.4f} ({source}; model.init_fine_temperatures={rule})"
 
 
 def load_pretrained(

@@ -190,12 +190,15 @@ class FGCLIPModel(CLIPPreTrainedModel):
         region_caption_mask: torch.Tensor | None = None,
         hard_negative_ids: torch.Tensor | None = None,
         hard_negative_mask: torch.Tensor | None = None,
+        label_prompt_ids: torch.Tensor | None = None,
+        label_prompt_mask: torch.Tensor | None = None,
         **_batch_extras,
     ) -> dict[str, torch.Tensor]:
         """Features of a batch (DESIGN §3). All embeddings are L2-normalised.
 
         Region outputs are packed: row m is the m-th True entry of `region_valid` in row-major order, so
-        no padded slot can reach a loss. Keys present only when their inputs are given.
+        no padded slot can reach a loss. Keys present only when their inputs are given. `label_prompt_ids`
+        (P, L): the video-label loss's prompts, encoded like global captions (`label_prompt_embeds`, (P, D)).
         """
         batch_size, num_frames = frame_mask.shape
         frame_index = _frame_index(frame_mask)  # (B, T), -1 for padded frames
@@ -210,6 +213,9 @@ class FGCLIPModel(CLIPPreTrainedModel):
         }
         if caption_ids is not None:
             features["caption_embeds"] = _normalize(self.get_caption_features(caption_ids, caption_mask))
+        if label_prompt_ids is not None:
+            prompts = self.get_caption_features(label_prompt_ids, label_prompt_mask)  # (P, D)
+            features["label_prompt_embeds"] = _normalize(prompts)
         if region_valid is not None:
             features.update(
                 self._region_features(dense, frame_index, region_boxes, region_box_mask, region_valid)

@@ -2,7 +2,9 @@
 
 A clip list is a JSON list of entries, or an object `{"annotation_fps": 30, "clips": [...]}` that also says on
 which frame grid its keyframes live (see "Annotation grid" below). Optional entry fields beyond §7.1: `label`
-("normal"/"abnormal"; default: abnormal iff it has box tracks) and `group` (a scene or camera id;
+("normal"/"abnormal"; default: abnormal iff it has box tracks), `region_labels` (one "normal"/"abnormal" per
+region caption; default: every region has the clip's label -- an abnormal clip whose calm objects carry their
+own boxed regions names them "normal", a normal clip's regions are all normal) and `group` (a scene or camera id;
 `data.batch_by_group` puts clips of one group in the same batch, so the global loss sees a normal and an
 abnormal clip of the same scene side by side).
 
@@ -355,7 +357,8 @@ class _EntryReader:
         if any(p.is_error for p in self.problems) or captions is None or tracks is None:
             return None
         label = self._label(tracks)
-        regions = self._regions(captions, tracks, label, hard_negatives)
+        region_labels = self._region_labels(len(captions), label)
+        regions = self._regions(captions, tracks, label, region_labels, hard_negatives)
         group = self.entry.get("group")
         if group is not None and (not isinstance(group, str) or not group.strip()):
             self.problem("group", f"must be a non-empty string when given, got {group!r}")
@@ -466,16 +469,36 @@ class _EntryReader:
             return NORMAL
         return names[label]
 
-    def _regions(self, captions, tracks, label, hard_negatives) -> list[Region]:
+    def _region_labels(self, count: int, label: int) -> list[int]:
+        """Each region's label: `region_labels` when given (checked against the clip's), else the clip's."""
+        given = self.entry.get("region_labels")
+        if given is None:
+            return [label] * count
+        names = {"normal": NORMAL, "abnormal": ABNORMAL, NORMAL: NORMAL, ABNORMAL: ABNORMAL}
+        if not isinstance(given, list) or len(given) != count:
+            self.problem(
+                "region_labels", f"must be a list of {count} labels (one per region caption), got {given!r}"
+            )
+            return [label] * count
+        if any(isinstance(v, bool) or v not in names for v in given):
+            self.problem("region_labels", f"each must be 'normal', 'abnormal', 0 or 1, got {given!r}")
+            return [label] * count
+        labels = [names[v] for v in given]
+        if label == NORMAL and ABNORMAL in labels:
+            self.problem("region_labels", "a normal clip cannot hold an abnormal region")
+        if label == ABNORMAL and ABNORMAL not in labels:
+            self.problem("region_labels", "an abnormal clip needs at least one abnormal region")
+        return labels
+
+    def _regions(self, captions, tracks, label, region_labels, hard_negatives) -> list[Region]:
         pairs = self._pair(captions, tracks, label)
         regions = []
         for i, track in pairs:
             if track is None and label == ABNORMAL:
                 self.problem(f"box_infos[{i}]", f"region {i} has no keyframes: left out of the clip", WARNING)
                 continue
-            regions.append(
-                Region(captions[i], track, label, self._hard_negatives(i, captions[i], hard_negatives))
-            )
+            negatives = self._hard_negatives(i, captions[i], hard_negatives)
+            regions.append(Region(captions[i], track, region_labels[i], negatives))
         return regions
 
     def _pair(self, captions, tracks, label) -> list[tuple[int, Track | None]]:
