@@ -105,7 +105,13 @@ def test_overwrite_output_dir_removes_the_earlier_run(tiny_synth, tmp_path, trai
 def _fake_checkpoint(output_dir, step, config_overrides=()):
     checkpoint = output_dir / f"checkpoint-{step}"
     checkpoint.mkdir(parents=True)
-    (checkpoint / "trainer_state.json").write_text("{}")
+    (checkpoint / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+    for name in (
+        "model.safetensors",
+        "optimizer.pt",
+        "scheduler.pt",
+    ):  # present (their reading is tested apart)
+        (checkpoint / name).write_bytes(b"")
     load_config(None, list(config_overrides)).save(checkpoint / "fgclip_config.yaml")
     return checkpoint
 

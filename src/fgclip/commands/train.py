@@ -35,6 +35,7 @@ from fgclip.training.checkpoints import (
     DATA_FINGERPRINT_FILE,
     RUN_CONFIG_FILE,
     TRAINER_STATE_FILE,
+    check_checkpoint_files,
     check_output_dir,
     check_resume_config,
     checkpoint_step,
@@ -237,6 +238,7 @@ def resolve_resume(config: ExperimentConfig, changes: list[str] | None = None) -
             f"train.resume: {checkpoint} is not a complete checkpoint (no {TRAINER_STATE_FILE})"
         )
     accepted = check_resume_config(checkpoint, config)
+    check_checkpoint_files(checkpoint, lora=config.train.lora is not None)
     if changes is not None:
         changes.extend(accepted)
     return checkpoint

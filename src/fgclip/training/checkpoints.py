@@ -31,6 +31,7 @@ from fgclip.config import (
 )
 from fgclip.losses.memory_bank import MemoryBankOptions
 from fgclip.model.configuration import FGCLIPConfig
+from fgclip.model.errors import reading_back
 
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
 STAGING_DIR = ".staging"
@@ -61,6 +62,8 @@ RESUME_FREE = {
     "data": ("num_workers", "video_root", "path_remaps", "video_probe_index", "frame_cache", "test_list",
              "test_leakage", "max_failed_clips", "eval_manifests", "train_manifests", "hard_negatives"),
 }  # fmt: skip
+OPTIMIZER_FILE, SCHEDULER_FILE = "optimizer.pt", "scheduler.pt"
+RESUME_WAY_OUT = "resume from an earlier checkpoint (--resume OUTPUT_DIR/checkpoint-N), or copy this one again if it was copied"
 SECTION_DEFAULTS = {"train": TrainSection, "data": DataSection}
 DATA_FINGERPRINT_FILE = "data_fingerprint.json"
 RESUME_CHANGES_FILE = "resume_changes.jsonl"
@@ -262,6 +265,23 @@ def check_resume_config(checkpoint: str | Path, config: ExperimentConfig) -> lis
             f"logged and recorded in {RESUME_CHANGES_FILE}), or start a new run."
         )
     return changes
+
+
+def check_checkpoint_files(checkpoint: Path, lora: bool) -> None:
+    """Before anything is built: every file a resume reads is there and `trainer_state.json` is sound. HF skips
+    a missing optimizer.pt or rng_state.pth with an info line and trains on with fresh moments: refused here."""
+    weights = "lora_training_state.safetensors" if lora else "model.safetensors"
+    missing = [n for n in (weights, OPTIMIZER_FILE, SCHEDULER_FILE) if not (checkpoint / n).is_file()]
+    if missing:
+        raise ConfigError(f"cannot resume {checkpoint}: {', '.join(missing)} missing; {RESUME_WAY_OUT}")
+    state_file = checkpoint / TRAINER_STATE_FILE
+    with reading_back(state_file, "trainer state", RESUME_WAY_OUT):
+        state = json.loads(state_file.read_bytes())
+        step = state["global_step"]
+        if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+            raise TypeError(f"global_step is {step!r}, not a step number")
+        if not isinstance(state.get("log_history", []), list):
+            raise TypeError("log_history is not a list")
 
 
 def read_run_config(path: Path) -> dict:

@@ -29,9 +29,12 @@ from transformers import Trainer, TrainerCallback
 from fgclip.distributed import gather_objects, get_world_size_and_rank
 from fgclip.losses.task import AlignmentTask
 from fgclip.losses.terms import TEMPERATURES
-from fgclip.model.errors import CheckpointError
+from fgclip.model.errors import CheckpointError, reading_back
 from fgclip.training.checkpoints import (
+    OPTIMIZER_FILE,
+    RESUME_WAY_OUT,
     RUN_CONFIG_FILE,
+    SCHEDULER_FILE,
     STAGING_DIR,
     promote,
     rotate_checkpoints,
@@ -209,10 +212,28 @@ class FGCLIPTrainer(Trainer):
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
         model = model if model is not None else self.model
-        if is_peft_model(model):
-            load_lora_training_state(model, resume_from_checkpoint)
-        else:
-            super()._load_from_checkpoint(resume_from_checkpoint, model)
+        with reading_back(
+            Path(resume_from_checkpoint) / "model.safetensors", "model weights", RESUME_WAY_OUT
+        ):
+            if is_peft_model(model):
+                load_lora_training_state(model, resume_from_checkpoint)
+            else:
+                super()._load_from_checkpoint(resume_from_checkpoint, model)
+
+    def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
+        """HF's loading, each file's damage named: scheduler.pt is read first (small), so a failure after it is
+        optimizer.pt's (truncated, or saved for other parameter groups)."""
+        if checkpoint is not None and not self.is_deepspeed_enabled:
+            scheduler = Path(checkpoint) / SCHEDULER_FILE
+            with reading_back(scheduler, "LR scheduler state", RESUME_WAY_OUT):
+                torch.load(scheduler, map_location="cpu", weights_only=True)
+        with reading_back(Path(checkpoint or ".") / OPTIMIZER_FILE, "optimizer state", RESUME_WAY_OUT):
+            super()._load_optimizer_and_scheduler(checkpoint)
+
+    def _load_rng_state(self, checkpoint: str | None) -> None:
+        name = f"rng_state_{self.args.process_index}.pth" if self.args.world_size > 1 else "rng_state.pth"
+        with reading_back(Path(checkpoint or ".") / name, "RNG state", RESUME_WAY_OUT):
+            super()._load_rng_state(checkpoint)
 
     def _issue_warnings_after_load(self, load_result) -> None:
         """HF only warns; a resumed run on a partly loaded model would silently train something else."""
