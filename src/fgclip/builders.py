@@ -568,18 +568,42 @@ def evaluate(config: ExperimentConfig, model, tokenizer, options: EvalOptions = 
     """Inputs -> evaluators -> report: every evaluator of `eval.evaluators` whose inputs the config gives (each
     declares its needs, `fgclip.evaluation.evaluators`); the others are reported as null. `fgclip eval` and
     `fgclip demo` both report through this."""
+    from fgclip.distributed import is_rank_zero
     from fgclip.evaluation.evaluators import Evaluation, evaluation_report, run_evaluators
 
     model.eval()
     inputs = build_eval_inputs(config, model, tokenizer, options)
+    if not is_rank_zero():  # under torchrun: the other ranks score their shard of the videos only
+        inputs = dataclasses.replace(inputs, dataset=None)
     results, scores = run_evaluators(config.eval.evaluators, inputs)
-    if not any(results.values()):
+    if not any(results.values()) and is_rank_zero():
         raise ConfigError(
             "nothing to evaluate: give eval manifests (data.eval_manifests / --data) for retrieval, and/or a "
             "prompt set (eval.prompts / --prompts) with temporal annotations for frame-level AUC"
         )
     report = evaluation_report(results, _eval_settings(config, inputs.frames.image_size, options))
     return Evaluation(report, scores, inputs.annotations)
+
+
+def evaluate_shard(
+    config: ExperimentConfig,
+    model,
+    tokenizer,
+    options: EvalOptions,
+    shard,
+    out: Path,
+    extra: dict | None = None,
+) -> Path:
+    """One `--shard I/N` job of `fgclip eval`: this shard's video scores (and, shard 0, the other evaluators)
+    written into `out` for `fgclip merge` (`fgclip.evaluation.shards`); `extra` joins the merged report.
+    Returns the shard file."""
+    from fgclip.evaluation.shards import run_shard, write_eval_shard
+
+    model.eval()
+    inputs = dataclasses.replace(build_eval_inputs(config, model, tokenizer, options), shard=shard)
+    results, scores = run_shard(config.eval.evaluators, inputs)
+    settings = _eval_settings(config, inputs.frames.image_size, options)
+    return write_eval_shard(Path(out), shard, settings, results, scores, inputs, extra or {})
 
 
 def _eval_settings(config: ExperimentConfig, image_size: int, options: EvalOptions) -> dict:

@@ -1,6 +1,13 @@
-"""Every collective of the project lives here. At world size 1 (no process group) each is the identity."""
+"""Every collective of the project lives here. At world size 1 (no process group) each is the identity.
+
+`Shard` is how work over a list (videos to evaluate, export or score) is split: shard i of n takes items
+i, i + n, i + 2n, ... -- disjoint, deterministic, the same under `torchrun` (shard = rank) and for array jobs
+(`--shard I/N`)."""
 
 from __future__ import annotations
+
+import re
+from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
@@ -86,3 +93,33 @@ def init_from_environment() -> str | None:
         torch.cuda.set_device(local_rank)
         return f"cuda:{local_rank}"
     return None
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Shard `index` of `count`: videos index, index + count, ... of the input list (deterministic, disjoint)."""
+
+    index: int = 0
+    count: int = 1
+
+    def __post_init__(self):
+        if not 0 <= self.index < self.count:
+            raise ValueError(f"shard must be I/N with 0 <= I < N, got {self.index}/{self.count}")
+
+    @classmethod
+    def parse(cls, text: str) -> Shard:
+        match = re.fullmatch(r"(\d+)/(\d+)", text.strip())
+        if not match:
+            raise ValueError(f"--shard must look like I/N (e.g. 0/4), got {text!r}")
+        return cls(int(match[1]), int(match[2]))
+
+    @classmethod
+    def of_rank(cls) -> Shard:
+        world_size, rank = get_world_size_and_rank()
+        return cls(rank, world_size)
+
+    def positions(self, total: int) -> range:
+        return range(self.index, total, self.count)
+
+    def take(self, items: list) -> list:
+        return [items[i] for i in self.positions(len(items))]

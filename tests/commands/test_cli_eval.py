@@ -15,6 +15,7 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "data"))
+from gloo_workers import free_port, init_gloo, shutdown_gloo, spawn  # noqa: E402
 from stand_ins import cut_in_half, faststart_video  # noqa: E402
 
 from fgclip.builders import load_run  # noqa: E402
@@ -318,3 +319,80 @@ def test_export_features_vadclip_layout_in_shards_then_merge(run, tmp_path, caps
             assert np.array_equal(np.load(one / path), np.load(two / path)), path
     assert main(["merge", str(tmp_path / "one")]) == 1
     assert "no features.shard-I-of-N.json files" in capsys.readouterr().err
+
+
+def _same_evaluation(single: Path, sharded: Path) -> None:
+    """eval.json and frame_scores.npz equal, value for value (the output folders differ, nothing else may)."""
+    assert json.loads((sharded / "eval.json").read_text()) == json.loads((single / "eval.json").read_text())
+    with np.load(single / "frame_scores.npz") as a, np.load(sharded / "frame_scores.npz") as b:
+        assert sorted(a.files) == sorted(b.files)
+        for key in a.files:
+            assert np.array_equal(a[key], b[key]), key
+
+
+def test_eval_in_shards_then_merge_equals_one_process(run, evaluated, tmp_path, capsys):
+    base = ["eval", str(run["outcome"].model_dir), "--out", str(tmp_path), "--no-progress"]
+    for shard in ("2/3", "0/3"):
+        assert main([*base, "--shard", shard]) == 0
+    assert main(["merge", str(tmp_path)]) == 1
+    assert "eval shards [1] of 3 have not finished" in capsys.readouterr().err
+    assert main([*base, "--shard", "1/3"]) == 0
+    scored = [json.loads((tmp_path / f"eval.shard-{i}-of-3.json").read_text())["videos"] for i in range(3)]
+    assert (
+        sum(len(v) for v in scored)
+        == json.loads((evaluated / "eval.json").read_text())["frame_level"]["num_videos"]["total"]
+    )
+    assert not set(scored[0]) & set(scored[1])  # disjoint
+    assert main(["merge", str(tmp_path)]) == 0
+    _same_evaluation(evaluated, tmp_path)
+
+
+def _eval_rank(rank: int, world_size: int, port: int, model_dir: str, out: str, videos: list[str]) -> None:
+    import fgclip.evaluation.evaluators as evaluators
+
+    score_videos = evaluators.score_videos
+
+    def recorded(model, videos, *args, **kwargs):  # which videos this rank scores
+        Path(out).mkdir(parents=True, exist_ok=True)
+        (Path(out) / f"rank{rank}.json").write_text(json.dumps(sorted(videos)))
+        return score_videos(model, videos, *args, **kwargs)
+
+    evaluators.score_videos = recorded
+    init_gloo(rank, world_size, port)
+    try:
+        assert main(["eval", model_dir, "--out", out, "--no-progress", "--device", "cpu"]) == 0
+        for argv in _list_commands(model_dir, Path(out), videos):
+            assert main([*argv, "--device", "cpu"]) == 0
+    finally:
+        shutdown_gloo()
+
+
+def _list_commands(model_dir: str, out: Path, videos: list[str]) -> list[list[str]]:
+    """export-features and infer over a list of videos, as sharded by the gloo test and run plainly beside it."""
+    return [
+        ["export-features", model_dir, "--videos", *videos, "--out", str(out / "features"), "--layout", "vadclip",
+         "--no-progress"],
+        ["infer", *videos, "--checkpoint", model_dir, "--out", str(out / "infer"), "--no-progress"],
+    ]  # fmt: skip
+
+
+def test_eval_on_two_gloo_ranks_equals_one_process(run, evaluated, tmp_path):
+    """A real 2-process run (gloo, CPU) of `fgclip eval`, `export-features` and `infer` over a list: each rank
+    takes its half of the videos, rank 0 writes what is merged; every output equals the single-process one."""
+    out, model_dir = tmp_path / "ddp", str(run["outcome"].model_dir)
+    videos = [str(v) for v in sorted(run["data"].videos_dir.rglob("*.mp4"))[:3]]
+    spawn(_eval_rank, (2, free_port(), model_dir, str(out), videos))
+    for argv in _list_commands(model_dir, tmp_path / "one", videos):
+        assert main(argv) == 0
+    one, two = (tmp_path / "one" / "features").resolve(), (out / "features").resolve()
+    for name in ("features.json", "features_rgb.csv"):
+        assert (two / name).read_text() == (one / name).read_text().replace(str(one), str(two)), name
+    for path in one.rglob("*.npy"):
+        assert np.array_equal(np.load(path), np.load(two / path.relative_to(one))), path
+    for video in map(Path, videos):
+        single = json.loads((tmp_path / "one" / "infer" / f"{video.stem}.scores.json").read_text())
+        assert json.loads((out / "infer" / f"{video.stem}.scores.json").read_text()) == single
+    ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in range(2)]
+    every = json.loads((evaluated / "eval.json").read_text())["frame_level"]["num_videos"]["total"]
+    assert ranks[0] and ranks[1] and not set(ranks[0]) & set(ranks[1]) and len(ranks[0] + ranks[1]) == every
+    _same_evaluation(evaluated, out)

@@ -80,6 +80,19 @@ def load_checkpoint_run(args, pairs: dict[str, object], rest: list[str]):
     return run
 
 
+def parse_shard(text: str | None):
+    """`--shard I/N` -> Shard, or None when not given."""
+    from fgclip.commands._errors import UsageError
+    from fgclip.distributed import Shard
+
+    if text is None:
+        return None
+    try:
+        return Shard.parse(text)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+
+
 def join_torchrun(args) -> None:
     """Under `torchrun`: join the process group and take this rank's GPU unless --device names one."""
     from fgclip.distributed import init_from_environment

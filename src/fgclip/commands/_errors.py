@@ -28,6 +28,7 @@ USER_ERRORS = (
     ("fgclip.head.features", "FeatureError"),
     ("fgclip.evaluation.anomaly", "AnnotationError"),
     ("fgclip.evaluation.export", "ExportError"),
+    ("fgclip.evaluation.shards", "ShardError"),
     ("fgclip.training.nonfinite", "NonFiniteLossError"),
     ("fgclip.training.checkpoints", "SaveError"),
     ("fgclip.training.preemption", "Preempted"),

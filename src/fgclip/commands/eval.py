@@ -1,11 +1,16 @@
 """`fgclip eval CHECKPOINT`: retrieval, hard negatives, region classification and frame-level AUC/AP, with
-the run's own settings; writes report.json, ROC and timeline PNGs."""
+the run's own settings; writes eval.json, ROC and timeline PNGs.
+
+Sharded: under `torchrun --nproc_per_node N fgclip eval ...` every rank scores its shard of the anomaly-test
+videos, rank 0 gathers the scores, computes AUC / AP once over all frames and writes the outputs. With
+`--shard I/N` (array jobs) each job writes `eval.shard-I-of-N.*` into --out and `fgclip merge OUT` writes the
+evaluation. Both equal the single-process one bit for bit (`fgclip.evaluation.shards`)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from fgclip.commands._checkpoint import common_arguments, load_checkpoint_run
+from fgclip.commands._checkpoint import common_arguments, join_torchrun, load_checkpoint_run, parse_shard
 from fgclip.commands._errors import check_writable, writing_to
 
 
@@ -30,6 +35,8 @@ def register(commands) -> None:
     evaluate.add_argument("--out", help="output folder (default: RUN/eval-<checkpoint name>; a checkpoint inside "
                           "the installed package, the shipped stand-in: ./eval-standin)")  # fmt: skip
     evaluate.add_argument("--timelines", type=int, default=6, help="score-timeline PNGs to write (default 6)")
+    evaluate.add_argument("--shard", help="I/N: score anomaly-test videos I, I+N, ... only (array jobs; then "
+                          "`fgclip merge OUT`)")  # fmt: skip
     common_arguments(evaluate)
     evaluate.set_defaults(run=run, accepts_overrides=True)
 
@@ -47,9 +54,12 @@ def default_out(checkpoint: Path) -> Path:
 
 
 def run(args, rest) -> int:
-    from fgclip.builders import EvalOptions, evaluate
+    from fgclip.builders import EvalOptions, evaluate, evaluate_shard
+    from fgclip.distributed import is_rank_zero
     from fgclip.evaluation.output import format_table, write_evaluation
 
+    shard = parse_shard(args.shard)
+    join_torchrun(args)
     pairs = {
         "data.eval_manifests": args.data,
         "data.video_root": args.video_root,
@@ -66,7 +76,17 @@ def run(args, rest) -> int:
         write_frame_cache=args.write_frame_cache, anomaly_videos=args.anomaly_videos,
         anomaly_video_root=args.anomaly_video_root, progress=not args.no_progress,
     )  # fmt: skip
+    if shard is not None:
+        with writing_to(out, "--out"):
+            extra = {"checkpoint": str(loaded.checkpoint), "load": loaded.load_report.to_dict()}
+            path = evaluate_shard(loaded.config, loaded.model, loaded.tokenizer, options, shard, out, extra)
+        print(
+            f"[fgclip] shard {shard.index}/{shard.count}: {path}; when all are done, run: fgclip merge {out}"
+        )
+        return 0
     evaluation = evaluate(loaded.config, loaded.model, loaded.tokenizer, options)
+    if not is_rank_zero():
+        return 0  # rank 0 writes the outputs
     evaluation.report["checkpoint"] = str(loaded.checkpoint)
     evaluation.report["load"] = loaded.load_report.to_dict()
     with writing_to(out, "--out"):

@@ -12,7 +12,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fgclip.commands._checkpoint import common_arguments, join_torchrun, load_checkpoint_run, snippet_frames
+from fgclip.commands._checkpoint import (
+    common_arguments,
+    join_torchrun,
+    load_checkpoint_run,
+    parse_shard,
+    snippet_frames,
+)
 from fgclip.commands._errors import UsageError, check_writable, writing_to
 
 
@@ -68,7 +74,7 @@ def run(args, rest) -> int:
     from fgclip.data.crops import CropSpec
     from fgclip.evaluation.export import export_features
 
-    shard = _shard(args.shard)
+    shard = parse_shard(args.shard)
     if not 0 <= args.test_crop < args.crops:
         raise UsageError(f"--test-crop {args.test_crop}: must be below --crops {args.crops}")
     join_torchrun(args)
@@ -92,14 +98,3 @@ def run(args, rest) -> int:
     if shard:
         print(f"[fgclip] shard {shard.index}/{shard.count} done; when all are, run: fgclip merge {args.out}")
     return 0
-
-
-def _shard(text: str | None):
-    from fgclip.evaluation.export import Shard
-
-    if text is None:
-        return None
-    try:
-        return Shard.parse(text)
-    except ValueError as error:
-        raise UsageError(str(error)) from None

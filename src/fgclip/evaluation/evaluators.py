@@ -24,6 +24,7 @@ from typing import Any
 
 from fgclip.data.dataset import ClipDataset
 from fgclip.data.frames import FrameSource
+from fgclip.distributed import Shard, gather_objects
 from fgclip.evaluation.anomaly import TemporalAnnotation, frame_level_metrics
 from fgclip.evaluation.evaluate import (
     EmbeddedSet,
@@ -66,6 +67,10 @@ class EvalInputs:
     pooling: SnippetPooling = SnippetPooling()
     scoring: str = DEFAULT_SCORING
     progress: bool = True
+    # which anomaly-test videos this process scores: None = the process group's shard (all of them at world
+    # size 1; under torchrun every rank scores its shard and the scores are gathered, so each evaluator sees
+    # every video); an explicit Shard (array jobs) scores only its own, merged later (`fgclip.evaluation.shards`)
+    shard: Shard | None = None
     # localization: {abnormal video stem: its matched normal clip} (the synthetic twins), and the map settings
     twins: dict | None = None
     localization: LocalizationOptions = LocalizationOptions()
@@ -86,14 +91,20 @@ class EvalContext:
 
     @cached_property
     def video_scores(self) -> dict[str, VideoScores]:
-        """Zero-shot snippet scores of every anomaly-test video, in name order."""
+        """Zero-shot snippet scores of every anomaly-test video (of an explicit shard's only), in name order.
+        A video's scores depend on that video alone, so sharded scores equal single-process ones bit for bit."""
         i = self.inputs
-        return score_videos(
-            i.model, i.anomaly_videos, self.prompt_bank("clip"), i.frames,
+        shard = i.shard or Shard.of_rank()
+        mine = {name: i.anomaly_videos[name] for name in shard.take(sorted(i.anomaly_videos))}
+        scores = score_videos(
+            i.model, mine, self.prompt_bank("clip"), i.frames,
             snippet_frames=i.snippet.snippet_frames, frames_per_snippet=i.snippet.frames_per_snippet,
             batch_frames=i.snippet.batch_frames, rule=i.scoring, progress=i.progress, workers=i.snippet.workers,
             pooling=i.pooling,
         )  # fmt: skip
+        if i.shard is not None:
+            return scores
+        return gather_video_scores(scores, i.frames)
 
     def scored_videos(self) -> dict[str, VideoScores]:
         """The videos scored so far (empty when no evaluator asked for video scores)."""
@@ -288,19 +299,33 @@ EVALUATORS: dict[str, Evaluator] = _registry(
 )
 
 
+def gather_video_scores(scores: dict[str, VideoScores], frames: FrameSource) -> dict[str, VideoScores]:
+    """Every rank's video scores (and where their frames came from), in name order; identity at world size 1."""
+    parts = gather_objects((scores, frames.used))
+    if len(parts) == 1:
+        return scores
+    merged = {name: score for part, _ in parts for name, score in part.items()}
+    for kind in frames.used:
+        frames.used[kind] = [video for _, used in parts for video in used[kind]]
+    return {name: merged[name] for name in sorted(merged)}
+
+
 def evaluators_needing(field_name: str, names: list[str]) -> list[str]:
     """Those of `names` that need the EvalInputs field `field_name` (so it is built only when one runs)."""
     return [name for name in names if field_name in EVALUATORS[name].needs]
 
 
 def run_evaluators(
-    names: list[str], inputs: EvalInputs
+    names: list[str], inputs: EvalInputs, scores: dict[str, VideoScores] | None = None
 ) -> tuple[dict[str, dict | None], dict[str, VideoScores]]:
-    """{evaluator: its pairs as a dict, or None when its inputs are missing}, and the scored videos."""
+    """{evaluator: its pairs as a dict, or None when its inputs are missing}, and the scored videos.
+    `scores`: video scores collected already (the merged shards of `--shard I/N` jobs), used as they are."""
     unknown = [name for name in names if name not in EVALUATORS]
     if unknown:
         raise ValueError(f"unknown evaluator(s) {unknown}; choose from {list(EVALUATORS)}")
     ctx = EvalContext(inputs)
+    if scores is not None:
+        ctx.video_scores = scores  # fills the cached property: nothing is scored again
     results: dict[str, dict | None] = {}
     for name in names:
         evaluator = EVALUATORS[name]

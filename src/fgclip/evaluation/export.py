@@ -49,7 +49,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from fgclip.data.crops import CropSpec
-from fgclip.distributed import gather_objects, get_world_size_and_rank
+from fgclip.distributed import Shard, gather_objects
 from fgclip.evaluation.anomaly import NORMAL_CLASS
 from fgclip.evaluation.snippets import iter_video_snippets, readable_frame_times, video_fps
 
@@ -70,36 +70,6 @@ _SHARD_FILE = re.compile(r"features\.shard-(\d+)-of-(\d+)\.json$")
 
 class ExportError(ValueError):
     """An export folder, its settings or its shards are inconsistent; the message names the file."""
-
-
-@dataclass(frozen=True)
-class Shard:
-    """Shard `index` of `count`: videos index, index + count, ... of the input list (deterministic, disjoint)."""
-
-    index: int = 0
-    count: int = 1
-
-    def __post_init__(self):
-        if not 0 <= self.index < self.count:
-            raise ValueError(f"shard must be I/N with 0 <= I < N, got {self.index}/{self.count}")
-
-    @classmethod
-    def parse(cls, text: str) -> Shard:
-        match = re.fullmatch(r"(\d+)/(\d+)", text.strip())
-        if not match:
-            raise ValueError(f"--shard must look like I/N (e.g. 0/4), got {text!r}")
-        return cls(int(match[1]), int(match[2]))
-
-    @classmethod
-    def of_rank(cls) -> Shard:
-        world_size, rank = get_world_size_and_rank()
-        return cls(rank, world_size)
-
-    def positions(self, total: int) -> range:
-        return range(self.index, total, self.count)
-
-    def take(self, items: list) -> list:
-        return [items[i] for i in self.positions(len(items))]
 
 
 @dataclass(frozen=True)
@@ -165,6 +135,13 @@ def atomic_save(path: Path, array: np.ndarray) -> None:
     partial = path.with_name(path.name + ".partial")
     with open(partial, "wb") as handle:
         np.save(handle, array)
+    os.replace(partial, path)
+
+
+def atomic_save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    partial = path.with_name(path.name + ".partial")
+    with open(partial, "wb") as handle:
+        np.savez(handle, **arrays)
     os.replace(partial, path)
 
 
