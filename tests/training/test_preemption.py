@@ -15,11 +15,14 @@ import time
 
 import pytest
 import torch
+from gloo_workers import free_port, init_gloo, shutdown_gloo, spawn
 from safetensors.torch import load_file
+from transformers import TrainerControl
 
 from fgclip.cli import main
 from fgclip.training.checkpoints import STAGING_DIR, list_checkpoints
 from fgclip.training.lock import LOCK_FILE
+from fgclip.training.preemption import PreemptionRequest, StopAndSave
 
 RUN = (
     "--max_steps", "7", "--per_device_batch_size", "2", "--gradient_accumulation_steps", "2",
@@ -156,3 +159,30 @@ def test_a_step_longer_than_the_grace_period_is_abandoned_in_time(tiny_synth, tm
     assert f"the last checkpoint is {run / 'checkpoint-2'}" in line and "--resume latest" in line
     assert [p.name for p in list_checkpoints(run)] == ["checkpoint-2"]  # nothing new, the earlier one intact
     assert not (run / LOCK_FILE).exists()
+
+
+def _stop_worker(rank: int, world_size: int, port: int, out_dir: str):
+    """Rank 1 alone was signalled (torchrun forwards a signal to each rank at its own moment)."""
+    init_gloo(rank, world_size, port)
+    try:
+        request = PreemptionRequest(25.0, "hint", lambda message, code: None)
+        if rank == 1:
+            request.signum = signal.SIGTERM
+        callback, control = StopAndSave(request, torch.device("cpu")), TrainerControl()
+        callback.on_step_end(None, None, control)
+        first = (control.should_save, control.should_training_stop)
+        request.signum = None  # nobody signalled: the next step goes on everywhere
+        control = TrainerControl()
+        callback.on_step_end(None, None, control)
+        torch.save({"first": first, "next": (control.should_save, control.should_training_stop)},
+                   os.path.join(out_dir, f"rank{rank}.pt"))  # fmt: skip
+    finally:
+        shutdown_gloo()
+
+
+def test_two_ranks_stop_at_the_same_step_when_one_is_signalled(tmp_path):
+    spawn(_stop_worker, (2, free_port(), str(tmp_path)))
+    for rank in range(2):
+        result = torch.load(tmp_path / f"rank{rank}.pt")
+        assert result["first"] == (True, True), f"rank {rank} would not save and stop with the others"
+        assert result["next"] == (False, False), f"rank {rank}"
