@@ -63,7 +63,8 @@ sys.exit(main({argv!r}))
 """
 
 
-def _run_and_signal(argv: list[str], marker, signum: int, extra_sleep: float = 0.0):
+def _run_and_signal(argv: list[str], marker, signum: int, extra_sleep: float = 0.0, group: bool = False):
+    """`group`: signal the child's whole process group, loader workers included, as Ctrl-C in a terminal does."""
     child = subprocess.Popen(
         [
             sys.executable,
@@ -74,6 +75,7 @@ def _run_and_signal(argv: list[str], marker, signum: int, extra_sleep: float = 0
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=group,
     )
     try:
         deadline = time.monotonic() + 300
@@ -82,7 +84,7 @@ def _run_and_signal(argv: list[str], marker, signum: int, extra_sleep: float = 0
             assert time.monotonic() < deadline, "step 4 was never reached"
             time.sleep(0.05)
         sent = time.monotonic()
-        os.kill(child.pid, signum)
+        os.killpg(child.pid, signum) if group else os.kill(child.pid, signum)
         out, err = child.communicate(timeout=120)
         return child.returncode, out, err, time.monotonic() - sent
     finally:
@@ -143,6 +145,20 @@ def test_sigusr1_and_sigint_save_the_same_way(tiny_synth, tmp_path, train_args, 
     assert "Traceback" not in err and "KeyboardInterrupt" not in err
     [line] = _fgclip_lines(err)
     assert f"stopped by {signal.Signals(signum).name} after optimizer step {STOP_AT + 1}" in line
+    assert [p.name for p in list_checkpoints(run)] == [f"checkpoint-{STOP_AT + 1}"]
+    assert not (run / LOCK_FILE).exists()
+
+
+@pytest.mark.slow
+def test_ctrl_c_to_the_process_group_with_loader_workers_saves_too(tiny_synth, tmp_path, train_args):
+    """Ctrl-C reaches the DataLoader workers too (forked with the handler): they keep serving, the trainer stops."""
+    run = tmp_path / "run"
+    argv = train_args(tiny_synth, run, *RUN, "--data.num_workers", "2")
+    code, out, err, _ = _run_and_signal(argv, tmp_path / "m", signal.SIGINT, group=True)
+    assert code == 128 + signal.SIGINT, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+    [line] = _fgclip_lines(err)
+    assert f"stopped by SIGINT after optimizer step {STOP_AT + 1}" in line
     assert [p.name for p in list_checkpoints(run)] == [f"checkpoint-{STOP_AT + 1}"]
     assert not (run / LOCK_FILE).exists()
 

@@ -60,12 +60,18 @@ class PreemptionRequest:
     phase: str = "start-up"  # "training": stop at a step end; otherwise (start-up, the final save) at once
     last_checkpoint: Callable[[], str] = field(default=lambda: "no checkpoint yet")
     _watchdog: threading.Timer | None = None
+    owner_pid: int = field(default_factory=os.getpid)  # the training process (not its forked loader workers)
 
     @property
     def requested(self) -> bool:
         return self.signum is not None
 
     def handle(self, signum: int, frame) -> None:
+        if os.getpid() != self.owner_pid:  # a DataLoader worker forked with this handler: the trainer decides
+            if signum == signal.SIGTERM:  # the loader's own shutdown (terminate) must still end the worker
+                signal.signal(signum, signal.SIG_DFL)
+                os.kill(os.getpid(), signum)
+            return  # SIGINT (Ctrl-C reaches the whole process group) / SIGUSR1: the worker keeps serving
         if self.requested:
             self._stop_now(f"{signal_name(signum)} (a second signal)")
         self.signum, self.received_at = signum, time.monotonic()
