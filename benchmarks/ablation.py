@@ -30,10 +30,10 @@ from memory_bank_stability import rolling_cv  # the same CV in both bank benchma
 
 from fgclip import builders
 from fgclip.commands.demo import demo_overrides
-from fgclip.commands.train import train
 from fgclip.config import load_config
 from fgclip.configs import demo_config_path
 from fgclip.synthetic import generate
+from fgclip.tools.training_run import train
 from fgclip.training.loss_plot import read_metrics
 
 METRICS = (

@@ -19,7 +19,8 @@ import torch
 from fgclip.data.frames import FrameSource
 from fgclip.data.video import video_frame_times, write_video
 from fgclip.evaluation.anomaly import SnippetLayout
-from fgclip.evaluation.evaluate import score_videos
+from fgclip.evaluation.measures import score_videos
+from fgclip.evaluation.snippet_options import SnippetOptions
 from fgclip.evaluation.snippets import snippet_chunks
 from fgclip.evaluation.zeroshot import PromptBank
 from fgclip.model.configuration import tiny_config
@@ -74,8 +75,8 @@ def main() -> None:
     reference = None
     for workers in args.workers:
         started = time.perf_counter()
-        scores = score_videos(model, videos, bank, FrameSource(size), frames_per_snippet=args.frames_per_snippet,
-                              progress=False, workers=workers)  # fmt: skip
+        options = SnippetOptions(frames_per_snippet=args.frames_per_snippet, workers=workers)
+        scores = score_videos(model, videos, bank, FrameSource(size), options, progress=False)
         seconds = time.perf_counter() - started
         reference = reference or scores
         equal = all(np.array_equal(scores[n].frame_scores, reference[n].frame_scores) for n in videos)

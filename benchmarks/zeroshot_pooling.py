@@ -28,15 +28,15 @@ from ablation import mean_sd  # the same mean ± sd cells as the ablation table
 
 from fgclip import builders
 from fgclip.commands.demo import demo_overrides
-from fgclip.commands.train import train
 from fgclip.config import load_config
 from fgclip.configs import finetune_config_path
 from fgclip.evaluation.anomaly import frame_level_metrics
-from fgclip.evaluation.evaluate import stack_scores
 from fgclip.evaluation.evaluators import EvalContext
+from fgclip.evaluation.measures import stack_scores
 from fgclip.evaluation.pooling import SnippetPooling, pooled_embeddings
 from fgclip.evaluation.snippets import iter_video_snippets, score_snippets
 from fgclip.synthetic import generate
+from fgclip.tools.training_run import train
 
 
 def poolings(windows: list[float], num_frames: int) -> dict[str, SnippetPooling]:
@@ -56,12 +56,8 @@ def frame_metrics(
     embedded = {
         s.video: s
         for s in iter_video_snippets(
-            model,
-            [inputs.anomaly_videos[n] for n in names],
-            inputs.frames,
-            snippet_frames=inputs.snippet.snippet_frames,
-            frames_per_snippet=inputs.snippet.frames_per_snippet,
-        )  # fmt: skip
+            model, [inputs.anomaly_videos[n] for n in names], inputs.frames, inputs.snippet
+        )
     }
     result = {}
     for label, pooling in rules.items():

@@ -1,16 +1,18 @@
-"""Config -> plain arguments: the only code that reads an `ExperimentConfig` to build library objects.
+"""Config -> plain arguments, and loading a finished run: the only code that reads an `ExperimentConfig` to
+build library objects.
 
-Every command builds through here (train, doctor, demo, eval, data check / cache), so a config means the
-same thing to all of them: the tokenizer, the model, the reading / conversion / sampling options, the
-clips of a list of manifests (read once, hard negatives joined), datasets, the alignment task with its
-bank options, the Trainer's arguments and the training sampler. Library modules never see the config.
+Every command builds through here (train, doctor, demo, eval, infer, export-features, data check / cache /
+show), so a config means the same thing to all of them: the tokenizer, the model, the one `DataOptions` the
+manifests are read with (`data_options`), the sampling and snippet options, datasets, the alignment task
+with its bank options, the Trainer's arguments and the training sampler, and the evaluation's inputs
+(`evaluate`: inputs -> evaluators -> report). Start-up refusals and their wording live in `checks.py`, the
+evaluators and the report schema in `fgclip.evaluation.evaluators`. Library modules never see the config.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,8 +32,8 @@ from fgclip.config import (
     strict_error_message,
 )
 from fgclip.data.dataset import ClipDataset, SamplingOptions
-from fgclip.data.formats import ConvertOptions, ManifestRead, load_manifest, read_manifest
-from fgclip.data.formats.cliplist import ReadOptions, read_hard_negatives
+from fgclip.data.formats import ConvertOptions, DataOptions, read_manifests
+from fgclip.data.formats.cliplist import ReadOptions
 from fgclip.data.frame_cache import FrameCache
 from fgclip.data.frames import FrameSource
 from fgclip.data.paths import VideoResolver
@@ -39,6 +41,7 @@ from fgclip.data.records import Clip
 from fgclip.data.sampler import BalancedBatchSampler, GroupedShuffleSampler
 from fgclip.data.text import CaptionTokenizer, build_word_tokenizer
 from fgclip.data.text import load_tokenizer as load_tokenizer_directory
+from fgclip.evaluation.snippet_options import SnippetOptions
 from fgclip.losses.label_prompts import LabelPrompts
 from fgclip.losses.objective import FGCLIPObjective, loss_weights
 from fgclip.losses.task import AlignmentTask
@@ -177,46 +180,31 @@ def model_image_size(model: FGCLIPModel) -> int:
     return model.config.vision_config.image_size
 
 
-def read_options(data: DataSection) -> ReadOptions:
-    return ReadOptions(
-        annotation_fps=data.annotation_fps,
-        box_tolerance=data.box_tolerance,
-        invalid_entries=data.invalid_entries,
-        image_caption_field=data.image_caption_field,
+def data_options(data: DataSection) -> DataOptions:
+    """How the `data` section reads manifests: the one options object every reader takes."""
+    return DataOptions(
+        video_root=data.video_root,
+        path_remaps=dict(data.path_remaps),
+        read=ReadOptions(
+            annotation_fps=data.annotation_fps,
+            box_tolerance=data.box_tolerance,
+            invalid_entries=data.invalid_entries,
+            image_caption_field=data.image_caption_field,
+        ),
+        convert=ConvertOptions(
+            video_prefix=data.normal_dict_video_prefix,
+            open_track_end=data.open_track_end,
+            caption_field=data.labelstudio_caption_field,
+        ),
+        hard_negatives=tuple(data.hard_negatives),
+        manifest_annotation_fps=dict(data.manifest_annotation_fps),
     )
-
-
-def convert_options(data: DataSection) -> ConvertOptions:
-    return ConvertOptions(
-        video_prefix=data.normal_dict_video_prefix,
-        open_track_end=data.open_track_end,
-        caption_field=data.labelstudio_caption_field,
-    )
-
-
-def video_resolver(data: DataSection) -> VideoResolver:
-    return VideoResolver(data.video_root, data.path_remaps)
-
-
-def read_manifests(data: DataSection, manifests: list[str], refuse_errors: bool = True) -> list[ManifestRead]:
-    """Every manifest, in any supported format, with the hard negatives joined; one read per manifest.
-    A manifest with bad entries is refused (`data.invalid_entries: error`) unless `refuse_errors` is off
-    (viewers, which show what training would refuse)."""
-    negatives: dict = {}
-    for path in data.hard_negatives:
-        negatives.update(read_hard_negatives(path))
-    resolver, options, conversion = video_resolver(data), read_options(data), convert_options(data)
-    read = read_manifest if refuse_errors else load_manifest
-    return [
-        read(manifest, resolver, options, negatives, data.manifest_annotation_fps.get(manifest), conversion)
-        for manifest in manifests
-    ]
 
 
 def read_clips(data: DataSection, manifests: list[str], probe: str | None = None) -> list[Clip]:
     """The clips of `manifests`; each manifest's problems are summarised on rank 0 (stderr: stdout may be --json).
     `probe` ("training", "evaluation"): every video is then probed before anything runs (`checks.probe_clips`)."""
-    reads = read_manifests(data, manifests)
+    reads = read_manifests(manifests, data_options(data))
     clips = checks.summarised_clips(reads)
     return checks.probe_clips(data, clips, reads, probe) if probe is not None else clips
 
@@ -386,28 +374,6 @@ def load_run(
     return LoadedRun(checkpoint, config_path, run_config, model, load_tokenizer(checkpoint), report)
 
 
-# ------------------------------------------------------------------------------------------ data tools
-def check_options(data: DataSection, *, check_videos: bool = True, tokenizer=None, scan: bool = False):
-    """`fgclip data check` with the run's data settings (the same reading as `read_clips`)."""
-    from fgclip.tools.check import CheckOptions
-
-    return CheckOptions(
-        video_root=data.video_root,
-        path_remaps=dict(data.path_remaps),
-        check_videos=check_videos,
-        hard_negatives=list(data.hard_negatives),
-        test_list=data.test_list,
-        annotation_fps=dict(data.manifest_annotation_fps),
-        read=read_options(data),
-        convert=convert_options(data),
-        sampling=sampling_options(data, data.image_size or 224),
-        tokenizer=tokenizer,
-        scan=scan,
-        probe_index=str(checks.probe_index_path(data)),
-        workers=min(16, os.cpu_count() or 1),
-    )
-
-
 def input_image_size(section: ModelSection) -> int:
     """The model's input size without building the model: the tiny config's, or the checkpoint's config.json
     (`standin`: the shipped stand-in's)."""
@@ -437,8 +403,8 @@ class EvalOptions:
     """What `fgclip eval` takes besides the run config."""
 
     scoring: str = "softmax_sum"  # zero-shot rule, see fgclip.evaluation.zeroshot
-    batch_frames: int = 256  # frames decoded and embedded at a time (bounds memory on long videos)
-    workers: int = 0  # snippet-decoding worker processes (0: decode in the main process)
+    batch_frames: int = SnippetOptions.batch_frames  # frames decoded and embedded at a time (bounds memory)
+    workers: int = SnippetOptions.workers  # snippet-decoding worker processes (0: decode in the main process)
     frame_cache: str | None = None  # read snippet frames from this FrameCache root where it covers a video
     write_frame_cache: bool = False  # fill the cache for videos it does not cover yet
     anomaly_videos: str | None = None  # list file (`Class/Name.mp4` per line); default: the manifests' videos
@@ -459,7 +425,7 @@ class EvalOptions:
 def build_eval_inputs(config: ExperimentConfig, model, tokenizer, options: EvalOptions):
     """The evaluators' inputs: eval clips (read once), prompts, ground truth, test videos, frame source."""
     from fgclip.evaluation.anomaly import read_temporal_annotations
-    from fgclip.evaluation.evaluators import EvalInputs, SnippetOptions, evaluators_needing
+    from fgclip.evaluation.evaluators import EvalInputs, evaluators_needing
     from fgclip.evaluation.zeroshot import load_prompt_set
 
     data = config.data
@@ -494,14 +460,22 @@ def build_eval_inputs(config: ExperimentConfig, model, tokenizer, options: EvalO
         annotations=annotations,
         anomaly_videos=anomaly_videos,
         frames=FrameSource(image_size, cache, options.write_frame_cache),
-        snippet=SnippetOptions(
-            config.eval.snippet_frames, config.eval.frames_per_snippet, options.batch_frames, options.workers
-        ),
+        snippet=snippet_options(config, options.batch_frames, options.workers),
         pooling=snippet_pooling(config),
         scoring=options.scoring,
         progress=options.progress,
         twins=read_twins(config.eval.twins, dataset.clips) if config.eval.twins and dataset else None,
     )
+
+
+def snippet_options(
+    config: ExperimentConfig,
+    batch_frames: int = SnippetOptions.batch_frames,
+    workers: int = SnippetOptions.workers,
+) -> SnippetOptions:
+    """The run's snippet layout (`eval` section) with the command's decoding settings, built once and passed whole
+    to scoring, inference and feature export."""
+    return SnippetOptions(config.eval.snippet_frames, config.eval.frames_per_snippet, batch_frames, workers)
 
 
 def read_twins(path: str, clips: list[Clip]) -> dict:

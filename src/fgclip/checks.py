@@ -24,6 +24,7 @@ from fgclip.data.records import Clip
 from fgclip.distributed import is_rank_zero
 from fgclip.losses.heads import frozen_for_losses
 from fgclip.losses.objective import loss_weights
+from fgclip.losses.terms import bank_terms
 from fgclip.model.modeling import FGCLIPModel
 from fgclip.standin import STANDIN
 
@@ -32,6 +33,11 @@ BUILT_IN_INITS = ("tiny", "vit-b-32", STANDIN)  # model.init values that name no
 
 def enabled_losses(loss: LossSection) -> list[str]:
     return [name for name, weight in loss_weights(loss).items() if weight]
+
+
+def bank_is_read(loss: LossSection) -> bool:
+    """Whether an enabled loss term reads the memory bank (the table says which terms do)."""
+    return any(term.name in enabled_losses(loss) for term in bank_terms())
 
 
 def leakage(data: DataSection, clips: list[Clip]) -> LeakageReport | None:
@@ -147,7 +153,7 @@ def run_config_errors(config: ExperimentConfig) -> list[tuple[str, str]]:
     if train.warmup_steps >= train.max_steps:
         errors.append(("lr.warmup", f"train.warmup_steps={train.warmup_steps} >= train.max_steps={train.max_steps}: "
                                     "the learning rate never reaches train.learning_rate"))  # fmt: skip
-    if bank.size > 0 and config.loss.region_weight and bank.warmup_steps >= train.max_steps:
+    if bank.size > 0 and bank_is_read(config.loss) and bank.warmup_steps >= train.max_steps:
         errors.append(("memory_bank.warmup", f"bank.warmup_steps={bank.warmup_steps} >= train.max_steps="
                        f"{train.max_steps} optimizer steps: the bank never switches on"))  # fmt: skip
     rates = {name: getattr(train, name) for name in ("learning_rate", "text_lr", "vision_lr", "head_lr",

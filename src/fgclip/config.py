@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 from huggingface_hub.errors import StrictDataclassError
 
+from fgclip.evaluation.snippet_options import SnippetOptions
 from fgclip.losses.memory_bank import MemoryBankOptions
 from fgclip.losses.terms import LOSS_TERMS
 from fgclip.model.configuration import FGCLIPConfig, tiny_config
@@ -192,8 +193,8 @@ class EvalSection:
     # localization's twin control: JSON {normal video stem: abnormal video stem}, or a synthetic benchmark's
     # meta.json (its "twins"); the normal twins must be among the eval clips
     twins: str | None = None
-    snippet_frames: int = 16
-    frames_per_snippet: int = 8
+    snippet_frames: int = SnippetOptions.snippet_frames
+    frames_per_snippet: int = SnippetOptions.frames_per_snippet
     batch_size: int = 16
     # zero-shot snippet scores from: "frame" (each frame alone), "snippet" (its frames pooled) or "window"
     # (data.num_frames frames over window_s seconds around it pooled); fgclip.evaluation.pooling

@@ -22,12 +22,12 @@ from fgclip.builders import load_run  # noqa: E402
 from fgclip.checks import probe_test_videos  # noqa: E402
 from fgclip.cli import main  # noqa: E402
 from fgclip.commands.demo import _demo_overrides, evaluate_run  # noqa: E402
-from fgclip.commands.train import train  # noqa: E402
 from fgclip.config import ConfigError, load_config  # noqa: E402
 from fgclip.configs import demo_config_path  # noqa: E402
 from fgclip.data.video import video_frame_times  # noqa: E402
 from fgclip.evaluation.evaluators import EVALUATORS, Evaluator  # noqa: E402
 from fgclip.synthetic import generate  # noqa: E402
+from fgclip.tools.training_run import train  # noqa: E402
 
 TINY = "{image_size: 32, patch_size: 8, vision_width: 32, vision_layers: 1, text_width: 32, text_layers: 1, heads: 2, projection_dim: 16}"
 SHARED_KEYS = ("clip_retrieval_R@1", "region_retrieval_R@1", "frame_auc", "frame_ap", "retrieval",

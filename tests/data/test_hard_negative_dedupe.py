@@ -3,7 +3,7 @@
 import json
 
 from fgclip.data.errors import WARNING
-from fgclip.data.formats import load_manifest
+from fgclip.data.formats import DataOptions, load_manifest
 from fgclip.data.formats.cliplist import read_hard_negatives
 from fgclip.data.text import caption_key
 from fgclip.tools.check import CheckOptions, check_manifests
@@ -67,6 +67,8 @@ def test_image_records_drop_negatives_equal_to_the_short_expression(tmp_path):
 
 def test_data_check_summary_reports_the_dropped_count(tmp_path):
     manifest = _write(tmp_path, "m.json", [ENTRY])
-    options = CheckOptions(check_videos=False, hard_negatives=[str(_write(tmp_path, "hn.json", NEGATIVES))])
+    options = CheckOptions(
+        DataOptions(hard_negatives=(str(_write(tmp_path, "hn.json", NEGATIVES)),)), check_videos=False
+    )
     report = check_manifests([str(manifest)], options)
     assert report.summary["hard negatives dropped (equal to their region's caption)"] == 2

@@ -15,6 +15,7 @@ from fgclip.data.crops import CropSpec
 from fgclip.data.frames import FrameSource
 from fgclip.data.video import write_video
 from fgclip.evaluation.export import ExportError, Shard, export_features, merge_feature_shards
+from fgclip.evaluation.snippet_options import SnippetOptions
 from fgclip.head.features import read_features
 from fgclip.head.model import HeadConfig
 from fgclip.head.train import TrainOptions, split_training_videos, train_head
@@ -47,8 +48,9 @@ def model():
 
 def _export(model, videos, out, **options):
     crops = options.pop("crops", CropSpec(1, SIZE, SIZE))
-    return export_features(model, videos, out, FrameSource(crops.resize_side), frames_per_snippet=4,
-                           batch_frames=16, progress=False, meta={"checkpoint": "tiny"}, crops=crops, **options)  # fmt: skip
+    snippets = SnippetOptions(frames_per_snippet=4, batch_frames=16)
+    return export_features(model, videos, out, FrameSource(crops.resize_side), snippets, progress=False,
+                           meta={"checkpoint": "tiny"}, crops=crops, **options)  # fmt: skip
 
 
 def test_vadclip_layout_with_ten_crops(model, videos, tmp_path):

@@ -2,7 +2,7 @@
 
 import torch
 
-from fgclip.evaluation.evaluate import _hard_negative_hits
+from fgclip.evaluation.measures import _hard_negative_hits
 from fgclip.evaluation.output import format_table
 
 

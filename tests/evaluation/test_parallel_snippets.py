@@ -8,8 +8,9 @@ from tiny_models import tiny_fgclip
 
 from fgclip.data.frames import FrameSource
 from fgclip.data.video import write_video
-from fgclip.evaluation.evaluate import score_videos
 from fgclip.evaluation.export import export_features
+from fgclip.evaluation.measures import score_videos
+from fgclip.evaluation.snippet_options import SnippetOptions
 from fgclip.evaluation.zeroshot import PromptBank
 
 SIZE = 32
@@ -38,8 +39,8 @@ def test_parallel_scores_equal_the_serial_ones(videos, model):
     runs = {}
     for workers in (0, 2):
         frames = FrameSource(SIZE)
-        runs[workers] = (score_videos(model, videos, bank, frames, frames_per_snippet=4, batch_frames=8,
-                                      progress=False, workers=workers), frames.used)  # fmt: skip
+        options = SnippetOptions(frames_per_snippet=4, batch_frames=8, workers=workers)
+        runs[workers] = (score_videos(model, videos, bank, frames, options, progress=False), frames.used)
     (serial, used_serial), (parallel, used_parallel) = runs[0], runs[2]
     assert list(parallel) == list(serial) == sorted(videos)
     for name in serial:
@@ -50,8 +51,9 @@ def test_parallel_scores_equal_the_serial_ones(videos, model):
 
 def test_parallel_feature_export_equals_the_serial_one(videos, model, tmp_path):
     for workers in (0, 2):
-        export_features(model, list(videos.values()), tmp_path / str(workers), FrameSource(SIZE),
-                        frames_per_snippet=4, batch_frames=8, progress=False, workers=workers)  # fmt: skip
+        options = SnippetOptions(frames_per_snippet=4, batch_frames=8, workers=workers)
+        export_features(model, list(videos.values()), tmp_path / str(workers), FrameSource(SIZE), options,
+                        progress=False)  # fmt: skip
     for name in videos:
         assert np.array_equal(
             np.load(tmp_path / "0" / f"{name}.npy"), np.load(tmp_path / "2" / f"{name}.npy")

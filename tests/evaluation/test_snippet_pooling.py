@@ -7,6 +7,7 @@ import torch
 from fgclip.data.frames import FrameSource
 from fgclip.data.video import write_video
 from fgclip.evaluation.pooling import SnippetPooling, pooled_embeddings, window_sample_indices
+from fgclip.evaluation.snippet_options import SnippetOptions
 from fgclip.evaluation.snippets import embed_video_snippets, score_snippets
 from fgclip.evaluation.zeroshot import PromptBank
 from fgclip.model.configuration import tiny_config
@@ -30,7 +31,7 @@ def snippets(tmp_path_factory):
     config = tiny_config(vocab_size=16, image_size=SIZE, patch_size=8, vision_width=32, text_width=32,
                          vision_layers=1, text_layers=1, heads=2, projection_dim=16)  # fmt: skip
     model = FGCLIPModel(config).eval()
-    return model, embed_video_snippets(model, video, FrameSource(SIZE), frames_per_snippet=8)
+    return model, embed_video_snippets(model, video, FrameSource(SIZE), SnippetOptions(frames_per_snippet=8))
 
 
 def _bank():

@@ -14,6 +14,7 @@ from fgclip.evaluation.anomaly import (
     frame_ground_truth,
     frame_level_metrics,
 )
+from fgclip.evaluation.snippet_options import SnippetOptions
 from fgclip.evaluation.snippets import embed_video_snippets, score_snippets
 from fgclip.evaluation.zeroshot import PromptBank
 from fgclip.model.configuration import tiny_config
@@ -44,7 +45,7 @@ def model():
 
 def _snippets(source: FrameSource, video, layout: SnippetLayout, times):
     samples, full = layout.sample_frames(), layout.num_full_snippets
-    return source.snippets(video, samples, full, layout.snippet_frames, times)
+    return source.snippets(video, samples, full, layout.snippet_frames, times, SnippetOptions().batch_frames)
 
 
 @pytest.mark.parametrize(
@@ -73,7 +74,7 @@ def test_embeddings_match_a_whole_video_reference_for_any_batch_size(videos, mod
         reference = model.clip_embeddings(frame_embeds, torch.ones(layout.num_snippets, 4, dtype=torch.bool))
     for batch_frames in (1, 8, 1000):
         snippets = embed_video_snippets(
-            model, video, FrameSource(SIZE), frames_per_snippet=4, batch_frames=batch_frames
+            model, video, FrameSource(SIZE), SnippetOptions(frames_per_snippet=4, batch_frames=batch_frames)
         )
         assert snippets.embeds.shape == (4, 16)
         assert np.allclose(snippets.embeds, reference.numpy(), atol=1e-5)

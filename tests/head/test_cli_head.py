@@ -64,10 +64,10 @@ def test_compare_needs_three_seeds(planted, capsys):
 @pytest.mark.slow
 def test_head_on_features_exported_from_tiny_fgclip_checkpoints(tmp_path, capsys):
     from fgclip.commands.demo import _demo_overrides
-    from fgclip.commands.train import train
     from fgclip.config import load_config
     from fgclip.configs import demo_config_path
     from fgclip.synthetic import generate
+    from fgclip.tools.training_run import train
 
     data = generate(tmp_path / "data", seed=5, num_videos=16, test_fraction=0.5, duration_s=3.0)
     tiny = ("{image_size: 32, patch_size: 8, vision_width: 32, vision_layers: 1, text_width: 32, text_layers: 1, "

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from fgclip.head.evaluate import evaluate_head, read_ground_truth
 from fgclip.head.features import read_labels
+from fgclip.head.frame_metrics import evaluate_head, read_ground_truth
 from fgclip.head.model import HeadConfig
 from fgclip.head.train import TrainOptions, split_training_videos, train_head
 

@@ -16,7 +16,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data"))
 from stand_ins import index_video, read_index, real_data_dir  # noqa: E402
 
 from fgclip.cli import main  # noqa: E402
-from fgclip.commands import build_parser, data_show  # noqa: E402
+from fgclip.commands import build_parser  # noqa: E402
+from fgclip.commands.data import show as data_show  # noqa: E402
 from fgclip.data.dataset import CLIP_MEAN, CLIP_STD, ClipDataset, SamplingOptions  # noqa: E402
 from fgclip.data.epochs import EpochSeededDataset  # noqa: E402
 from fgclip.data.formats import load_manifest  # noqa: E402
@@ -292,6 +293,22 @@ def test_data_check_prints_the_show_command_of_flagged_entries(indexed, tmp_path
     command = f"fgclip data show {manifest} --entry 1 --video-root {indexed}"
     assert "look at the 1 flagged entries" in out and f"  {command}\n" in out
     assert main(command.split()[1:] + ["--strip", "--out", str(tmp_path / "o")]) == 0  # and it draws it
+
+
+def test_data_check_of_a_config_prints_a_show_command_of_the_same_config(indexed, tmp_path, capsys):
+    """Check and show read through the one `data` section: the printed command names the config, not flags."""
+    entries = json.loads((indexed / "m.json").read_text())
+    entries[1]["box_infos"][1] = [{"frame": 400, "bbox": [0.5, 0.5, 0.7, 0.7]}]  # 16 s: past the 6 s video
+    manifest = tmp_path / "late.json"
+    manifest.write_text(json.dumps(entries))
+    config = tmp_path / "run.yaml"
+    config.write_text(json.dumps({"data": {"train_manifests": [str(manifest)], "video_root": str(indexed)}}))
+    assert main(["data", "check", str(config), "--data.num_frames", "3"]) == 1
+    out = capsys.readouterr().out
+    command = f"fgclip data show {config} --entry 1 --manifest {manifest} --split train --data.num_frames 3"
+    assert f"  {command}\n" in out
+    assert main(command.split()[1:] + ["--out", str(tmp_path / "o")]) == 0
+    assert capsys.readouterr().out.strip().endswith("late_entry1_train_seed42_epoch0.png")  # train.seed 42
 
 
 def test_real_manifest_with_stand_in_videos(tmp_path, capsys):

@@ -7,12 +7,12 @@ import torch
 from transformers import TrainerCallback
 
 from fgclip import builders
-from fgclip.commands import train as run
 from fgclip.config import load_config
 from fgclip.data.collate import ClipCollator
 from fgclip.losses.memory_bank import MemoryBankOptions
 from fgclip.losses.objective import FGCLIPObjective
 from fgclip.losses.task import AlignmentTask
+from fgclip.tools import training_run as run
 from fgclip.training.lora import unwrap_model
 
 

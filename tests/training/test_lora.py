@@ -13,12 +13,12 @@ from safetensors.torch import load_file
 
 from fgclip import FGCLIPModel, builders, checks
 from fgclip.cli import main
-from fgclip.commands import train as run
 from fgclip.config import ConfigError, LoraSection, load_config
 from fgclip.data.collate import ClipCollator
 from fgclip.data.text import build_word_tokenizer
 from fgclip.model.configuration import tiny_config
 from fgclip.synthetic import synth_vocabulary
+from fgclip.tools import training_run as run
 from fgclip.training.lora import LORA_STATE_FILE, apply_lora, unwrap_model
 from fgclip.training.trainer import GroupRates, param_groups
 

@@ -9,8 +9,8 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from transformers import TrainerCallback
 
-from fgclip.commands import train as run
 from fgclip.config import load_config
+from fgclip.tools import training_run as run
 from fgclip.training.callbacks import PLOT_FILE, console_line
 
 

@@ -9,9 +9,9 @@ import torch
 from transformers import TrainerCallback
 
 from fgclip.cli import main
-from fgclip.commands import train as run
 from fgclip.config import load_config
 from fgclip.losses.objective import FGCLIPObjective
+from fgclip.tools import training_run as run
 from fgclip.training.nonfinite import DUMP_FILE
 
 

@@ -9,7 +9,6 @@ import pytest
 import torch
 from transformers import TrainerCallback
 
-from fgclip.commands import train as run
 from fgclip.config import load_config
 from fgclip.data.text import build_word_tokenizer
 from fgclip.losses.memory_bank import MemoryBankOptions
@@ -19,6 +18,7 @@ from fgclip.losses.terms import TEMPERATURES
 from fgclip.model.configuration import tiny_config
 from fgclip.model.modeling import FGCLIPModel
 from fgclip.synthetic import synth_vocabulary
+from fgclip.tools import training_run as run
 from fgclip.training.trainer import FGCLIPTrainer, GroupRates, param_groups
 
 TINY = dict(

@@ -15,8 +15,8 @@ import pytest
 from transformers import TrainerCallback
 
 from fgclip.cli import main
-from fgclip.commands import train as run
 from fgclip.config import ConfigError, load_config
+from fgclip.tools import training_run as run
 from fgclip.training.lock import LOCK_FILE, OutputDirLock
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")

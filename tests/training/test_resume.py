@@ -15,8 +15,8 @@ import torch
 from safetensors.torch import load_file
 
 from fgclip.cli import main
-from fgclip.commands import train as run
 from fgclip.config import ConfigError, load_config
+from fgclip.tools import training_run as run
 from fgclip.training.checkpoints import (
     STAGING_DIR,
     latest_checkpoint,

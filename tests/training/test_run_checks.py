@@ -9,13 +9,13 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from fgclip import builders, checks
-from fgclip.commands import train as run
 from fgclip.config import ConfigError, load_config
 from fgclip.data.text import build_word_tokenizer
 from fgclip.model.configuration import tiny_config
 from fgclip.model.loading import load_pretrained
 from fgclip.model.modeling import FGCLIPModel
 from fgclip.synthetic import synth_vocabulary
+from fgclip.tools import training_run as run
 
 TINY = dict(
     image_size=32,

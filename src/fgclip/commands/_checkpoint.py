@@ -8,6 +8,7 @@ import argparse
 import json
 
 from fgclip.commands._errors import UsageError
+from fgclip.evaluation.snippet_options import SnippetOptions
 
 # fgclip.evaluation.zeroshot.SCORING_RULES / DEFAULT_SCORING, repeated so that building the parser imports no torch
 SCORING_CHOICES = ("softmax_sum", "ensemble")
@@ -23,14 +24,15 @@ def common_arguments(parser, scoring: bool = True) -> None:
                             help="zero-shot rule: softmax over all prompts, class mass summed (default), "
                                  "or prompt ensembling (class = mean prompt embedding)")  # fmt: skip
     parser.add_argument(
-        "--batch-frames", type=at_least(1), default=256, help="frames decoded+embedded at a time (>= 1)"
+        "--batch-frames",
+        type=at_least(1),
+        default=SnippetOptions.batch_frames,
+        help="frames decoded+embedded at a time (>= 1)",
     )
     parser.add_argument(
-        "--workers",
-        type=at_least(0),
-        default=0,
-        help="processes decoding videos while the model embeds (default 0)",
-    )
+        "--workers", type=at_least(0), default=SnippetOptions.workers,
+        help=f"processes decoding videos while the model embeds (default {SnippetOptions.workers})",
+    )  # fmt: skip
     parser.add_argument(
         "--frame-cache", help="read snippet frames from this frame-cache folder where it covers a video"
     )

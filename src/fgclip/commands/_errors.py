@@ -32,7 +32,7 @@ USER_ERRORS = (
     ("fgclip.training.nonfinite", "NonFiniteLossError"),
     ("fgclip.training.checkpoints", "SaveError"),
     ("fgclip.training.preemption", "Preempted"),
-    ("fgclip.commands.data_show", "ShowError"),
+    ("fgclip.commands.data.show", "ShowError"),
     ("fgclip.commands._errors", "OutputError"),
     ("fgclip.commands._errors", "UsageError"),
 )
@@ -74,7 +74,7 @@ def user_error_message(error: BaseException) -> str | None:
 def exit_code(error: BaseException) -> int:
     if isinstance(getattr(error, "exit_code", None), int):  # Preempted: 128 + signal, as the shell reports it
         return error.exit_code
-    usage = ("fgclip.commands._errors", "UsageError"), ("fgclip.commands.data_show", "ShowUsageError")
+    usage = ("fgclip.commands._errors", "UsageError"), ("fgclip.commands.data.show", "ShowUsageError")
     return 2 if _is_instance(error, *usage) else 1
 
 

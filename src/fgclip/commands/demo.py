@@ -6,9 +6,9 @@ import json
 import time
 from pathlib import Path
 
-from fgclip.commands.train import train
 from fgclip.config import ExperimentConfig, load_config
 from fgclip.configs import demo_config_path, finetune_config_path
+from fgclip.tools.training_run import train
 
 FRAME_CACHE = "frame_cache"  # under --out
 
@@ -202,8 +202,7 @@ def head_comparison(
         image_size = builders.sampling_options(config.data, builders.model_image_size(model)).image_size
         folders[name] = out / name.replace(" ", "_")
         export_features(
-            model.eval(), videos, folders[name], FrameSource(image_size),
-            snippet_frames=config.eval.snippet_frames, frames_per_snippet=config.eval.frames_per_snippet,
+            model.eval(), videos, folders[name], FrameSource(image_size), builders.snippet_options(config),
             progress=False,
         )  # fmt: skip
     return head_comparison_for_demo(

@@ -87,8 +87,7 @@ def run(args, rest) -> int:
     with writing_to(args.out, "--out"):  # .npy files are written as the videos are done
         path = export_features(
             loaded.model, videos, args.out, snippet_frames(args, crops.resize_side),
-            snippet_frames=config.eval.snippet_frames, frames_per_snippet=config.eval.frames_per_snippet,
-            batch_frames=args.batch_frames, workers=args.workers, partial_snippet=args.partial_snippet,
+            builders.snippet_options(config, args.batch_frames, args.workers), partial_snippet=args.partial_snippet,
             skip_existing=args.skip_existing, meta={"checkpoint": str(loaded.checkpoint), "image_size": image_size},
             progress=not args.no_progress, crops=crops, layout=args.layout, test_crop=args.test_crop,
             shard=shard,

@@ -207,8 +207,8 @@ def run_eval(args, _=None) -> int:
 
 
 def _eval(args) -> int:
-    from fgclip.head.evaluate import evaluate_head, format_evaluation, read_ground_truth
     from fgclip.head.features import labels_for, read_features
+    from fgclip.head.frame_metrics import evaluate_head, format_evaluation, read_ground_truth
     from fgclip.head.train import load_head
 
     head, trained = load_head(args.head)

@@ -99,8 +99,7 @@ def _infer_one(args, loaded, banks, video: Path) -> None:
     config = loaded.config
     result = infer_video(
         loaded.model, video, clip_bank, snippet_frames(args, builders.sampling_options(config.data, builders.model_image_size(loaded.model)).image_size),
-        snippet_frames=config.eval.snippet_frames, frames_per_snippet=config.eval.frames_per_snippet,
-        batch_frames=args.batch_frames, scoring=args.scoring, region_bank=region_bank, regions=regions,
+        builders.snippet_options(config, args.batch_frames), scoring=args.scoring, region_bank=region_bank, regions=regions,
         region_num_frames=config.data.num_frames, progress=not args.no_progress,
         pooling=builders.snippet_pooling(config),
     )  # fmt: skip

@@ -55,7 +55,7 @@ class FrameSource:
         num_full: int,
         snippet_frames: int,
         frame_times: np.ndarray,
-        batch_frames: int = 256,
+        batch_frames: int,
     ) -> Iterator[np.ndarray]:
         """(F, H, W, 3) uint8 frames of every snippet, in order. `samples` (S, F): native frame indices of
         each snippet's samples; the first `num_full` snippets are whole (`snippet_frames` long)."""

@@ -117,8 +117,8 @@ class SnippetLayout:
     """How a video of `num_frames` native frames is cut into snippets and which frames each one samples."""
 
     num_frames: int
-    snippet_frames: int = 16
-    frames_per_snippet: int = 8
+    snippet_frames: int  # defaults: fgclip.evaluation.snippet_options.SnippetOptions
+    frames_per_snippet: int
 
     def __post_init__(self):
         if self.num_frames < 1:

@@ -11,7 +11,7 @@ the metrics. The report holds one section per registered evaluator under its own
 not run (not asked for, or its `needs` absent: no eval clips, no prompt set, no temporal annotations).
 
 To add an evaluator: one `Evaluator(...)` entry in EVALUATORS; the config's `eval.evaluators`, eval.json and
-the console table read it from there (tests/evaluation/test_evaluators.py adds a toy one).
+the console table read it from there (tests/commands/test_cli_eval.py adds a toy one).
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ from fgclip.data.dataset import ClipDataset
 from fgclip.data.frames import FrameSource
 from fgclip.distributed import Shard, gather_objects
 from fgclip.evaluation.anomaly import TemporalAnnotation, frame_level_metrics
-from fgclip.evaluation.evaluate import (
+from fgclip.evaluation.localization import LocalizationOptions, dataset_reader, localize
+from fgclip.evaluation.measures import (
     EmbeddedSet,
     embed_dataset,
     region_classification,
@@ -34,18 +35,10 @@ from fgclip.evaluation.evaluate import (
     score_videos,
     stack_scores,
 )
-from fgclip.evaluation.localization import LocalizationOptions, dataset_reader, localize
 from fgclip.evaluation.pooling import SnippetPooling
+from fgclip.evaluation.snippet_options import SnippetOptions
 from fgclip.evaluation.snippets import VideoScores
 from fgclip.evaluation.zeroshot import DEFAULT_SCORING, PromptBank, PromptSet, encode_prompts
-
-
-@dataclass(frozen=True)
-class SnippetOptions:
-    snippet_frames: int = 16  # native frames per snippet (the VAD protocol's 16)
-    frames_per_snippet: int = 8  # frames sampled from each snippet and pooled by the temporal module
-    batch_frames: int = 256  # frames decoded and embedded at a time (bounds memory on long videos)
-    workers: int = 0  # DataLoader worker processes decoding snippets while the model embeds (0: in-process)
 
 
 @dataclass
@@ -97,10 +90,8 @@ class EvalContext:
         shard = i.shard or Shard.of_rank()
         mine = {name: i.anomaly_videos[name] for name in shard.take(sorted(i.anomaly_videos))}
         scores = score_videos(
-            i.model, mine, self.prompt_bank("clip"), i.frames,
-            snippet_frames=i.snippet.snippet_frames, frames_per_snippet=i.snippet.frames_per_snippet,
-            batch_frames=i.snippet.batch_frames, rule=i.scoring, progress=i.progress, workers=i.snippet.workers,
-            pooling=i.pooling,
+            i.model, mine, self.prompt_bank("clip"), i.frames, i.snippet,
+            rule=i.scoring, progress=i.progress, pooling=i.pooling,
         )  # fmt: skip
         if i.shard is not None:
             return scores

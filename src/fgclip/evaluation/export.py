@@ -51,6 +51,7 @@ from tqdm.auto import tqdm
 from fgclip.data.crops import CropSpec
 from fgclip.distributed import Shard, gather_objects
 from fgclip.evaluation.anomaly import NORMAL_CLASS
+from fgclip.evaluation.snippet_options import DEFAULT_SNIPPETS, SnippetOptions
 from fgclip.evaluation.snippets import iter_video_snippets, readable_frame_times, video_fps
 
 logger = logging.getLogger(__name__)
@@ -80,7 +81,7 @@ class FeaturePlan:
     crops: CropSpec
     partial_snippet: str = "keep"
     test_crop: int = 0
-    snippet_frames: int = 16
+    snippet_frames: int = SnippetOptions.snippet_frames
 
     def __post_init__(self):
         if self.layout not in LAYOUTS:
@@ -156,15 +157,12 @@ def export_features(
     videos: list[Path],
     out_dir: str | Path,
     frames,
+    options: SnippetOptions = DEFAULT_SNIPPETS,
     *,
-    snippet_frames: int = 16,
-    frames_per_snippet: int = 8,
-    batch_frames: int = 256,
     partial_snippet: str = "keep",
     skip_existing: bool = False,
     meta: dict | None = None,
     progress: bool = True,
-    workers: int = 0,
     crops: CropSpec | None = None,
     layout: str = "fgclip",
     test_crop: int = 0,
@@ -175,14 +173,14 @@ def export_features(
     crops = crops or CropSpec(1, frames.image_size, frames.image_size)
     if crops.resize_side != frames.image_size:
         raise ValueError(f"the frames are read at {frames.image_size}, the crops need {crops.resize_side}")
-    plan = FeaturePlan(layout, crops, partial_snippet, test_crop, snippet_frames)
+    plan = FeaturePlan(layout, crops, partial_snippet, test_crop, options.snippet_frames)
     explicit = shard is not None and shard.count > 1
     shard = shard if explicit else Shard.of_rank()
     _check_unique_files(videos, plan)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     settings = {**(meta or {}), "layout": layout, "crops": crops.describe(), "partial_snippet": partial_snippet,
-                "test_crop": test_crop, "snippet": snippet_definition(snippet_frames, frames_per_snippet, partial_snippet)}  # fmt: skip
+                "test_crop": test_crop, "snippet": snippet_definition(options.snippet_frames, options.frames_per_snippet, partial_snippet)}  # fmt: skip
     _start(out, settings, skip_existing, shard)
     mine = [(p, videos[p]) for p in shard.positions(len(videos))]
     index, todo = {}, []
@@ -192,10 +190,7 @@ def export_features(
             todo.append(video)
         else:
             index[video.stem] = entry
-    embedded = iter_video_snippets(
-        model, todo, frames, snippet_frames=snippet_frames, frames_per_snippet=frames_per_snippet,
-        batch_frames=batch_frames, workers=workers, crops=crops if crops.count > 1 else None,
-    )  # fmt: skip
+    embedded = iter_video_snippets(model, todo, frames, options, crops=crops if crops.count > 1 else None)
     for snippets in tqdm(embedded, total=len(todo), desc="exporting features", disable=not progress):
         index[snippets.video.stem] = _write_video(out, snippets, plan)
     ordered = [

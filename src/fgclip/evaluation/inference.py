@@ -24,6 +24,7 @@ from fgclip.data.video import decode_frames, probe_video
 from fgclip.evaluation.anomaly import TemporalAnnotation, frame_ground_truth
 from fgclip.evaluation.figures import plot_timeline
 from fgclip.evaluation.pooling import SnippetPooling, pooled_embeddings
+from fgclip.evaluation.snippet_options import DEFAULT_SNIPPETS, SnippetOptions
 from fgclip.evaluation.snippets import VideoScores, embed_video_snippets, score_snippets
 from fgclip.evaluation.zeroshot import DEFAULT_SCORING, PromptBank, anomaly_scores
 
@@ -67,10 +68,8 @@ def infer_video(
     video: str | Path,
     clip_bank: PromptBank,
     frames: FrameSource,
+    options: SnippetOptions = DEFAULT_SNIPPETS,  # its `workers` is unused: one video
     *,
-    snippet_frames: int = 16,
-    frames_per_snippet: int = 8,
-    batch_frames: int = 256,
     scoring: str = DEFAULT_SCORING,
     region_bank: PromptBank | None = None,
     regions: list[RegionQuery] = (),
@@ -79,10 +78,7 @@ def infer_video(
     pooling: SnippetPooling | None = None,  # None: the default (snippet)
 ) -> Inference:
     model.eval()
-    snippets = embed_video_snippets(
-        model, video, frames, snippet_frames=snippet_frames, frames_per_snippet=frames_per_snippet,
-        batch_frames=batch_frames, progress=progress,
-    )  # fmt: skip
+    snippets = embed_video_snippets(model, video, frames, options, progress=progress)
     region_scores = []
     if regions:
         if region_bank is None:

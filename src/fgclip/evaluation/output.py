@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 
 from fgclip.evaluation.anomaly import frame_truths, roc_points
-from fgclip.evaluation.evaluate import stack_scores
 from fgclip.evaluation.evaluators import Evaluation, table_rows
 from fgclip.evaluation.figures import plot_roc, plot_timeline
+from fgclip.evaluation.measures import stack_scores
 
 REPORT_FILE = "eval.json"
 ROC_FILE = "roc_curve.png"

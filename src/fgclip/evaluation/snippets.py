@@ -23,6 +23,7 @@ from fgclip.data.frames import FrameSource
 from fgclip.data.probe import frame_shortfall
 from fgclip.data.video import VideoError, probe_video, video_frame_times
 from fgclip.evaluation.anomaly import SnippetLayout
+from fgclip.evaluation.snippet_options import DEFAULT_SNIPPETS, SnippetOptions
 from fgclip.evaluation.zeroshot import DEFAULT_SCORING, PromptBank, anomaly_scores
 
 logger = logging.getLogger(__name__)
@@ -84,10 +85,8 @@ def embed_video_snippets(
     model,
     video: str | Path,
     frames: FrameSource,
+    options: SnippetOptions = DEFAULT_SNIPPETS,
     *,
-    snippet_frames: int = 16,
-    frames_per_snippet: int = 8,
-    batch_frames: int = 256,
     progress: bool = False,
     crops: CropSpec | None = None,
 ) -> VideoSnippets:
@@ -95,11 +94,11 @@ def embed_video_snippets(
     With `crops` the frames (read at `crops.resize_side`) are embedded once per crop (`crop_embeds`)."""
     video = Path(video)
     frame_times = readable_frame_times(video)  # exact native frame count and times (packet index)
-    layout = SnippetLayout(len(frame_times), snippet_frames, frames_per_snippet)
+    layout = SnippetLayout(len(frame_times), options.snippet_frames, options.frames_per_snippet)
     device = next(model.parameters()).device
     bar = tqdm(total=layout.num_snippets, desc=video.name, unit="snippet", disable=not progress, leave=False)
     embeds = []
-    for chunk in snippet_chunks(video, frames, frame_times, layout, batch_frames):
+    for chunk in snippet_chunks(video, frames, frame_times, layout, options.batch_frames):
         embeds.append(
             _embed_batch(model, chunk, device, crops)
         )  # frame (n, F, D), clip (n, D), crops (K, n, D)
@@ -128,26 +127,20 @@ def iter_video_snippets(
     model,
     videos: list[Path],
     frames: FrameSource,
+    options: SnippetOptions = DEFAULT_SNIPPETS,
     *,
-    snippet_frames: int = 16,
-    frames_per_snippet: int = 8,
-    batch_frames: int = 256,
-    workers: int = 0,
     crops: CropSpec | None = None,
 ) -> Iterator[VideoSnippets]:
     """`embed_video_snippets` of every video; with `workers` > 0 the frames are decoded in DataLoader worker
     processes (videos split across them, at most two chunks per worker in flight) while the model embeds.
     Videos come out as they finish (not in input order); each one's embeddings are those of the serial path,
     chunk for chunk."""
-    if workers == 0:
+    if options.workers == 0:
         for video in videos:
-            yield embed_video_snippets(
-                model, video, frames, snippet_frames=snippet_frames, frames_per_snippet=frames_per_snippet,
-                batch_frames=batch_frames, crops=crops,
-            )  # fmt: skip
+            yield embed_video_snippets(model, video, frames, options, crops=crops)
         return
-    source = _VideoChunks([Path(v) for v in videos], frames, snippet_frames, frames_per_snippet, batch_frames)
-    loader = DataLoader(source, batch_size=None, num_workers=workers, collate_fn=_as_is)
+    source = _VideoChunks([Path(v) for v in videos], frames, options)
+    loader = DataLoader(source, batch_size=None, num_workers=options.workers, collate_fn=_as_is)
     device = next(model.parameters()).device
     started: dict[int, tuple] = {}
     embeds: dict[int, list] = {}
@@ -165,15 +158,8 @@ def iter_video_snippets(
 class _VideoChunks(IterableDataset):
     """Worker k decodes videos k, k + W, ...: ("start", i, (layout, frame times)), ("chunk", i, frames)..., ("end", i, source)."""
 
-    def __init__(
-        self, videos, frames: FrameSource, snippet_frames: int, frames_per_snippet: int, batch_frames: int
-    ):
-        self.videos, self.frames = videos, frames
-        self.snippet_frames, self.frames_per_snippet, self.batch_frames = (
-            snippet_frames,
-            frames_per_snippet,
-            batch_frames,
-        )
+    def __init__(self, videos, frames: FrameSource, options: SnippetOptions):
+        self.videos, self.frames, self.options = videos, frames, options
 
     def __iter__(self):
         worker = get_worker_info()
@@ -183,9 +169,11 @@ class _VideoChunks(IterableDataset):
         for index in indices:
             video = self.videos[index]
             frame_times = readable_frame_times(video)
-            layout = SnippetLayout(len(frame_times), self.snippet_frames, self.frames_per_snippet)
+            layout = SnippetLayout(
+                len(frame_times), self.options.snippet_frames, self.options.frames_per_snippet
+            )
             yield "start", index, (layout, frame_times)
-            for chunk in snippet_chunks(video, self.frames, frame_times, layout, self.batch_frames):
+            for chunk in snippet_chunks(video, self.frames, frame_times, layout, self.options.batch_frames):
                 yield "chunk", index, chunk
             yield (
                 "end",

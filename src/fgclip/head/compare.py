@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from fgclip.evaluation.anomaly import TemporalAnnotation
-from fgclip.head.evaluate import check_test_set, evaluate_head, read_ground_truth
 from fgclip.head.features import FeatureError, FeatureSet, VideoLabel, labels_for, read_features
+from fgclip.head.frame_metrics import check_test_set, evaluate_head, read_ground_truth
 from fgclip.head.model import HeadConfig
 from fgclip.head.train import TrainOptions, split_training_videos, train_head
 

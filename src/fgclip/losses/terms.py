@@ -59,6 +59,7 @@ class LossTerm:
     default_weight: float = 1.0
     options: tuple[TermOption, ...] = ()
     inputs: tuple[str, ...] = ()  # inputs beyond the batch the alignment task must provide
+    reads_bank: bool = False  # its negatives include the memory bank's (the bank serves it)
 
     @property
     def weight_field(self) -> str:
@@ -124,6 +125,7 @@ LOSS_TERMS: tuple[LossTerm, ...] = (
         heads=("roi_projection", "text_projection"),
         features=("region_embeds", "region_text_embeds"),
         compute=_region,
+        reads_bank=True,
     ),
     LossTerm(
         "hard_negative",
@@ -164,6 +166,11 @@ LOSS_TERMS: tuple[LossTerm, ...] = (
 TEMPERATURES: tuple[str, ...] = tuple(dict.fromkeys(term.temperature for term in LOSS_TERMS))
 # Trained in full next to LoRA adapters: every head, the temporal module, every temperature.
 FULLY_TRAINED = (*PROJECTION_HEADS, TEMPORAL_MODULE, *TEMPERATURES)
+
+
+def bank_terms(terms: tuple[LossTerm, ...] = LOSS_TERMS) -> tuple[LossTerm, ...]:
+    """The terms the memory bank serves (a bank with none of them enabled feeds nothing)."""
+    return tuple(term for term in terms if term.reads_bank)
 
 
 def term_named(name: str, terms: tuple[LossTerm, ...] = LOSS_TERMS) -> LossTerm:

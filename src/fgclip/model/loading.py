@@ -32,7 +32,6 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from fgclip.losses.terms import TEMPERATURES
 from fgclip.model import openai_checkpoint
 from fgclip.model.configuration import FGCLIPConfig
 from fgclip.model.errors import CheckpointError, reading_back
@@ -158,7 +157,7 @@ def init_fine_temperatures(model: FGCLIPModel, rule: str, report: LoadReport | N
     )
     source = "the global logit_scale" if rule == "global" else "logit_scale_init_value"
     with torch.no_grad():
-        for name in TEMPERATURES:
+        for name in scales:  # the model names its temperatures
             if name != "logit_scale":
                 scales[name].fill_(value)
                 if report is not None:
@@ -303,12 +302,13 @@ def _missing_message(report: LoadReport) -> str:
 
 def _initialise_missing(model: FGCLIPModel, missing: list[str], report: LoadReport) -> None:
     parameters = dict(model.named_parameters())
+    temperatures = model.logit_scales()  # the model names its own
     with torch.no_grad():
         for key in missing:
             if key in HEAD_SOURCES:
                 parameters[key].copy_(parameters[HEAD_SOURCES[key]])
                 report.initialised[key] = f"copied from {HEAD_SOURCES[key]}"
-            elif key in TEMPERATURES:
+            elif key in temperatures:
                 value = float(model.config.logit_scale_init_value)
                 parameters[key].fill_(value)
                 report.initialised[key] = f"{value:.4f} (logit_scale_init_value)"

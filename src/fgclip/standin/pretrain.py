@@ -28,8 +28,10 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+import yaml
 from transformers import PreTrainedTokenizerFast, get_cosine_schedule_with_warmup
 
+from fgclip.configs import demo_config_path
 from fgclip.data.dataset import to_pixel_values
 from fgclip.data.text import build_word_tokenizer, caption_key
 from fgclip.losses.contrastive import global_loss
@@ -65,11 +67,9 @@ class PretrainResult:
 
 
 def demo_tiny_architecture() -> dict:
-    """The demo's `model.tiny` settings (src/fgclip/configs/demo.yaml): the stand-in has its architecture."""
-    from fgclip.config import load_config
-    from fgclip.configs import demo_config_path
-
-    return dict(load_config(demo_config_path()).model.tiny)
+    """The demo's `model.tiny` settings (src/fgclip/configs/demo.yaml): the stand-in has its architecture. Read
+    from the YAML itself: the stand-in is library code and does not use the config system."""
+    return dict(yaml.safe_load(demo_config_path().read_text())["model"]["tiny"])
 
 
 def standin_tokenizer() -> PreTrainedTokenizerFast:

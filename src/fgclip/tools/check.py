@@ -11,21 +11,23 @@ it, so a file holding fewer frames than its header promises (cut short, garbage 
 
 from __future__ import annotations
 
+import os
 import shlex
 import statistics
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from fgclip import builders, checks
+from fgclip.config import DataSection
 from fgclip.data.dataset import SamplingOptions, clip_span, sample_times
 from fgclip.data.errors import WARNING, EntryProblem, ManifestError
-from fgclip.data.formats import ConvertOptions, ManifestRead, load_manifest
-from fgclip.data.formats.cliplist import HardNegatives, ReadOptions, read_hard_negatives
+from fgclip.data.formats import DataOptions, ManifestRead, read_hard_negative_files, read_manifests
+from fgclip.data.formats.cliplist import HardNegatives
 from fgclip.data.leakage import LeakageReport, find_leakage
-from fgclip.data.paths import VideoResolver
 from fgclip.data.probe import ProbeIndex, clip_problems, probe_media, problem
 from fgclip.data.records import Clip
 from fgclip.data.tracks import box_at
@@ -35,19 +37,39 @@ CLIP_TEXT_POSITIONS = 77
 
 @dataclass
 class CheckOptions:
-    video_root: str = "."
-    path_remaps: dict[str, str] = field(default_factory=dict)
+    data: DataOptions = field(
+        default_factory=DataOptions
+    )  # how the manifests are read: as training reads them
     check_videos: bool = True
-    hard_negatives: list[str] = field(default_factory=list)
     test_list: str | None = None
-    annotation_fps: dict[str, float] = field(default_factory=dict)  # manifest path -> its grid
-    read: ReadOptions = field(default_factory=ReadOptions)
-    convert: ConvertOptions = field(default_factory=ConvertOptions)
     sampling: SamplingOptions = field(default_factory=SamplingOptions)
     tokenizer: object | None = None  # an HF tokenizer: caption lengths in tokens instead of words
     scan: bool = False  # also read every packet of every video (no decoding): truncated / corrupt files
     probe_index: str | None = None  # JSON index of probe results (None: none kept)
     workers: int = 8  # videos probed at a time
+
+
+def check_options(
+    data: DataSection, *, check_videos: bool = True, tokenizer=None, scan: bool = False
+) -> CheckOptions:
+    """`fgclip data check` with a run's `data` section (the same reading as `builders.read_clips`)."""
+    return CheckOptions(
+        data=builders.data_options(data),
+        check_videos=check_videos,
+        test_list=data.test_list,
+        sampling=builders.sampling_options(data, data.image_size or SamplingOptions.image_size),
+        tokenizer=tokenizer,
+        scan=scan,
+        probe_index=str(checks.probe_index_path(data)),
+        workers=min(16, os.cpu_count() or 1),
+    )
+
+
+ShowCommand = Callable[[str, int], str]
+
+
+def plain_show_command(manifest: str, entry: int) -> str:
+    return f"fgclip data show {shlex.quote(manifest)} --entry {entry}"
 
 
 @dataclass
@@ -57,7 +79,7 @@ class CheckReport:
     problems: list[EntryProblem]  # found here: videos, durations, duplicates, hard negatives
     summary: dict
     leakage: LeakageReport | None
-    show_flags: str = ""  # the reading flags `fgclip data show` needs to read the manifests the same way
+    show_command: ShowCommand = plain_show_command  # (manifest, entry) -> how to look at a flagged entry
 
     @property
     def all_problems(self) -> list[EntryProblem]:
@@ -77,7 +99,7 @@ class CheckReport:
         errors leaves nothing to draw)."""
         readable = {(m.path, int(c.sample_id.rpartition(":")[2])) for m in self.manifests for c in m.clips}
         flagged = dict.fromkeys((p.file, p.index) for p in self.all_problems if (p.file, p.index) in readable)
-        return [f"fgclip data show {shlex.quote(f)} --entry {i}{self.show_flags}" for f, i in flagged]
+        return [self.show_command(f, i) for f, i in flagged]
 
     def to_dict(self) -> dict:
         return {
@@ -145,21 +167,13 @@ def _format_value(value) -> str:
     return str(value)
 
 
-def check_manifests(paths: Sequence[str], options: CheckOptions) -> CheckReport:
-    negatives: HardNegatives = {}
-    for path in options.hard_negatives:
-        negatives.update(read_hard_negatives(path))
-    resolver = VideoResolver(options.video_root, options.path_remaps)
-    manifests, refused = [], []
-    for path in paths:
-        try:
-            manifests.append(
-                load_manifest(
-                    path, resolver, options.read, negatives, options.annotation_fps.get(path), options.convert
-                )
-            )
-        except ManifestError as error:
-            refused.append((str(path), error))
+def check_manifests(
+    paths: Sequence[str], options: CheckOptions, show_command: ShowCommand = plain_show_command
+) -> CheckReport:
+    """`show_command(manifest, entry)`: how the report tells the user to look at a flagged entry."""
+    negatives = read_hard_negative_files(options.data.hard_negatives)
+    refused: list[tuple[str, ManifestError]] = []
+    manifests = read_manifests(paths, options.data, refuse_errors=False, refused=refused, negatives=negatives)
     clips = [c for m in manifests for c in m.clips]
     problems = _duplicates(clips, manifests) + _orphan_hard_negatives(negatives, manifests)
     durations: dict[Path, float] = {}
@@ -168,26 +182,7 @@ def check_manifests(paths: Sequence[str], options: CheckOptions) -> CheckReport:
         problems += video_problems
     summary = _summary(manifests, clips, durations, options)
     leakage = find_leakage(clips, options.test_list) if options.test_list else None
-    return CheckReport(manifests, refused, problems, summary, leakage, _show_flags(options))
-
-
-def _show_flags(options: CheckOptions) -> str:
-    """The non-default reading and sampling flags, so `fgclip data show` reads an entry as this check did."""
-    default, sampling = SamplingOptions(), options.sampling
-    flags = [] if options.video_root == "." else ["--video-root", str(options.video_root)]
-    for old, new in options.path_remaps.items():
-        flags += ["--path-remap", f"{old}={new}"]
-    if options.read.annotation_fps != ReadOptions().annotation_fps:
-        flags += ["--annotation-fps", f"{options.read.annotation_fps:g}"]
-    for flag, name in (
-        ("--num-frames", "num_frames"),
-        ("--max-regions", "max_regions"),
-        ("--context-s", "context_s"),
-        ("--single-keyframe-hold-s", "single_keyframe_hold_s"),
-    ):
-        if getattr(sampling, name) != getattr(default, name):
-            flags += [flag, f"{getattr(sampling, name):g}"]
-    return "".join(f" {shlex.quote(f)}" for f in flags)
+    return CheckReport(manifests, refused, problems, summary, leakage, show_command)
 
 
 def _clip_identity(clip: Clip) -> tuple:

@@ -13,9 +13,12 @@ import math
 import statistics
 from dataclasses import asdict, dataclass
 
+from fgclip.checks import bank_is_read
 from fgclip.config import ConfigError, ExperimentConfig
 from fgclip.data.records import Clip
 from fgclip.losses.heads import frozen_for_losses
+from fgclip.losses.objective import loss_weights
+from fgclip.losses.terms import bank_terms
 
 SEVERITIES = ("error", "warning", "info")
 FEW_NEGATIVES = 32  # fewer negatives per region query make the region loss noisy (the failed run had ~7)
@@ -115,13 +118,11 @@ def check_memory_bank(config: ExperimentConfig, world_size: int, data: DataSumma
     size, warmup = bank.size, bank.warmup_steps
     if size == 0:
         return [Finding("info", "memory_bank", "bank.size=0: the region loss uses in-batch negatives only")]
-    if not config.loss.region_weight:
+    if not bank_is_read(config.loss):
+        fields = ", ".join(f"loss.{term.weight_field}=0" for term in bank_terms())
+        served = " and ".join(term.name for term in bank_terms())
         return [
-            Finding(
-                "info",
-                "memory_bank",
-                "loss.region_weight=0: the bank feeds nothing (it serves the region loss)",
-            )
+            Finding("info", "memory_bank", f"{fields}: the bank feeds nothing (it serves the {served} loss)")
         ]
     findings = []  # a bank that never switches on is an error of fgclip.checks.run_config_errors
     if train.max_steps / 2 < warmup < train.max_steps:
@@ -158,7 +159,8 @@ def check_memory_bank(config: ExperimentConfig, world_size: int, data: DataSumma
 def check_negatives(config: ExperimentConfig, world_size: int, data: DataSummary | None) -> list[Finding]:
     findings = []
     batch = config.train.per_device_batch_size * world_size
-    if config.loss.global_weight:
+    weights = loss_weights(config.loss)  # the negatives of the clip-level and the region-level terms
+    if weights["global"]:
         severity = "warning" if batch - 1 < 8 else "info"
         findings.append(
             Finding(
@@ -168,7 +170,7 @@ def check_negatives(config: ExperimentConfig, world_size: int, data: DataSummary
                 f"x world size {world_size} - 1)",
             )
         )
-    if config.loss.region_weight:
+    if weights["region"]:
         in_batch = _regions_per_step(config, world_size, data) / config.train.gradient_accumulation_steps - 1
         bank = config.bank.size
         if config.bank.warmup_steps >= config.train.max_steps:
@@ -310,15 +312,16 @@ def _temperature_findings(model) -> list[Finding]:
 def read_training_data(config: ExperimentConfig) -> tuple[DataSummary | None, list[Finding]]:
     """The training clips, with every video probed as `fgclip train` probes it at start (same checks, same
     index): the errors train would stop on (or skip) are errors here."""
-    from fgclip.builders import read_manifests
+    from fgclip.builders import data_options
     from fgclip.checks import probe_clip_media, summarised_clips, video_problems
     from fgclip.data.errors import ManifestError
+    from fgclip.data.formats import read_manifests
     from fgclip.data.probe import locate
 
     if not config.data.train_manifests:
         return None, [Finding("error", "data", "data.train_manifests is empty")]
     try:
-        reads = read_manifests(config.data, config.data.train_manifests)
+        reads = read_manifests(config.data.train_manifests, data_options(config.data))
     except (ManifestError, FileNotFoundError, ValueError) as error:
         return None, [Finding("error", "data", f"the training manifests cannot be read: {error}")]
     clips = summarised_clips(reads)

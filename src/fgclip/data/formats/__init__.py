@@ -13,8 +13,8 @@ format is validated by one set of rules.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +27,13 @@ from fgclip.data.formats.cliplist import (
     load_json,
     read_clip_document,
     read_clip_entries,
+    read_hard_negatives,
 )
 from fgclip.data.formats.conversion import Conversion
 from fgclip.data.formats.images import is_image_records, read_image_records
 from fgclip.data.formats.labelstudio import convert_labelstudio, is_labelstudio_export
 from fgclip.data.formats.normal_dict import convert_normal_dict, is_normal_dict
+from fgclip.data.paths import VideoResolver
 
 
 @dataclass(frozen=True)
@@ -129,3 +131,57 @@ def read_manifest(
     return load_manifest(path, resolve_video, options, hard_negatives, annotation_fps, convert).check(
         options.invalid_entries
     )
+
+
+@dataclass(frozen=True)
+class DataOptions:
+    """How a list of manifests is read (built once from the config's `data` section by `fgclip.builders`)."""
+
+    video_root: str = "."
+    path_remaps: dict[str, str] = field(default_factory=dict)  # manifest prefix -> local prefix
+    read: ReadOptions = DEFAULT_READ_OPTIONS
+    convert: ConvertOptions = ConvertOptions()
+    hard_negatives: tuple[str, ...] = ()  # files joined to every manifest
+    manifest_annotation_fps: dict[str, float] = field(default_factory=dict)  # manifest path -> its grid
+
+    def resolver(self) -> VideoResolver:
+        return VideoResolver(self.video_root, self.path_remaps)
+
+
+def read_manifests(
+    paths: Sequence[str | Path],
+    options: DataOptions,
+    *,
+    refuse_errors: bool = True,
+    refused: list[tuple[str, ManifestError]] | None = None,
+    negatives: HardNegatives | None = None,
+) -> list[ManifestRead]:
+    """Every manifest of `paths`, in any supported format, with the hard negatives joined; one read per file.
+    A manifest with bad entries is refused (ManifestError, `options.read.invalid_entries: error`) unless
+    `refuse_errors` is off (checkers and viewers, which show what training would refuse). With `refused`, a
+    file that is no usable manifest at all is listed there and the others are still read. `negatives`: the
+    hard negatives already read (default: read from `options.hard_negatives`)."""
+    if negatives is None:
+        negatives = read_hard_negative_files(options.hard_negatives)
+    resolver = options.resolver()
+    read = read_manifest if refuse_errors else load_manifest
+    reads = []
+    for path in paths:
+        try:
+            reads.append(
+                read(path, resolver, options.read, negatives, options.manifest_annotation_fps.get(str(path)),
+                     options.convert)
+            )  # fmt: skip
+        except ManifestError as error:
+            if refused is None:
+                raise
+            refused.append((str(path), error))
+    return reads
+
+
+def read_hard_negative_files(paths: Sequence[str | Path]) -> HardNegatives:
+    """Every hard-negative file of `paths`, joined into one table (a later file wins on the same region)."""
+    negatives: HardNegatives = {}
+    for path in paths:
+        negatives.update(read_hard_negatives(path))
+    return negatives

@@ -13,13 +13,13 @@ from fgclip.evaluation.anomaly import (
     frame_level_metrics,
     read_temporal_annotations,
 )
-from fgclip.head.evaluate import (
+from fgclip.head.features import FeatureError, VideoFeatures, read_labels
+from fgclip.head.frame_metrics import (
     evaluate_head,
     native_frame_scores,
     read_ground_truth,
     vadclip_convention_metrics,
 )
-from fgclip.head.features import FeatureError, VideoFeatures, read_labels
 from fgclip.head.model import AnomalyHead, HeadConfig
 from fgclip.head.train import head_snippet_scores
 

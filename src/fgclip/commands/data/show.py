@@ -6,17 +6,21 @@
 From a YAML config the split's manifests are read exactly as `fgclip train` reads them (`data.video_root`,
 `data.path_remaps`, `data.manifest_annotation_fps`, hard negatives, the frame cache; extra `--key value` pairs
 override the config as for train), and the item seed of a training clip is the one training gives it
-(`train.seed`, the epoch, the clip's index in the split). A bare manifest takes `--video-root`,
-`--path-remap`, `--annotation-fps` and the sampling flags instead. Drawing: `fgclip.tools.show`.
+(`train.seed`, the epoch, the clip's index in the split). A bare manifest is read through the same `data`
+section (`sources.data_config`: the defaults, with `--video-root`, `--path-remap`, `--annotation-fps` and the
+sampling flags standing for their `data.*` keys; bad entries skipped, item seed 0). Drawing: `fgclip.tools.show`.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from fgclip.commands.data.sources import data_config, is_config
 
 if TYPE_CHECKING:
     from fgclip.data.dataset import ClipDataset, SamplingOptions
@@ -65,8 +69,10 @@ def register(data_subparsers) -> None:
         "--grid-check", action="store_true", help="also draw the clip on the video's native fps"
     )
     show.add_argument("--frame-height", type=int, default=180, help="frame height on the sheet (px)")
-    bare = show.add_argument_group("bare manifest (a config sets these in its data section)")
-    bare.add_argument("--video-root", default=".", help="folder the manifest's video paths are relative to")
+    bare = show.add_argument_group(
+        "data settings (flags for the `data.*` keys; a bare manifest skips bad entries)"
+    )
+    bare.add_argument("--video-root", help="folder the manifest's video paths are relative to (default .)")
     bare.add_argument("--path-remap", action="append", metavar="OLD=NEW", help="video path prefix remap")
     bare.add_argument(
         "--hard-negatives", action="append", metavar="FILE", help="hard-negative file (repeatable)"
@@ -74,10 +80,12 @@ def register(data_subparsers) -> None:
     bare.add_argument(
         "--annotation-fps", type=float, help="grid of a manifest that declares none (default 25)"
     )
-    bare.add_argument("--num-frames", type=int, default=8)
-    bare.add_argument("--max-regions", type=int, default=4)
-    bare.add_argument("--context-s", type=float, default=2.0)
-    bare.add_argument("--single-keyframe-hold-s", type=float, default=0.5)
+    bare.add_argument("--num-frames", type=int, help="frames sampled per clip (default 8)")
+    bare.add_argument("--max-regions", type=int, help="regions kept per clip (default 4)")
+    bare.add_argument("--context-s", type=float, help="abnormal clips: context per side (s, default 2)")
+    bare.add_argument(
+        "--single-keyframe-hold-s", type=float, help="single-keyframe visibility (s, default 0.5)"
+    )
     show.set_defaults(run=run, accepts_overrides=True)
 
 
@@ -123,26 +131,31 @@ class _Split:
 
 
 def _load_split(args, overrides: list[str]) -> _Split:
-    if Path(args.source).suffix.lower() in (".yaml", ".yml"):
-        return _from_config(args, overrides)
-    if overrides:
+    """The split's clips read through the same `data` section as every data verb (`sources.data_config`): a YAML
+    config with its overrides, or a bare manifest with the flags standing for its data settings."""
+    from fgclip import builders
+    from fgclip.data.formats import read_manifests
+
+    from_config = is_config(args.source)
+    if not from_config and overrides:
         raise ShowUsageError(
             f"unrecognized arguments {' '.join(overrides)}: --key value overrides need a YAML config, "
             f"{args.source} is a manifest"
         )
-    return _from_manifest(args)
-
-
-def _from_config(args, overrides: list[str]) -> _Split:
-    from fgclip import builders
-    from fgclip.config import load_config
-
-    config = load_config(args.source, overrides)
+    if not from_config and not Path(args.source).is_file():
+        raise ShowError(f"manifest not found: {args.source}")
+    # a bare manifest is either split's (--split picks the sampler) and shows its readable entries
+    bare = (
+        []
+        if from_config
+        else ["--data.eval_manifests", json.dumps([args.source]), "--data.invalid_entries", "skip"]
+    )
+    config = data_config([args.source], args, [*bare, *overrides])
     data = config.data
     paths = data.train_manifests if args.split == "train" else data.eval_manifests
     if not paths:
         raise ShowError(f"{args.source}: data.{args.split}_manifests is empty")
-    reads = builders.read_manifests(data, paths, refuse_errors=False)  # bad entries are shown as refused
+    reads = read_manifests(paths, builders.data_options(data), refuse_errors=False)  # bad entries: refused
     for read in reads:
         if read.errors and data.invalid_entries == "error":
             print(
@@ -153,32 +166,9 @@ def _from_config(args, overrides: list[str]) -> _Split:
     image_size = data.image_size or builders.input_image_size(config.model)
     options = builders.sampling_options(data, image_size)
     cache = builders.frame_cache(data, options.image_size)
-    seed = args.seed if args.seed is not None else config.train.seed
+    default_seed = config.train.seed if from_config else 0  # a bare manifest has no training seed
+    seed = args.seed if args.seed is not None else default_seed
     return _split(reads, options, cache, args.split == "train", seed)
-
-
-def _from_manifest(args) -> _Split:
-    from fgclip.commands.data import parse_remaps
-    from fgclip.data.dataset import SamplingOptions
-    from fgclip.data.formats import load_manifest
-    from fgclip.data.formats.cliplist import ReadOptions, read_hard_negatives
-    from fgclip.data.paths import VideoResolver
-
-    if not Path(args.source).is_file():
-        raise ShowError(f"manifest not found: {args.source}")
-    resolver = VideoResolver(args.video_root, parse_remaps(args.path_remap))
-    read_options = ReadOptions(annotation_fps=args.annotation_fps or 25.0, invalid_entries="skip")
-    negatives: dict = {}
-    for path in args.hard_negatives or []:
-        negatives.update(read_hard_negatives(path))
-    read = load_manifest(args.source, resolver, read_options, negatives)
-    options = SamplingOptions(
-        num_frames=args.num_frames,
-        max_regions=args.max_regions,
-        context_s=args.context_s,
-        single_keyframe_hold_s=args.single_keyframe_hold_s,
-    )
-    return _split([read], options, None, args.split == "train", args.seed if args.seed is not None else 0)
 
 
 def _split(reads, options, cache, train: bool, seed: int) -> _Split:

@@ -1,4 +1,4 @@
-"""Evaluation primitives: embed a clip dataset, retrieval, hard negatives, region classification, video scores."""
+"""Evaluation measures: embed a clip dataset, retrieval, hard negatives, region classification, video scores."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from fgclip.data.frames import FrameSource
 from fgclip.evaluation.anomaly import TemporalAnnotation
 from fgclip.evaluation.pooling import SnippetPooling, pooled_embeddings
 from fgclip.evaluation.retrieval import retrieval_report
+from fgclip.evaluation.snippet_options import DEFAULT_SNIPPETS, SnippetOptions
 from fgclip.evaluation.snippets import VideoScores, iter_video_snippets, score_snippets
 from fgclip.evaluation.zeroshot import DEFAULT_SCORING, PromptBank
 from fgclip.losses.contrastive import hard_negative_hits
@@ -171,26 +172,20 @@ def score_videos(
     videos: dict[str, Path],
     bank: PromptBank,
     frames: FrameSource,
+    options: SnippetOptions = DEFAULT_SNIPPETS,
     *,
-    snippet_frames: int = 16,
-    frames_per_snippet: int = 8,
-    batch_frames: int = 256,
     rule: str = DEFAULT_SCORING,
     progress: bool = True,
-    workers: int = 0,
     pooling: SnippetPooling | None = None,  # None: the default (snippet)
 ) -> dict[str, VideoScores]:
     """Zero-shot snippet scores of every video (name -> path), in name order, read from the embeddings
-    `pooling` makes (`fgclip.evaluation.pooling`); `workers` > 0 decodes in DataLoader workers (the same
+    `pooling` makes (`fgclip.evaluation.pooling`); `options.workers` > 0 decodes in DataLoader workers (the same
     scores, see `iter_video_snippets`)."""
     model.eval()
     names = sorted(videos)
     name_of = {Path(videos[name]): name for name in names}
     scores = {}
-    embedded = iter_video_snippets(
-        model, [Path(videos[n]) for n in names], frames, snippet_frames=snippet_frames,
-        frames_per_snippet=frames_per_snippet, batch_frames=batch_frames, workers=workers,
-    )  # fmt: skip
+    embedded = iter_video_snippets(model, [Path(videos[n]) for n in names], frames, options)
     for snippets in tqdm(
         embedded, total=len(names), desc="scoring videos", disable=not progress, leave=False
     ):

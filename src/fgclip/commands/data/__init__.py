@@ -1,10 +1,10 @@
-"""`fgclip data synth | check | convert-labelstudio | convert-normal-dict | cache | show` (show: `data_show.py`).
+"""`fgclip data synth | check | convert-labelstudio | convert-normal-dict | cache | show` (show: `show.py`).
 
-`check` and `cache` read what training reads: give them the run config (`fgclip data check run.yaml`,
+`check`, `cache` and `show` read what training reads: give them the run config (`fgclip data check run.yaml`,
 trailing `--key value` pairs override it as for train; its train and eval manifests are read with its data
 settings) or bare manifests, whose flags (`--video-root`, `--annotation-fps`, ...) are turned into the same
-`data.*` settings. Either way the options are built by `fgclip.builders`, so the cache is written and the
-check is run with exactly the settings of the training run.
+`data.*` settings (`sources.py`). Either way the manifests are read through `fgclip.builders.data_options`, so
+the cache is written, the check run and the clip drawn with exactly the settings of the training run.
 """
 
 from __future__ import annotations
@@ -13,23 +13,15 @@ import json
 import sys
 from pathlib import Path
 
-from fgclip.commands import data_show
-from fgclip.commands._errors import UsageError
-
-# flag (argparse dest) -> the data setting it stands for, for bare manifests
-_DATA_FLAGS = {
-    "video_root": "data.video_root",
-    "annotation_fps": "data.annotation_fps",
-    "hard_negatives": "data.hard_negatives",
-    "test_list": "data.test_list",
-    "context_s": "data.context_s",
-    "single_keyframe_hold_s": "data.single_keyframe_hold_s",
-    "num_frames": "data.num_frames",
-    "max_regions": "data.max_regions",
-    "video_prefix": "data.normal_dict_video_prefix",
-    "open_track_end": "data.open_track_end",
-    "caption_field": "data.labelstudio_caption_field",
-}
+from fgclip.commands.data import show
+from fgclip.commands.data.sources import (
+    all_manifests,
+    conversion_arguments,
+    data_config,
+    is_config,
+    show_command,
+    source_arguments,
+)
 
 
 def register(commands) -> None:
@@ -38,7 +30,7 @@ def register(commands) -> None:
     _check_parser(data)
     _convert_parsers(data)
     _cache_parser(data)
-    data_show.register(data)
+    show.register(data)
 
 
 # ---------------------------------------------------------------------------------------------- parsers
@@ -54,49 +46,12 @@ def _synth_parser(data) -> None:
     synth.set_defaults(run=run_synth)
 
 
-def _source_arguments(parser) -> None:
-    """CONFIG or MANIFEST..., and the flags that stand for data settings when there is no config."""
-    parser.add_argument(
-        "sources",
-        nargs="+",
-        metavar="CONFIG_OR_MANIFEST",
-        help="a run config (.yaml; its train and eval manifests and data settings) or manifest files",
-    )
-    parser.add_argument("--video-root", help="folder the manifests' video paths are relative to")
-    parser.add_argument(
-        "--path-remap", action="append", metavar="OLD=NEW", help="replace a video path prefix (repeatable)"
-    )
-    parser.add_argument(
-        "--annotation-fps", type=float,
-        help="grid of keyframe frame numbers for manifests that do not declare one (default 25)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--hard-negatives", action="append", metavar="FILE", help="hard-negative file (repeatable)"
-    )
-    parser.add_argument("--skip-invalid", action="store_true", help="leave out bad manifest entries")
-    parser.add_argument("--context-s", type=float, help="abnormal clips: context per side (s, default 2)")
-    parser.add_argument(
-        "--single-keyframe-hold-s", type=float, help="single-keyframe visibility (s, default 0.5)"
-    )
-    _conversion_arguments(parser)
-    parser.set_defaults(accepts_overrides=True)
-
-
-def _conversion_arguments(parser) -> None:
-    parser.add_argument("--video-prefix", help="normal-clip dicts: prefix of their bare video names")
-    parser.add_argument(
-        "--open-track-end", choices=("video_end", "last_keyframe"),
-        help="Label Studio tracks ending on an enabled keyframe: visible to the video end (as in Label Studio)",
-    )  # fmt: skip
-    parser.add_argument("--caption-field", help="Label Studio: task data field with the global caption")
-
-
 def _check_parser(data) -> None:
     check = data.add_parser(
         "check",
         help="validate manifests and videos, summarise them, report test-set leakage (exit 1 on errors)",
     )
-    _source_arguments(check)
+    source_arguments(check)
     check.add_argument("--no-video", action="store_true", help="check annotations only (no video is opened)")
     check.add_argument(
         "--scan", action="store_true",
@@ -129,59 +84,19 @@ def _convert_parsers(data) -> None:
             help="grid of keyframe frame numbers"
             + (" (default: from the export's own frame/time)" if fmt == "labelstudio" else " (default 25)"),
         )  # fmt: skip
-        _conversion_arguments(convert)
+        conversion_arguments(convert)
         convert.set_defaults(run=lambda args, _, fmt=fmt: run_convert(args, fmt))
 
 
 def _cache_parser(data) -> None:
     cache = data.add_parser("cache", help="pre-extract every clip's frames so training skips decoding")
-    _source_arguments(cache)
+    source_arguments(cache)
     cache.add_argument("--out", help="cache folder (default: the config's data.frame_cache)")
     cache.add_argument("--cache-fps", type=float, default=8.0, help="frames per second kept (0: every frame)")
     cache.add_argument("--encoding", choices=("jpeg", "raw"), default="jpeg",
                        help="jpeg (q90, ~14 kB/frame) or raw uint8, memory-mapped (150 kB/frame at 224 px)")  # fmt: skip
     cache.add_argument("--size", type=int, help="frame side in pixels (default: the model's input size)")
     cache.set_defaults(run=run_cache)
-
-
-# --------------------------------------------------------------------------------------------- settings
-def data_config(args, overrides: list[str]):
-    """The run config of a check / cache: the given YAML, or the defaults with the manifests and flags."""
-    from fgclip.config import load_config
-
-    flags = []
-    for dest, key in _DATA_FLAGS.items():
-        value = getattr(args, dest, None)
-        if value is not None:
-            flags += [f"--{key}", json.dumps(value)]
-    if getattr(args, "path_remap", None):
-        flags += ["--data.path_remaps", json.dumps(parse_remaps(args.path_remap))]
-    if getattr(args, "skip_invalid", False):
-        flags += ["--data.invalid_entries", "skip"]
-    if _is_config(args.sources[0]):
-        if len(args.sources) > 1:
-            raise UsageError("give one run config, or manifest files, not both")
-        return load_config(args.sources[0], flags + list(overrides))
-    manifests = ["--data.train_manifests", json.dumps(args.sources)]
-    return load_config(None, manifests + flags + list(overrides))
-
-
-def _is_config(path: str) -> bool:
-    return Path(path).suffix in (".yaml", ".yml")
-
-
-def all_manifests(config) -> list[str]:
-    return list(dict.fromkeys([*config.data.train_manifests, *config.data.eval_manifests]))
-
-
-def parse_remaps(pairs: list[str] | None) -> dict[str, str]:
-    remaps = {}
-    for pair in pairs or []:
-        old, sep, new = pair.partition("=")
-        if not sep:
-            raise UsageError(f"--path-remap expects OLD=NEW, got {pair!r}")
-        remaps[old] = new
-    return remaps
 
 
 # ------------------------------------------------------------------------------------------------- verbs
@@ -202,15 +117,14 @@ def run_synth(args, _) -> int:
 
 
 def run_check(args, overrides) -> int:
-    from fgclip import builders
-    from fgclip.tools.check import check_manifests
+    from fgclip.tools.check import check_manifests, check_options
 
-    config = data_config(args, overrides)
+    config = data_config(args.sources, args, overrides)
     tokenizer = _check_tokenizer(args, config)
-    options = builders.check_options(
-        config.data, check_videos=not args.no_video, tokenizer=tokenizer, scan=args.scan
+    options = check_options(config.data, check_videos=not args.no_video, tokenizer=tokenizer, scan=args.scan)
+    report = check_manifests(
+        all_manifests(config), options, show_command(args.sources, args, overrides, config)
     )
-    report = check_manifests(all_manifests(config), options)
     print(json.dumps(report.to_dict(), indent=1, ensure_ascii=False) if args.json else report.format_text())
     return report.exit_code
 
@@ -223,7 +137,7 @@ def _check_tokenizer(args, config):
         from transformers import AutoTokenizer
 
         return AutoTokenizer.from_pretrained(args.tokenizer, local_files_only=True)
-    if _is_config(args.sources[0]) and (config.model.tokenizer or Path(config.model.init).is_dir()):
+    if is_config(args.sources[0]) and (config.model.tokenizer or Path(config.model.init).is_dir()):
         return builders.build_tokenizer(config.model)
     return None
 
@@ -277,7 +191,7 @@ def run_cache(args, overrides) -> int:
     from fgclip.data.frame_cache import FrameCache
     from fgclip.tools.cache_clips import cache_clips
 
-    config = data_config(args, overrides)
+    config = data_config(args.sources, args, overrides)
     out = args.out or config.data.frame_cache
     if out is None:
         raise ConfigError("no cache folder: give --out DIR (or data.frame_cache in the config)")
