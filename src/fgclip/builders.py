@@ -286,7 +286,7 @@ def training_arguments(
         bf16=train.bf16,
         activation_checkpointing=train.gradient_checkpointing,
         deepspeed=train.deepspeed,
-        report_to=[],
+        report_to=hf_report_to(train.report_to),
         remove_unused_columns=False,
         ddp_broadcast_buffers=False,  # the memory bank is kept identical by all-gathered writes; never overwritten
         # A loss with weight 0 leaves its heads without gradients; DDP must then look for unused parameters.
@@ -296,6 +296,19 @@ def training_arguments(
         disable_tqdm=not train.progress_bar,
         use_cpu=not torch.cuda.is_available(),
     )
+
+
+def hf_report_to(names: list[str]) -> list[str]:
+    """`train.report_to` minus "tensorboard" (fgclip's MetricsLogger writes TensorBoard itself; HF's callback
+    would log a second, thinner copy), checked against the integrations HF's Trainer knows."""
+    from transformers.integrations.integration_utils import INTEGRATION_TO_CALLBACK
+
+    unknown = [name for name in names if name not in INTEGRATION_TO_CALLBACK]
+    if unknown:
+        raise ConfigError(
+            f"train.report_to: unknown tracker(s) {unknown}; HF Trainer integrations: {sorted(INTEGRATION_TO_CALLBACK)}"
+        )
+    return [name for name in dict.fromkeys(names) if name != "tensorboard"]
 
 
 def group_rates(train: TrainSection):

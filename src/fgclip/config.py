@@ -166,6 +166,10 @@ class TrainSection:
     resume_changed: bool = False  # accept a resume whose order / trajectory settings or data changed (logged)
     overwrite_output_dir: bool = False  # remove an earlier run's checkpoints, metrics and model first
     progress_bar: bool = True
+    # experiment trackers, HF Trainer integration names: "tensorboard" is fgclip's own writer (RUN/tensorboard),
+    # the others ("wandb", "mlflow", ...) are HF's callbacks fed every optimizer step's metrics.jsonl row;
+    # [] for none. metrics.jsonl is written whatever this says.
+    report_to: list[str] = field(default_factory=lambda: ["tensorboard"])
     max_consecutive_nonfinite: int = (
         5  # stop after this many optimizer steps in a row skipped for a NaN/inf loss
     )

@@ -104,7 +104,7 @@ class Shard:
 
     def __post_init__(self):
         if not 0 <= self.index < self.count:
-            raise ValueError(f"shard must be I/N with 0 <= I < N, got {self.index}/{self.count}")
+            raise ValueError(f"--shard {self.index}/{self.count}: must be I/N with 0 <= I < N")
 
     @classmethod
     def parse(cls, text: str) -> Shard:

@@ -166,8 +166,11 @@ def test_infer_writes_a_timeline_that_matches_eval(run, evaluated, tmp_path):
     video = next(data.videos_dir.rglob(f"{name}.mp4"))
     argv = ["infer", str(video), "--checkpoint", str(run["outcome"].model_dir), "--out", str(tmp_path),
             "--temporal-annotations", str(data.test_annotation_path), "--no-progress",
-            "--box", "0.5", "2.0", "0.1", "0.1", "0.6", "0.6"]  # fmt: skip
+            "--box", "0.5", "2.0", "0.1", "0.1", "0.6", "0.6", "--anomaly-maps", "2"]  # fmt: skip
     assert main(argv) == 0
+    assert (
+        tmp_path / f"{name}.anomaly_maps.png"
+    ).stat().st_size > 0  # the map over the 2 top snippets' frames
     result = json.loads((tmp_path / f"{name}.scores.json").read_text())
     num_frames = len(video_frame_times(video))
     assert result["num_frames"] == num_frames == len(result["frame_scores"])
@@ -319,6 +322,26 @@ def test_export_features_vadclip_layout_in_shards_then_merge(run, tmp_path, caps
             assert np.array_equal(np.load(one / path), np.load(two / path)), path
     assert main(["merge", str(tmp_path / "one")]) == 1
     assert "no features.shard-I-of-N.json files" in capsys.readouterr().err
+
+
+def test_data_show_blends_the_anomaly_map_into_the_frames(run, tmp_path):
+    data = run["data"]
+    plain, mapped = tmp_path / "plain", tmp_path / "mapped"
+    argv = [
+        "data",
+        "show",
+        str(data.test_path),
+        "--video-root",
+        str(data.out_dir),
+        "--entry",
+        "0",
+        "--split",
+        "eval",
+    ]
+    assert main([*argv, "--out", str(plain)]) == 0
+    assert main([*argv, "--out", str(mapped), "--anomaly-map", str(run["outcome"].model_dir)]) == 0
+    (before,), (after,) = plain.glob("*.png"), mapped.glob("*.png")
+    assert before.read_bytes() != after.read_bytes()  # the same sheet, with the map blended in
 
 
 def _same_evaluation(single: Path, sharded: Path) -> None:

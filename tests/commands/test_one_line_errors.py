@@ -223,6 +223,12 @@ ROWS = [
         ("$bad_video", "cannot be opened")),
     Row("export-features: missing video list", (*EXPORT, "--video-list", "$tmp/l.txt", "--out", "$tmp/f"),
         ("--video-list", "$tmp/l.txt", "not found")),
+    Row("export-features: --shard out of range", (*EXPORT, "--videos", "$video", "--out", "$tmp/f", "--shard", "2/2"),
+        ("--shard", "2/2", "0 <= I < N"), code=2),
+    Row("merge: nothing to merge", ("merge", "$tmp"), ("$tmp", "no features.shard-I-of-N.json")),
+    Row("head train: a list CSV's foreign paths", ("head", "train", "$tmp/l.csv", "--crop", "0", "--out", "$tmp/h"),
+        ("$tmp/l.csv:2", "/nowhere/Abuse/Abuse001_x264__0.npy", "--feature-root"),
+        setup=_write("l.csv", "path,label\n/nowhere/Abuse/Abuse001_x264__0.npy,Abuse\n")),
     Row("infer: --write-frame-cache alone", (*INFER, "--out", "$tmp/i", "--write-frame-cache"),
         ("--write-frame-cache", "--frame-cache"), code=2),
     # outputs: checked before the work that fills them

@@ -115,6 +115,10 @@ def test_resumed_export_equals_an_uninterrupted_one(model, videos, tmp_path, mon
     ).read_text().replace(str((tmp_path / "whole").resolve()), str(resumed.resolve()))
     for path in (tmp_path / "whole").rglob("*.npy"):
         assert np.array_equal(np.load(path), np.load(resumed / path.relative_to(tmp_path / "whole"))), path
+    folder, listed = read_features(resumed), read_features(resumed / "features_rgb.csv", crop=0)
+    assert folder.labels == listed.labels and folder.crop == 0  # the export's test crop
+    assert all(len(views) == 5 for views in folder.views.values())
+    assert [folder.videos[v.stem].num_frames for v in videos] == list(VIDEOS.values())  # native, not 16 x S
     heads = [_head_weights(tmp_path / "whole"), _head_weights(resumed)]
     assert heads[0].keys() == heads[1].keys()
     assert all(torch.equal(heads[0][k], heads[1][k]) for k in heads[0])

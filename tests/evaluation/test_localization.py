@@ -134,3 +134,16 @@ def test_map_geometry_known_answers():
     assert (
         len(grid_boxes(LocalizationOptions(box_fraction=0.3, stride_fraction=0.25))) == 16
     )  # last touches 1
+
+
+def test_frame_maps_and_the_overlay_show_the_planted_anomaly():
+    from fgclip.evaluation.localization import frame_anomaly_maps, overlay_map
+
+    frames = torch.tensor(GREY).view(1, 3, 1, 1).repeat(1, 1, SIZE, SIZE)
+    frames[0, :, 40:56, 8:24] = torch.tensor(RED).view(3, 1, 1)  # red square at x 8-24, y 40-56 px
+    heat = frame_anomaly_maps(ColourFeatures(), frames, _bank(RED))[0]  # (32, 32)
+    x, y = map_peak(heat)
+    assert 8 / SIZE <= x <= 24 / SIZE and 40 / SIZE <= y <= 56 / SIZE
+    image = np.full((64, 64, 3), 100, np.uint8)
+    shown = overlay_map(image, heat.numpy())
+    assert shown[48, 16, 0] > 150 and (shown[8, 48] == image[8, 48]).all()  # red on the anomaly only

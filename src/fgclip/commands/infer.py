@@ -33,6 +33,8 @@ def register(commands) -> None:
                        metavar=("T_START", "T_END", "X1", "Y1", "X2", "Y2"),
                        help="also score this region (seconds; box normalised to [0,1]); repeatable")  # fmt: skip
     infer.add_argument("--temporal-annotations", help="shade this video's annotated anomaly on the timeline")
+    infer.add_argument("--anomaly-maps", type=int, default=0, metavar="N",
+                       help="also draw the anomaly map over the frames of the N highest-scoring snippets")  # fmt: skip
     infer.add_argument("--out", default="fgclip_infer", help="output folder (default: fgclip_infer)")
     common_arguments(infer)
     infer.set_defaults(run=run, accepts_overrides=True)
@@ -83,7 +85,7 @@ def _prompt_banks(args, loaded):
     clip_bank = builders.prompt_bank(loaded.config, loaded.model, loaded.tokenizer, prompts, head="clip")
     region_bank = (
         builders.prompt_bank(loaded.config, loaded.model, loaded.tokenizer, prompts, head="region")
-        if args.box
+        if args.box or args.anomaly_maps > 0
         else None
     )
     return prompts, clip_bank, region_bank
@@ -109,6 +111,8 @@ def _infer_one(args, loaded, banks, video: Path) -> None:
     meta = {"checkpoint": str(loaded.checkpoint), "prompts": prompts.source}
     with writing_to(args.out, "--out"):
         paths = write_inference(result, args.out, annotation=annotation, meta=meta)
+        if args.anomaly_maps > 0:
+            paths["anomaly_maps"] = _anomaly_maps(args, loaded, region_bank, video, result.scores)
     scores = result.scores
     peak = int(scores.snippet_scores.argmax())
     print(f"{video.name}: {scores.layout.num_frames} frames, {scores.layout.num_snippets} snippets; "
@@ -118,3 +122,24 @@ def _infer_one(args, loaded, banks, video: Path) -> None:
               f"anomaly {region.anomaly_score:.3f}")  # fmt: skip
     for name, path in paths.items():
         print(f"[fgclip] {name}: {path}")
+
+
+def _anomaly_maps(args, loaded, bank, video: Path, scores) -> Path:
+    """The anomaly map over the middle frame of each of the `--anomaly-maps` highest-scoring snippets."""
+    import numpy as np
+
+    from fgclip import builders
+    from fgclip.data.dataset import to_pixel_values
+    from fgclip.data.video import decode_frames
+    from fgclip.evaluation.figures import plot_anomaly_maps
+    from fgclip.evaluation.localization import frame_anomaly_maps, overlay_map
+
+    size = builders.model_image_size(loaded.model)
+    snippets = np.sort(np.argsort(-scores.snippet_scores, kind="stable")[: args.anomaly_maps])
+    times = np.array([sum(scores.layout.bounds(int(s))) / 2 / scores.fps for s in snippets])
+    frames = decode_frames(video, times, size=(size, size))  # (N, H, W, 3)
+    maps = frame_anomaly_maps(loaded.model, to_pixel_values(frames), bank, rule=args.scoring).numpy()
+    shown = [overlay_map(frame, heat) for frame, heat in zip(frames, maps, strict=True)]
+    titles = [f"{t:.2f} s, snippet {scores.snippet_scores[s]:.2f}\nmap {m.min():.2f}..{m.max():.2f}"
+              for t, s, m in zip(times, snippets, maps, strict=True)]  # fmt: skip
+    return plot_anomaly_maps(shown, titles, Path(args.out) / f"{video.stem}.anomaly_maps.png")

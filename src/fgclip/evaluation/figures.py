@@ -74,6 +74,23 @@ def plot_timeline(
     return Path(out_path)
 
 
+def plot_anomaly_maps(frames: list[np.ndarray], titles: list[str], out_path: str | Path) -> Path:
+    """A row of frames (H, W, 3) uint8 with their anomaly maps already blended in (`overlay_map`)."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(frames), figsize=(2.2 * len(frames), 2.5), squeeze=False)
+    for ax, frame, title in zip(axes[0], frames, titles, strict=True):
+        ax.imshow(frame)
+        ax.set_title(title, fontsize=7)
+        ax.axis("off")
+    fig.suptitle(
+        "anomaly map: P(anomaly) of the region head over a grid of boxes; red = the frame's max", fontsize=8
+    )
+    fig.tight_layout()
+    fig.savefig(out_path, dpi=110)
+    plt.close(fig)
+    return Path(out_path)
+
+
 def _runs(truth: np.ndarray) -> list[tuple[int, int]]:
     """(first, last) frame of each run of 1s."""
     edges = np.diff(np.concatenate([[0], truth.astype(np.int8), [0]]))

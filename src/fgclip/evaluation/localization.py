@@ -283,6 +283,33 @@ def _report(main, twin, per_class, choice_hits, choice_chance, options) -> dict:
     return report
 
 
+@torch.no_grad()
+def frame_anomaly_maps(
+    model,
+    pixel_values: torch.Tensor,
+    bank: PromptBank,
+    options: LocalizationOptions = LocalizationOptions(),
+    rule: str = "softmax_sum",
+) -> torch.Tensor:
+    """(N, 3, H, W) frames as the model takes them -> (N, S, S) anomaly maps (probabilities, not rescaled)."""
+    grid = grid_boxes(options)
+    scores = box_anomaly_scores(model, pixel_values, [grid] * len(pixel_values), bank, rule)
+    return torch.stack([anomaly_map(s, grid, options.map_size) for s in scores])
+
+
+def overlay_map(frame: np.ndarray, heat: np.ndarray, strength: float = 0.6) -> np.ndarray:
+    """A frame (H, W, 3) uint8 with an anomaly map (S, S) blended in red, rescaled to the frame's own min..max
+    (where the model puts the anomaly, as the pointing game reads it; say the range beside the picture: an
+    uncalibrated model's map can be high everywhere)."""
+    rows = (np.arange(frame.shape[0]) * heat.shape[0]) // frame.shape[0]
+    cols = (np.arange(frame.shape[1]) * heat.shape[1]) // frame.shape[1]
+    span = float(heat.max() - heat.min())
+    relative = (heat - heat.min()) / span if span > 0 else np.zeros_like(heat)
+    alpha = strength * relative[rows][:, cols][..., None]  # (H, W, 1)
+    red = np.array([255.0, 0.0, 0.0])
+    return (frame * (1 - alpha) + red * alpha).round().astype(np.uint8)
+
+
 def dataset_reader(dataset) -> FrameReader:
     """Frames of a `ClipDataset`'s clips as it feeds them to the model (its size, its frame cache)."""
     size = (dataset.options.image_size, dataset.options.image_size)

@@ -16,6 +16,9 @@ Two sources, one `FeatureSet`:
   length VadCLIP's own `make_gt_ucf.py` builds its ground truth on; the fps is unknown (timelines assume 30,
   UCF-Crime's rate).
 
+A `--layout vadclip` export folder also carries its labels (each video's class folder, `Normal` for the normal
+ones, as its CSVs); other folders need a label list.
+
 Crops: every view of a video is kept (`FeatureSet.views`); `FeatureSet.videos` holds one view per video, the
 `crop` chosen for validation and testing (VadCLIP trains on all ten crops and tests on one). A single-crop
 source needs no choice; otherwise `crop` defaults to the export's `test_crop` and must be given for a CSV that
@@ -140,7 +143,17 @@ def read_features(
         for stem, entry in sorted(description["videos"].items())
     }
     chosen = _chosen_crop(root, views, description.get("test_crop") if crop is None else crop)
-    return _feature_set(root, snippet_frames, partial, description, views, chosen)
+    features = _feature_set(root, snippet_frames, partial, description, views, chosen)
+    if description.get("layout") != "vadclip":
+        return features
+    # a vadclip-layout export labels its videos by their class folder, as its list CSVs do
+    labels = {stem: _class_label(stem, entry["class"]) for stem, entry in description["videos"].items()}
+    return FeatureSet(**{**features.__dict__, "labels": labels})
+
+
+def _class_label(name: str, label: str) -> VideoLabel:
+    abnormal = label.lower() != NORMAL_CLASS.lower()
+    return VideoLabel(name, abnormal, label if abnormal else NORMAL_CLASS)
 
 
 def read_feature_list(

@@ -19,7 +19,7 @@ class LabelPrompts:
     ids: torch.Tensor  # (P, L) long: prompt tokens
     mask: torch.Tensor  # (P, L) long
     prompt_classes: torch.Tensor  # (P,) long: class index of each prompt
-    per_class: int = 0  # prompts of each class per step; 0: all
+    per_class: int = 0  # prompts of each class per step; 0: all (the config's default is 16, see terms.py)
 
     def __post_init__(self):
         if self.per_class < 0:

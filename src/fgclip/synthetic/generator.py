@@ -89,6 +89,11 @@ SHAPE_SIZE_PX = (12.0, 18.0)  # box side at size 64 (scaled with the frame size)
 GROWER_SIZE_PX = (12.0, 16.0)  # a growing actor doubles, so it starts smaller
 SPEED_PX_S = (15.0, 35.0)  # at size 64
 EVENT_LENGTH_S = (1.2, 2.0)
+# `untrimmed_test`: UCF-Crime-like test videos, long and untrimmed with one short event. Durations of 30-45 s
+# with a 4-8 s event give ~16 % abnormal frames in an abnormal video, so ~8 % of all test frames when half the
+# test videos are normal: near UCF-Crime's test split (~7-8 % abnormal frames). meta.json records the share.
+UNTRIMMED_DURATION_S = (30.0, 45.0)
+UNTRIMMED_EVENT_S = (4.0, 8.0)
 EVENT_MARGIN_S = 0.4  # an event keeps this far from both ends of the video
 MIN_NORMAL_SPAN_S = 2.0
 X264_OPTIONS = {"preset": "veryfast"}  # same quality at crf 18 for these tiny frames, twice as fast
@@ -112,16 +117,21 @@ def make_video_spec(
     fps: float = 25.0,
     duration_s: float = 4.0,
     annotation_fps: float = 25.0,
+    untrimmed: bool = False,
 ) -> VideoSpec:
     """The video `index` (1-based) of class `label` for `seed` — independent of every other video.
 
     A normal video is the twin of an abnormal one (:func:`twin_of`): the same shapes on the same
     trajectories over the same background, without the event, with its own noise and clip span.
+    `untrimmed`: a long test video (UNTRIMMED_DURATION_S, drawn per video in place of `duration_s`) with one
+    UNTRIMMED_EVENT_S event, drawn from the video's own generators (its layout is chosen over the longer video,
+    so its shapes are not those of the trimmed video of the same index); trimmed videos are unchanged.
     """
     if label == NORMAL_CLASS:
         twin = make_video_spec(
-            seed, *twin_of(index), size=size, fps=fps, duration_s=duration_s, annotation_fps=annotation_fps
-        )
+            seed, *twin_of(index), size=size, fps=fps, duration_s=duration_s, annotation_fps=annotation_fps,
+            untrimmed=untrimmed,
+        )  # fmt: skip
         rng = np.random.default_rng([seed, SYNTH_CLASSES.index(label), index])
         return replace(
             twin,
@@ -133,6 +143,14 @@ def make_video_spec(
             timestamps=_normal_span(rng, twin.duration_s),
         )
     rng = np.random.default_rng([seed, SYNTH_CLASSES.index(label), index])
+    event_length_s = EVENT_LENGTH_S
+    if untrimmed:  # its own generator: the main draws stay those of the trimmed video
+        duration_s = float(
+            np.random.default_rng([seed, 0x7E57, index, SYNTH_CLASSES.index(label)]).uniform(
+                *UNTRIMMED_DURATION_S
+            )
+        )
+        event_length_s = UNTRIMMED_EVENT_S
     scale = size / 64.0
     num_frames = max(1, round(duration_s * fps))
     duration = num_frames / fps
@@ -150,7 +168,7 @@ def make_video_spec(
         hi_f = math.floor((duration - EVENT_MARGIN_S) * annotation_fps)
         if hi_f - lo_f < 1:
             raise ValueError(f"duration_s={duration_s} is too short for an event span")
-        length = round(rng.uniform(*EVENT_LENGTH_S) * annotation_fps)
+        length = round(rng.uniform(*event_length_s) * annotation_fps)
         length = max(1, min(length, hi_f - lo_f))
         f0 = int(rng.integers(lo_f, hi_f - length + 1))
         event_frames = (f0, f0 + length)
@@ -346,6 +364,25 @@ def hard_negatives(spec: VideoSpec, count: int, rng: np.random.Generator) -> lis
     return chosen
 
 
+def object_hard_negatives(caption: str, count: int, rng: np.random.Generator) -> list[str]:
+    """A calm object's region ("a cyan square moving calmly"): `count` captions that change its colour or its
+    kind in place, the two attributes taken in turn, each drawn at random without repetition."""
+    words = caption.split(" ")
+    colour, kind = words[1], words[2]
+    colours = [c for c in COLOURS if c != colour]
+    kinds = [k for k in KINDS if k != kind]
+    queues = [
+        [" ".join([words[0], colours[i], *words[2:]]) for i in rng.permutation(len(colours))],
+        [" ".join([*words[:2], kinds[i], *words[3:]]) for i in rng.permutation(len(kinds))],
+    ]
+    chosen: list[str] = []
+    while len(chosen) < count and any(queues):
+        for queue in queues:
+            if queue and len(chosen) < count:
+                chosen.append(queue.pop(0))
+    return chosen
+
+
 # ------------------------------------------------------------------------------------------------ generate
 
 
@@ -381,8 +418,14 @@ def generate(
     annotation_fps: float = 25.0,
     keyframe_every: int = 5,
     num_hard_negatives: int = 3,
+    normal_regions: bool = False,
+    untrimmed_test: bool = False,
 ) -> SynthSummary:
-    """Write the synthetic benchmark under `out_dir` (the video root); see the module docstring."""
+    """Write the synthetic benchmark under `out_dir` (the video root); see the module docstring.
+
+    `normal_regions`: every calm shape gets its own boxed region and caption (``VideoSpec.manifest_entry``).
+    `untrimmed_test`: the test videos are long and untrimmed (``make_video_spec(untrimmed=True)``).
+    """
     started = time.perf_counter()
     parameters = {
         "num_videos": num_videos,
@@ -394,21 +437,32 @@ def generate(
         "keyframe_every": keyframe_every,
         "num_hard_negatives": num_hard_negatives,
     }
-    _check_parameters(**parameters)
+    _check_parameters(**parameters, normal_regions=normal_regions)
+    parameters.update(normal_regions=normal_regions, untrimmed_test=untrimmed_test)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    specs = _write_videos(out, seed, num_videos, size, fps, duration_s, annotation_fps)
-    train, test = split_videos(specs, seed, test_fraction)
+    timing = {"size": size, "fps": fps, "duration_s": duration_s, "annotation_fps": annotation_fps}
+    specs = list(iter_video_specs(seed, num_videos, **timing))
+    train, test = split_videos(specs, seed, test_fraction)  # by name and class: the same with untrimmed_test
+    if untrimmed_test:
+        test = [make_video_spec(seed, s.label, s.index, **timing, untrimmed=True) for s in test]
+        specs = [*train, *test]
+    _write_videos(out, specs)
     paths = {name: out / name for name in OUTPUT_FILES}
-    _dump_json(paths["train.json"], [s.manifest_entry(keyframe_every) for s in train])
-    _dump_json(paths["test.json"], [s.manifest_entry(keyframe_every) for s in test])
-    _dump_json(paths["hard_negatives.json"], _hard_negative_file(train + test, seed, num_hard_negatives))
+    _dump_json(paths["train.json"], [s.manifest_entry(keyframe_every, normal_regions) for s in train])
+    _dump_json(paths["test.json"], [s.manifest_entry(keyframe_every, normal_regions) for s in test])
+    _dump_json(
+        paths["hard_negatives.json"],
+        _hard_negative_file(train + test, seed, num_hard_negatives, normal_regions),
+    )
     _write_test_files(paths, test)
     prompts = prompt_set()
     _dump_json(paths["prompts.json"], prompts)
     counts = _split_counts(specs, train, test)
     parameters["num_frames"] = specs[0].num_frames
-    _dump_json(paths["meta.json"], _meta(seed, parameters, specs, train, test, prompts, counts))
+    meta = _meta(seed, parameters, specs, train, test, prompts, counts)
+    meta["test_abnormal_frame_share"] = abnormal_frame_share(test)
+    _dump_json(paths["meta.json"], meta)
     return SynthSummary(
         out_dir=out,
         train_path=paths["train.json"],
@@ -436,8 +490,24 @@ OUTPUT_FILES = (
 )
 
 
+def abnormal_frame_share(specs: list) -> float | None:
+    """Share of the native frames of `specs` that show an event (UCF-Crime's test split: ~7-8 %)."""
+    total = sum(spec.num_frames for spec in specs)
+    events = [spec.event_native_frames for spec in specs if spec.is_abnormal]
+    return round(sum(e1 - s1 + 1 for s1, e1 in events) / total, 4) if total else None
+
+
 def _check_parameters(
-    *, num_videos, test_fraction, size, fps, duration_s, annotation_fps, keyframe_every, num_hard_negatives
+    *,
+    num_videos,
+    test_fraction,
+    size,
+    fps,
+    duration_s,
+    annotation_fps,
+    keyframe_every,
+    num_hard_negatives,
+    normal_regions=False,
 ) -> None:
     if num_videos < 2:
         raise ValueError(f"num_videos must be >= 2, got {num_videos}")
@@ -449,18 +519,18 @@ def _check_parameters(
         raise ValueError(f"keyframe_every must be >= 1, got {keyframe_every}")
     if not 0 <= num_hard_negatives <= MAX_HARD_NEGATIVES:
         raise ValueError(f"num_hard_negatives must be in [0, {MAX_HARD_NEGATIVES}], got {num_hard_negatives}")
+    most = len(COLOURS) - 1 + len(KINDS) - 1  # a calm object's single-attribute changes
+    if normal_regions and num_hard_negatives > most:
+        raise ValueError(
+            f"num_hard_negatives must be <= {most} with normal_regions, got {num_hard_negatives}"
+        )
     if duration_s < 2 * EVENT_MARGIN_S + EVENT_LENGTH_S[0]:
         raise ValueError(
             f"duration_s must be >= {2 * EVENT_MARGIN_S + EVENT_LENGTH_S[0]} s, got {duration_s}"
         )
 
 
-def _write_videos(out: Path, seed, num_videos, size, fps, duration_s, annotation_fps) -> list:
-    specs = list(
-        iter_video_specs(
-            seed, num_videos, size=size, fps=fps, duration_s=duration_s, annotation_fps=annotation_fps
-        )
-    )
+def _write_videos(out: Path, specs: list) -> None:
     jobs = [(out / spec.video, spec) for spec in specs]
     workers = min(len(jobs), os.cpu_count() or 1)
     if workers > 1:  # rendering and x264 encoding are per video and CPU-bound: one process per core
@@ -469,7 +539,6 @@ def _write_videos(out: Path, seed, num_videos, size, fps, duration_s, annotation
     else:
         for job in jobs:
             _write_one(job)
-    return specs
 
 
 def _write_one(job) -> None:
@@ -479,22 +548,32 @@ def _write_one(job) -> None:
     write_video(path, spec.render(), spec.fps, crf=18, options=X264_OPTIONS)
 
 
-def _hard_negative_file(specs: list, seed: int, num_hard_negatives: int) -> dict:
+def _hard_negative_file(
+    specs: list, seed: int, num_hard_negatives: int, normal_regions: bool = False
+) -> dict:
     """Format 2: one item per video's region, each with hard negatives that change one attribute."""
     items = []
     for spec in specs:
         rng = np.random.default_rng([seed, 0x4E47, SYNTH_CLASSES.index(spec.label), spec.index])
         span = spec.event_span_s if spec.is_abnormal else spec.timestamps
-        items.append(
-            {
-                "video": spec.video,
-                "region_index": 0,
-                "region_caption": spec.region_caption(),
-                "hard_negative": hard_negatives(spec, num_hard_negatives, rng),
-                "frames_25": [round(span[0] * 25.0), round(span[1] * 25.0)],
-                "timestamps": [round(span[0], 4), round(span[1], 4)],
-            }
-        )
+        captions = spec.region_captions(normal_regions)
+        for index, caption in enumerate(captions):
+            scene_or_actor = index == 0 and (spec.is_abnormal or not normal_regions)
+            negatives = (
+                hard_negatives(spec, num_hard_negatives, rng)
+                if scene_or_actor
+                else object_hard_negatives(caption, num_hard_negatives, rng)
+            )
+            items.append(
+                {
+                    "video": spec.video,
+                    "region_index": index,
+                    "region_caption": caption,
+                    "hard_negative": negatives,
+                    "frames_25": [round(span[0] * 25.0), round(span[1] * 25.0)],
+                    "timestamps": [round(span[0], 4), round(span[1], 4)],
+                }
+            )
     return {
         "meta_file": "train.json",
         "model": "fgclip-synth",

@@ -21,6 +21,7 @@ from fgclip.synthetic.vocabulary import (
     abnormal_region_caption,
     normal_global_caption,
     normal_region_caption,
+    object_region_caption,
     palette_order,
 )
 
@@ -151,19 +152,27 @@ class VideoSpec:
             return abnormal_global_caption(objects[0], self.label, palette_order(objects[1:]))
         return normal_global_caption(palette_order(self.objects()))
 
-    def keyframe_frames(self, keyframe_every: int) -> list[int]:
-        """Annotation frames of the actor's track: a regular grid, the event's ends, and both sides of bounces."""
-        f0, f1 = self.event_frames_ann
+    def keyframe_frames(self, keyframe_every: int, shape_index: int = 0) -> list[int]:
+        """Annotation frames of a shape's track over `track_span_frames`: a regular grid, the span's ends, and
+        both sides of every bounce."""
+        f0, f1 = self.track_span_frames()
         frames = set(range(f0, f1, keyframe_every)) | {f1}
-        t0, t1 = self.event_span_s
-        for t in self.shapes[0].bounce_times(t0, t1, self.size):
+        t0, t1 = f0 / self.annotation_fps, f1 / self.annotation_fps
+        for t in self.shapes[shape_index].bounce_times(t0, t1, self.size):
             position = t * self.annotation_fps
             frames.update({math.floor(position), math.ceil(position)})
         return sorted(f for f in frames if f0 <= f <= f1)
 
-    def track(self, keyframe_every: int) -> list[dict]:
-        frames = self.keyframe_frames(keyframe_every)
-        boxes = self.box(0, np.array(frames, dtype=np.float64) / self.annotation_fps)
+    def track_span_frames(self) -> tuple[int, int]:
+        """Annotation frames the tracks cover: the event (abnormal), the clip span (normal)."""
+        if self.is_abnormal:
+            return self.event_frames_ann
+        t0, t1 = self.timestamps
+        return math.ceil(t0 * self.annotation_fps - 1e-6), math.floor(t1 * self.annotation_fps + 1e-6)
+
+    def track(self, keyframe_every: int, shape_index: int = 0) -> list[dict]:
+        frames = self.keyframe_frames(keyframe_every, shape_index)
+        boxes = self.box(shape_index, np.array(frames, dtype=np.float64) / self.annotation_fps)
         track = [
             {"frame": int(f), "bbox": [round(float(v), 6) for v in b]}
             for f, b in zip(frames, boxes, strict=True)
@@ -171,15 +180,33 @@ class VideoSpec:
         track[-1]["enabled"] = False
         return track
 
-    def manifest_entry(self, keyframe_every: int) -> dict:
-        return {
+    def region_captions(self, normal_regions: bool = False) -> list[str]:
+        """The entry's region captions. With `normal_regions`, every calm shape has its own region ("a cyan
+        square moving calmly"), after the actor in an abnormal video, in place of a normal video's scene region."""
+        if not normal_regions:
+            return [self.region_caption()]
+        calm = [object_region_caption(obj) for obj in self.objects()[1 if self.is_abnormal else 0 :]]
+        return [self.region_caption(), *calm] if self.is_abnormal else calm
+
+    def manifest_entry(self, keyframe_every: int, normal_regions: bool = False) -> dict:
+        """A clip-list entry. `normal_regions` (``data synth --normal-regions``): every shape is a region with its
+        own box track and caption, so a region is never "small box = event, full frame = calm": the region
+        contrast must tell a shattering cyan square from a calm one (issue 24)."""
+        entry = {
             "video": self.video,
             "global_caption": self.global_caption(),
-            "region_captions": [self.region_caption()],
+            "region_captions": self.region_captions(normal_regions),
             "box_infos": [self.track(keyframe_every)] if self.is_abnormal else [[]],
             "timestamps": None if self.is_abnormal else [self.timestamps[0], self.timestamps[1]],
             "group": self.scene,
         }
+        if normal_regions:
+            first = 1 if self.is_abnormal else 0
+            calm = [self.track(keyframe_every, i) for i in range(first, len(self.shapes))]
+            entry["box_infos"] = entry["box_infos"][:first] + calm
+            entry["region_labels"] = ["abnormal"] * first + ["normal"] * len(calm)
+            entry["label"] = "abnormal" if self.is_abnormal else "normal"
+        return entry
 
     @property
     def scene(self) -> str:

@@ -35,7 +35,7 @@ def tokenize_caption(text: str) -> list[str]:
 
 def synth_vocabulary() -> list[str]:
     """Every token any caption, hard negative or prompt of the benchmark can contain (sorted, seed-free)."""
-    words = {"a", "an", "anomaly", "normal", "scene", "move", "calmly", "near", "and", ":", ","}
+    words = {"a", "an", "anomaly", "normal", "scene", "move", "moving", "calmly", "near", "and", ":", ","}
     words.update(COLOURS, KINDS, EVENT_VERBS.values())
     return sorted(words)
 
@@ -55,6 +55,11 @@ def listing(phrases: list[str]) -> str:
 
 def normal_region_caption(objects: list[tuple[str, str]]) -> str:
     return f"{listing([_phrase(c, k) for c, k in objects])} move calmly"
+
+
+def object_region_caption(obj: tuple[str, str]) -> str:
+    """One calm object's own region (`data synth --normal-regions`): what it does, "a cyan square moving calmly"."""
+    return f"{_phrase(*obj)} moving calmly"
 
 
 def normal_global_caption(objects: list[tuple[str, str]]) -> str:

@@ -30,6 +30,7 @@ from fgclip.training.callbacks import (
     MetricsLogger,
     SamplerEpochCallback,
     TemperatureClamp,
+    integration_callbacks,
 )
 from fgclip.training.checkpoints import (
     DATA_FINGERPRINT_FILE,
@@ -148,9 +149,17 @@ def _train_locked(
     )
     bank_capacity = task.bank.capacity if task.bank is not None else None
     warmup = config.bank.warmup_steps if task.bank is not None else None
+    metrics = MetricsLogger(
+        report,
+        output_dir,
+        samples_per_step,
+        bank_capacity,
+        tensorboard="tensorboard" in config.train.report_to,
+    )
+    metrics.forward_to(integration_callbacks(trainer))  # train.report_to's trackers (HF built them)
     for callback in (
         SamplerEpochCallback(sampler),  # a resume inside epoch e replays epoch e's order
-        MetricsLogger(report, output_dir, samples_per_step, bank_capacity),
+        metrics,
         LossCurvePlot(output_dir, warmup),
         TemperatureClamp(core),
         StopAndSave(preemption, args.device),

@@ -22,8 +22,14 @@ PLOT_FILE = "loss_curves.png"
 
 
 class MetricsLogger(TrainerCallback):
-    """One JSON object per optimizer step in `metrics.jsonl` (appended across restarts, never truncated) and
-    TensorBoard, on rank 0; a one-line console summary every `logging_steps`.
+    """One JSON object per optimizer step in `metrics.jsonl` (appended across restarts, never truncated),
+    TensorBoard (unless `tensorboard=False`) and every experiment tracker of `train.report_to`, on rank 0; a
+    one-line console summary every `logging_steps`.
+
+    Trackers: HF's integration callbacks (`forward_to`, `integration_callbacks`) keep their own set-up and
+    teardown (run start, params, end); the Trainer never calls their `on_log` here (logging_strategy "no": the
+    StepReport, not the Trainer's running loss, is what is logged), so this callback hands them each step's row,
+    named as in metrics.jsonl except where a name is also the group of others (`tracker_logs`).
 
     Values are the StepReport's: averaged over the step's micro-batches and over ranks with sums and counts.
     Learning rates are read at `on_optimizer_step`, i.e. the rates this step's update used (the scheduler
@@ -36,8 +42,11 @@ class MetricsLogger(TrainerCallback):
         output_dir: str | Path,
         samples_per_step: int,
         bank_capacity: int | None = None,
+        tensorboard: bool = True,
     ):
         self.report = report
+        self.tensorboard = tensorboard
+        self.trackers: list[TrainerCallback] = []
         self.path = Path(output_dir) / METRICS_FILE
         self.samples_per_step = samples_per_step
         self.bank_capacity = bank_capacity
@@ -49,9 +58,14 @@ class MetricsLogger(TrainerCallback):
         self._last_time = time.perf_counter()
         if is_rank_zero():
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            from torch.utils.tensorboard import SummaryWriter
+            if self.tensorboard:
+                from torch.utils.tensorboard import SummaryWriter
 
-            self._writer = SummaryWriter(log_dir=str(Path(args.output_dir) / "tensorboard"))
+                self._writer = SummaryWriter(log_dir=str(Path(args.output_dir) / "tensorboard"))
+
+    def forward_to(self, trackers: list[TrainerCallback]) -> None:
+        """HF integration callbacks that receive each step's row through their `on_log`."""
+        self.trackers = list(trackers)
 
     def on_optimizer_step(self, args, state, control, optimizer=None, **kwargs):
         self._rates = group_rates_of(optimizer) if optimizer is not None else {}
@@ -66,6 +80,9 @@ class MetricsLogger(TrainerCallback):
         self._last_time = now
         if is_rank_zero():
             self._write(row)
+            logs = tracker_logs(row)
+            for tracker in self.trackers:  # step = state.global_step, as each integration reads it
+                tracker.on_log(args, state, control, logs=dict(logs), model=kwargs.get("model"))
             if (
                 state.global_step % args.logging_steps == 0
                 or state.global_step == state.max_steps
@@ -82,6 +99,8 @@ class MetricsLogger(TrainerCallback):
                 )
                 f.write(b"\n")
             f.write((json.dumps(row) + "\n").encode())
+        if self._writer is None:
+            return
         for name, value in row.items():
             if name not in ("step", "epoch") and isinstance(value, (int, float)):
                 self._writer.add_scalar(name, value, row["step"])
@@ -89,6 +108,28 @@ class MetricsLogger(TrainerCallback):
     def on_train_end(self, args, state, control, **kwargs):
         if self._writer is not None:
             self._writer.close()
+
+
+# metrics.jsonl names that are also a group of other names ("loss" beside "loss/region"): a store that keeps one
+# file per metric (MLflow's file store) cannot hold both -- it fails on "loss/region" and, logging
+# asynchronously, drops the rest of the step silently. Trackers get these names instead.
+TRACKER_RENAMES = {"loss": "loss/total", "lr": "lr/main"}
+
+
+def tracker_logs(row: dict) -> dict[str, float]:
+    """A metrics.jsonl row as trackers receive it: numbers only, no step (they read state.global_step), and no
+    name that is also a group of other names (TRACKER_RENAMES; any other such name gets "/value")."""
+    numbers = {k: v for k, v in row.items() if k != "step" and isinstance(v, (int, float))}
+    groups = {k.rsplit("/", 1)[0] for k in numbers if "/" in k}
+    return {(TRACKER_RENAMES.get(k, f"{k}/value") if k in groups else k): v for k, v in numbers.items()}
+
+
+def integration_callbacks(trainer) -> list[TrainerCallback]:
+    """The experiment-tracker callbacks HF's Trainer built from `args.report_to` (wandb, mlflow, ...)."""
+    from transformers.integrations.integration_utils import INTEGRATION_TO_CALLBACK
+
+    kinds = tuple(INTEGRATION_TO_CALLBACK.values())
+    return [callback for callback in trainer.callback_handler.callbacks if isinstance(callback, kinds)]
 
 
 def _ends_mid_line(f) -> bool:

@@ -43,6 +43,10 @@ def _synth_parser(data) -> None:
     synth.add_argument("--fps", type=float, default=25.0)
     synth.add_argument("--duration", type=float, default=4.0, help="seconds per video")
     synth.add_argument("--test-fraction", type=float, default=0.25)
+    synth.add_argument("--normal-regions", action="store_true",
+                       help="every calm shape gets its own box track and caption ('a cyan square moving calmly')")  # fmt: skip
+    synth.add_argument("--untrimmed-test", action="store_true",
+                       help="UCF-like test videos: 30-45 s, one 4-8 s event, ~8%% abnormal test frames")  # fmt: skip
     synth.set_defaults(run=run_synth)
 
 
@@ -111,6 +115,8 @@ def run_synth(args, _) -> int:
         fps=args.fps,
         duration_s=args.duration,
         test_fraction=args.test_fraction,
+        normal_regions=args.normal_regions,
+        untrimmed_test=args.untrimmed_test,
     )
     print(summary)
     return 0

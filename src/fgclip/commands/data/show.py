@@ -14,6 +14,7 @@ sampling flags standing for their `data.*` keys; bad entries skipped, item seed 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from dataclasses import dataclass
@@ -64,6 +65,8 @@ def register(data_subparsers) -> None:
     show.add_argument("--epoch", type=int, default=0, help="training epoch whose frame draw is shown")
     show.add_argument("--out", default="data_show", help="output folder (default ./data_show)")
     show.add_argument("--strip", action="store_true", help="add a timeline of span, keyframes and samples")
+    show.add_argument("--anomaly-map", metavar="CHECKPOINT",
+                      help="blend this checkpoint's anomaly map (region head, its run's prompts) into each frame")  # fmt: skip
     show.add_argument("--mp4", action="store_true", help="also write an annotated MP4 of the whole span")
     show.add_argument(
         "--grid-check", action="store_true", help="also draw the clip on the video's native fps"
@@ -263,6 +266,8 @@ def _show(split: _Split, index: int, args) -> list[Path]:
         stem += f"_seed{split.seed}_epoch{args.epoch}"
     dataset = split.dataset_for(clip)
     view = clip_view(dataset, clip, index, seed=split.seed, epoch=args.epoch)
+    if args.anomaly_map:
+        view = _with_anomaly_maps(view, args.anomaly_map)
     sheet, _ = draw_sheet(view, frame_height=args.frame_height, strip=args.strip)
     written = [out / f"{stem}.png"]
     sheet.save(written[0])
@@ -276,6 +281,40 @@ def _show(split: _Split, index: int, args) -> list[Path]:
         written.append(out / f"{stem}_grid_check.png")
         image.save(written[-1])
     return written
+
+
+def _with_anomaly_maps(view, checkpoint: str):
+    """The view with each frame's anomaly map blended in (fgclip.evaluation.localization), frames resized to the
+    model's input for scoring, the map drawn at the frame's own size."""
+    import dataclasses
+
+    import numpy as np
+    import torch.nn.functional as F
+
+    from fgclip.data.dataset import to_pixel_values
+    from fgclip.evaluation.localization import frame_anomaly_maps, overlay_map
+
+    model, bank, size = _map_model(checkpoint)
+    pixels = F.interpolate(
+        to_pixel_values(view.frames), size=(size, size), mode="bilinear", align_corners=False
+    )
+    maps = frame_anomaly_maps(model, pixels, bank).numpy()  # (T, S, S)
+    frames = np.stack([overlay_map(frame, heat) for frame, heat in zip(view.frames, maps, strict=True)])
+    return dataclasses.replace(view, frames=frames)
+
+
+@functools.cache
+def _map_model(checkpoint: str):
+    """(model, region prompt bank, input size) of a checkpoint, loaded once per command."""
+    from fgclip import builders
+    from fgclip.evaluation.zeroshot import load_prompt_set
+
+    loaded = builders.load_run(checkpoint)
+    if not loaded.config.eval.prompts:
+        raise ShowError(f"--anomaly-map {checkpoint}: its run config names no prompt set (eval.prompts)")
+    prompts = load_prompt_set(loaded.config.eval.prompts)
+    bank = builders.prompt_bank(loaded.config, loaded.model, loaded.tokenizer, prompts, head="region")
+    return loaded.model, bank, builders.model_image_size(loaded.model)
 
 
 def _grid_of(split: _Split, index: int) -> float:
