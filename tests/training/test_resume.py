@@ -248,6 +248,8 @@ def test_resume_with_other_order_trajectory_or_step_settings_is_refused_listing_
         "2",
         "--train.signal_grace_s",
         "9",
+        "--train.report_to",
+        "[]",
     ]
     assert (
         run.resolve_resume(load_config(None, [*base, *free])) == checkpoint

@@ -58,7 +58,7 @@ RESUME_INVARIANT = ("model", "loss", "bank", "train.lora")
 RESUME_FREE = {
     "train": ("output_dir", "resume", "resume_changed", "overwrite_output_dir", "progress_bar", "logging_steps",
               "save_steps", "save_total_limit", "signal_grace_s", "max_consecutive_nonfinite",
-              "gradient_checkpointing", "lora"),
+              "gradient_checkpointing", "lora", "report_to"),
     "data": ("num_workers", "video_root", "path_remaps", "video_probe_index", "frame_cache", "test_list",
              "test_leakage", "max_failed_clips", "eval_manifests", "train_manifests", "hard_negatives"),
 }  # fmt: skip
