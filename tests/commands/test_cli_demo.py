@@ -106,6 +106,13 @@ def test_demo_entry_point_writes_a_report(tmp_path):
     head = report["head"]  # the weakly supervised head on both backbones' exported features, same seeds
     assert set(head["summary"]) == {"stand-in", "fine-tuned"} and head["seeds"] == [0, 1, 2]
     assert 0.0 <= head["summary"]["fine-tuned"]["auc"]["mean"] <= 1.0
+    for part in (report, report["zero_shot"]):  # localization with its twin control, both backbones
+        section = part["localization"]
+        assert section["frames"] > 0 and section["twin_frames"] > 0
+        assert 0.0 <= section["pointing"] <= 1.0 and 0.0 < section["pointing_chance"] < 1.0
+    for selected in head["selected_step"].values():  # the step each head was kept at, out of its budget
+        assert selected["steps"] == 600 and all(1 <= s <= 600 for s in selected["per_seed"])
+        assert len(selected["per_seed"]) == 3
     assert (out / "run" / "loss_curves.png").is_file()
     assert (out / "frame_cache").is_dir()  # the training clips were read from the demo's frame cache
     assert "frame_cache: " + str(out / "frame_cache") in (out / "run" / "fgclip_config.yaml").read_text()

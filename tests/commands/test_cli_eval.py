@@ -257,15 +257,15 @@ def test_eval_stops_before_scoring_naming_an_unreadable_eval_or_test_video(run, 
 
 
 def test_eval_localization_with_the_twin_control(run, evaluated, tmp_path, capsys):
-    """The localization evaluator runs by default on the eval clips; `eval.twins` (the synthetic meta.json)
-    adds the same-box-in-the-normal-twin control. Its frames are the abnormal tracks' frames."""
-    default = json.loads((evaluated / "eval.json").read_text())["localization"]
+    """The localization evaluator runs by default on the eval clips; `eval.twins` (the synthetic meta.json, which
+    the demo's run config carries) adds the same-box-in-the-normal-twin control; `--eval.twins null` drops it.
+    Its frames are the abnormal tracks' frames."""
+    with_twins = json.loads((evaluated / "eval.json").read_text())["localization"]
     test = json.loads(run["data"].test_path.read_text())
     tracks = sum(1 for entry in test for track in entry["box_infos"] if track)
-    assert default["frames"] == 4 * tracks > 0 and default["twin_frames"] == 0
-    assert 0 <= default["pointing"] <= 1 and 0 < default["pointing_chance"] < 0.5
+    assert with_twins["frames"] == 4 * tracks > 0
+    assert 0 <= with_twins["pointing"] <= 1 and 0 < with_twins["pointing_chance"] < 0.5
     out = tmp_path / "eval"
-    meta = run["data"].out_dir / "meta.json"
     assert (
         main(
             [
@@ -275,17 +275,19 @@ def test_eval_localization_with_the_twin_control(run, evaluated, tmp_path, capsy
                 str(out),
                 "--no-progress",
                 "--eval.twins",
-                str(meta),
+                "null",
             ]
         )
         == 0
     )
-    report = json.loads((out / "eval.json").read_text())["localization"]
+    without = json.loads((out / "eval.json").read_text())["localization"]
+    assert without["twin_frames"] == 0 and without["pointing"] == with_twins["pointing"]
+    meta = run["data"].out_dir / "meta.json"
     twins = json.loads(meta.read_text())["twins"]
     normals = {Path(e["video"]).stem for e in test if not any(e["box_infos"])}
     paired = sum(1 for e in test if any(e["box_infos"]) and Path(e["video"]).stem in twins.values()
                  and any(n in normals and twins[n] == Path(e["video"]).stem for n in twins))  # fmt: skip
-    assert report["twin_frames"] == 4 * paired > 0 and report["pointing"] == default["pointing"]
+    assert with_twins["twin_frames"] == 4 * paired > 0
     assert "localization pointing" in capsys.readouterr().out
 
 

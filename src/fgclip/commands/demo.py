@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -11,6 +12,9 @@ from fgclip.configs import demo_config_path, finetune_config_path
 from fgclip.tools.training_run import train
 
 FRAME_CACHE = "frame_cache"  # under --out
+# Head steps: at 200 every stand-in head was still selecting its last step (validation AUC rising); 600
+# lets validation peak first (the selected steps are printed and written to report.json).
+HEAD_STEPS = 600
 
 
 def register(commands) -> None:
@@ -83,7 +87,9 @@ def run_demo(
         if len(backbones) == 2:
             comparison = head_comparison(config, backbones, data.out_dir, out_dir / "head")
             report["head"] = {k: comparison[k] for k in ("summary", "paired_difference", "seeds")}
+            report["head"]["selected_step"] = selected_steps(comparison)
             print(comparison["table"], flush=True)
+            print(format_selected_steps(report["head"]["selected_step"]), flush=True)
     report["timing_s"] = {"total": time.perf_counter() - started, "train": trained - started}
     report["global_step"] = outcome.global_step
     (out_dir / "report.json").write_text(json.dumps(report, indent=2))
@@ -142,14 +148,18 @@ def demo_overrides(data: Path, run_dir: Path, seed: int) -> list[str]:
 
 
 def _demo_overrides(out_dir: Path, seed: int) -> list[str]:
-    return demo_overrides(out_dir / "data", out_dir / "run", seed)
+    twins = ["--eval.twins", str(out_dir / "data" / "meta.json")]  # localization's control: the normal twin
+    return demo_overrides(out_dir / "data", out_dir / "run", seed) + twins
 
 
 def evaluate_run(config: ExperimentConfig, model, tokenizer, data_dir: Path) -> dict:
     """The shared evaluation (`fgclip.builders.evaluate`), so `fgclip eval` on the saved model agrees."""
     from fgclip.builders import EvalOptions, evaluate
 
-    return evaluate(config, model, tokenizer, EvalOptions(progress=False)).report
+    # decoded, not from the training frame cache: localization reads frames outside the cached clip spans
+    # (the twin's, and the track's own), and a decoded frame is the cached one (test_cli_demo)
+    decoded = dataclasses.replace(config, data=dataclasses.replace(config.data, frame_cache=None))
+    return evaluate(decoded, model, tokenizer, EvalOptions(progress=False)).report
 
 
 def format_report(report: dict, before: dict | None = None) -> str:
@@ -160,11 +170,17 @@ def format_report(report: dict, before: dict | None = None) -> str:
         ("hard-negative accuracy", lambda r: (r.get("hard_negatives") or {}).get("accuracy")),
         ("frame-level anomaly AUC (zero-shot)", lambda r: r["frame_auc"]["value"]),
         ("frame-level anomaly AP (zero-shot)", lambda r: r["frame_ap"]),
+        ("localization pointing (anomaly map)", lambda r: _localization(r, "pointing")),
+        ("  same box in the normal twin (lower)", lambda r: _localization(r, "twin_pointing")),
+        ("localization map-box IoU", lambda r: _localization(r, "iou")),
     ]
     chance = {
         "clip retrieval R@1 (text->clip)": report["clip_retrieval_R@1"]["chance"],
         "region retrieval R@1 (text->region)": report["region_retrieval_R@1"]["chance"],
         "frame-level anomaly AUC (zero-shot)": 0.5,
+        "localization pointing (anomaly map)": _localization(report, "pointing_chance"),
+        "  same box in the normal twin (lower)": _localization(report, "pointing_chance"),
+        "localization map-box IoU": _localization(report, "iou_chance"),
     }
     columns = (["stand-in"] if before else []) + ["trained", "chance"]
     lines = [f"{'metric':<40}" + "".join(f"{c:>10}" for c in columns)]
@@ -177,6 +193,10 @@ def format_report(report: dict, before: dict | None = None) -> str:
             f"{'head frame AUC / AP, ' + backbone:<40}{auc['mean']:>10.3f}{ap['mean']:>10.3f}  (mean of seeds)"
         )
     return "\n".join(lines)
+
+
+def _localization(report: dict, key: str) -> float | None:
+    return (report.get("localization") or {}).get(key)
 
 
 def head_comparison(
@@ -207,5 +227,20 @@ def head_comparison(
         )  # fmt: skip
     return head_comparison_for_demo(
         folders, folders, train_list, data / "test_list.txt", data / "test_annotation.txt",
-        seeds=tuple(seeds), options=TrainOptions(steps=200),
+        seeds=tuple(seeds), options=TrainOptions(steps=HEAD_STEPS),
     )  # fmt: skip
+
+
+def selected_steps(comparison: dict) -> dict:
+    """Per backbone, the step each seed's head was selected at (best head-validation AUC) out of HEAD_STEPS:
+    a selected step before the last evaluation means validation had stopped rising."""
+    return {
+        name: {"steps": HEAD_STEPS, "per_seed": [run["best_step"] for run in runs]}
+        for name, runs in comparison["runs"].items()
+    }
+
+
+def format_selected_steps(selected: dict) -> str:
+    parts = [f"{name} {', '.join(map(str, s['per_seed']))}" for name, s in selected.items()]
+    steps = next(iter(selected.values()))["steps"]
+    return f"[demo] head selected at step (best validation AUC, of {steps}): " + "; ".join(parts)
