@@ -29,7 +29,7 @@ def tiny_synth(tmp_path_factory) -> Path:
     return out
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")  # a function: module-scoped fixtures train with it too
 def train_args():
     return _train_args
 

@@ -41,6 +41,9 @@ MODEL_OPTIONS = (
     "long_text_max_positions",
     "long_text_keep_positions",
 )
+# Smallest valid value of the numeric model options (0 temporal layers: frame embeddings pooled directly)
+MODEL_OPTION_MINIMA = {"temporal_num_layers": 0, "temporal_num_heads": 1, "max_frames": 1,
+                       "long_text_max_positions": 1, "long_text_keep_positions": 1}  # fmt: skip
 # `model.tiny` keys: the arguments of `tiny_config` that shape the architecture (all positive integers)
 TINY_KEYS = ("image_size", "patch_size", "vision_width", "vision_layers", "text_width", "text_layers", "heads",
              "projection_dim", "max_positions")  # fmt: skip
@@ -160,6 +163,7 @@ class TrainSection:
     gradient_checkpointing: bool = False
     deepspeed: str | None = None
     resume: str | None = None  # "latest" or a checkpoint directory
+    resume_changed: bool = False  # accept a resume whose order / trajectory settings or data changed (logged)
     overwrite_output_dir: bool = False  # remove an earlier run's checkpoints, metrics and model first
     progress_bar: bool = True
     # experiment trackers, HF Trainer integration names: "tensorboard" is fgclip's own writer (RUN/tensorboard),
@@ -170,6 +174,9 @@ class TrainSection:
         5  # stop after this many optimizer steps in a row skipped for a NaN/inf loss
     )
     lora: LoraSection | None = None  # `lora: {}` turns LoRA on with the defaults
+    # SIGTERM / SIGUSR1 / SIGINT: finish the step and save within this many seconds, else exit without saving.
+    # 25 s fits inside the usual grace before SIGKILL (Kubernetes 30 s, SLURM KillWait 30 s, torchrun 30 s).
+    signal_grace_s: float = 25.0
 
 
 def evaluator_names() -> list[str]:
@@ -266,8 +273,19 @@ def parse_overrides(argv: list[str]) -> list[tuple[str, Any]]:
             i += 2
         else:
             value, i = "true", i + 1  # a bare flag
-        pairs.append((key.replace("-", "_"), yaml.safe_load(value)))
+        pairs.append((key.replace("-", "_"), _override_value(key, value)))
     return pairs
+
+
+def _override_value(key: str, value: str) -> Any:
+    """The YAML value of `--key value`; a syntax error names the option and the text."""
+    try:
+        return yaml.safe_load(value)
+    except yaml.YAMLError as error:
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise ConfigError(
+            f"--{key} {value!r}: YAML syntax error: {problem} (quote the value, e.g. --{key} '{{rank: 8}}')"
+        ) from None
 
 
 _SECTIONS = {
@@ -316,18 +334,26 @@ def _unknown(key: str, section: str) -> str:
     return f"unknown key {key!r} in section {section!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
 
 
-def move_legacy_bank_keys(raw: dict) -> None:
-    """`model.memory_bank_size: 32` (before the bank section existed) -> `bank.size: 32`."""
+def move_legacy_bank_keys(raw: dict, source: str = "the config") -> None:
+    """`model.memory_bank_size: 32` (before the bank section existed) -> `bank.size: 32`. Both given (a legacy
+    override on a config with a bank section) is refused: neither may silently win."""
     model = raw.get("model") or {}
     for old, new in LEGACY_BANK_KEYS.items():
         if isinstance(model, dict) and old in model:
             bank = raw.setdefault("bank", {}) or {}
-            bank.setdefault(new, model.pop(old))
+            if not isinstance(bank, dict):
+                return  # a bank section that is no mapping: _build names it
+            if new in bank:
+                raise ConfigError(
+                    f"{source}: model.{old} ({model[old]!r}) and bank.{new} ({bank[new]!r}) both given: the legacy "
+                    f"model.{old} is the old name of bank.{new}; give only --bank.{new}"
+                )
+            bank[new] = model.pop(old)
             raw["bank"] = bank
 
 
 def _build(raw: dict, source: str) -> ExperimentConfig:
-    move_legacy_bank_keys(raw)
+    move_legacy_bank_keys(raw, source)
     unknown = set(raw) - set(_SECTIONS)
     if unknown:
         raise ConfigError(
@@ -502,6 +528,10 @@ def check_config(config: ExperimentConfig) -> None:
         )
     if train.resume not in (None, "latest") and not Path(train.resume).is_dir():
         raise ConfigError(f"train.resume must be 'latest' or a checkpoint directory, got {train.resume!r}")
+    if train.resume_changed and train.resume is None:
+        raise ConfigError(
+            "train.resume_changed (--resume-changed) needs train.resume (--resume latest|CHECKPOINT)"
+        )
     if train.resume is not None and train.overwrite_output_dir:
         raise ConfigError(
             f"train.resume={train.resume!r} and train.overwrite_output_dir=true contradict each other: "
@@ -511,6 +541,8 @@ def check_config(config: ExperimentConfig) -> None:
         raise ConfigError(
             f"train.max_consecutive_nonfinite must be >= 1, got {train.max_consecutive_nonfinite}"
         )
+    if not train.signal_grace_s > 0:
+        raise ConfigError(f"train.signal_grace_s must be > 0 seconds, got {train.signal_grace_s}")
     if train.max_grad_norm < 0 or train.warmup_steps < 0:
         raise ConfigError(
             f"train.max_grad_norm ({train.max_grad_norm}) and train.warmup_steps ({train.warmup_steps}) must be >= 0"
@@ -568,6 +600,10 @@ def check_model_section(model: ModelSection) -> None:
         if allowed and not any(_matches(value, t) for t in allowed):
             names = " or ".join(_type_name(t) for t in allowed)
             raise ConfigError(f"model.{key} = {value!r} is not of type {names}")
+    for key, low in MODEL_OPTION_MINIMA.items():
+        value = model.options.get(key)
+        if value is not None and not value >= low:  # `not >=`: NaN is refused too
+            raise ConfigError(f"model.{key} must be >= {low}, got {value!r}")
     if model.init != "tiny" or not set(model.tiny) <= set(TINY_KEYS):
         return  # unknown tiny keys: an error of fgclip.checks.run_config_errors (doctor lists it too)
     tiny = {**_TINY_DEFAULTS, **model.tiny}

@@ -250,6 +250,25 @@ ROWS = [
                                     "--seeds", "0", "1"), ("--seeds", "3"), code=2),
     Row("train: output_dir under a file", ("train", "$config", "--output_dir", "$a_file/run"),
         ("$a_file", "not a folder")),
+    Row("train: output_dir is a file", ("train", "$config", "--output_dir", "$a_file"),
+        ("train.output_dir", "$a_file", "is a file, not a folder")),
+    # leftovers of the previous round: refused at config load or by the manifest reader, not at step 1
+    Row("negative temporal_num_layers", (*TRAIN, "--model.temporal_num_layers", "-1"),
+        ("model.temporal_num_layers", ">= 0", "-1")),
+    Row("zero temporal_num_heads", (*TRAIN, "--model.temporal_num_heads", "0"), ("model.temporal_num_heads", ">= 1")),
+    Row("bad YAML in an override", (*TRAIN, "--train.lora", "{rank: ["), ("--train.lora", "'{rank: ['", "YAML syntax error")),
+    Row("legacy bank key beside the bank section", (*TRAIN, "--model.memory_bank_size", "8"),
+        ("model.memory_bank_size (8)", "bank.size (0)", "both given", "--bank.size")),
+    Row("video path with a NUL byte", (*TRAIN, "--data.train_manifests", '["$tmp/nul.json"]'),
+        ("$tmp/nul.json", "entry 0", "field 'video'", "NUL byte"),
+        setup=_write("nul.json", json.dumps([{"video": "a\u0000b.mp4", "global_caption": "a car", "region_captions": [],
+                                               "box_infos": [], "timestamps": [0, 1]}]))),
+    Row("video name over 255 bytes", (*TRAIN, "--data.train_manifests", '["$tmp/long.json"]'),
+        ("$tmp/long.json", "entry 0", "field 'video'", "longer than 255 bytes"),
+        setup=_write("long.json", json.dumps([{"video": "v" * 300 + ".mp4", "global_caption": "a car",
+                                                "region_captions": [], "box_infos": [], "timestamps": [0, 1]}]))),
+    Row("infer: video name over 255 bytes", ("infer", "$tmp/" + "v" * 300 + ".mp4", "--checkpoint", "$model", "--out", "$tmp/i"),
+        ("v" * 40, "File name too long")),
     # a full disk while training saves (slow: these train one step)
     Row("train: full disk at a checkpoint", TRAIN, ("$tmp/run", "checkpoint-1", "no space left on device"),
         setup=_disk_full("torch.save"), marks=(pytest.mark.slow,)),
@@ -267,10 +286,31 @@ def test_bad_input_gives_one_line(row, env, tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if line.startswith(f"{row.command}: ")]
     assert len(lines) == 1, err
+    message = _with_details(err, lines[0])
     for expected in row.expected:
-        assert env.substitute(expected, tmp_path) in lines[0], (expected, lines[0])
+        assert env.substitute(expected, tmp_path) in message, (expected, message)
     assert "Traceback" not in err
     assert code == row.code, err
+
+
+def _with_details(err: str, line: str) -> str:
+    """The error line and the indented detail lines under it (a manifest's problems, one per line)."""
+    after = err.splitlines()[err.splitlines().index(line) + 1 :]
+    details = [
+        d for d in after[: next((i for i, d in enumerate(after) if not d.startswith(" ")), len(after))]
+    ]
+    return "\n".join([line, *details])
+
+
+@pytest.mark.parametrize("command", [INFER, EVAL, EXPORT], ids=lambda c: c[0])
+@pytest.mark.parametrize("value", ["0", "-3", "many"])
+def test_batch_frames_must_be_a_positive_integer(env, tmp_path, capsys, command, value):
+    argv = [env.substitute(a, tmp_path) for a in (*command, "--out", "$tmp/o", "--batch-frames", value)]
+    with pytest.raises(SystemExit) as exit:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exit.value.code == 2 and "Traceback" not in err
+    assert "argument --batch-frames:" in err.splitlines()[-1] and value in err.splitlines()[-1]
 
 
 def test_the_table_covers_every_command_that_reads_input():

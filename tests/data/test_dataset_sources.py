@@ -13,7 +13,7 @@ from stand_ins import index_video, read_index
 from fgclip.data.dataset import CLIP_MEAN, CLIP_STD, ClipDataset, SamplingOptions
 from fgclip.data.formats import load_manifest
 from fgclip.data.formats.cliplist import read_clip_list
-from fgclip.data.frame_cache import FrameCache, FrameCacheMiss
+from fgclip.data.frame_cache import FrameCache, FrameCacheError, FrameCacheMiss
 from fgclip.data.paths import VideoResolver
 from fgclip.data.text import CaptionTokenizer, build_word_tokenizer
 from fgclip.data.video import VideoError, decode_frames
@@ -126,6 +126,23 @@ def test_frame_cache_needs_no_video_and_refuses_uncached_ones(root, tokenizer, t
     (uncached,) = _manifest(root, [_entry([25])])
     with pytest.raises(FrameCacheMiss, match="1 video\\(s\\) have no cached frames"):
         ClipDataset([uncached], tokenizer, options, train=False, frame_cache=cache)
+
+
+def test_a_dataset_over_a_stale_frame_cache_is_refused_at_construction(tokenizer, tmp_path):
+    """Training stops before step 1 naming the changed video, instead of training on its old frames."""
+    video = index_video(tmp_path / "v.mp4", seconds=4.0, fps=NATIVE_FPS, size=SIZE)
+    (clip,) = _manifest(tmp_path, [dict(_entry([25]), video="v.mp4")])
+    options = SamplingOptions(num_frames=2, image_size=SIZE, context_s=0.5)
+    cache = FrameCache(tmp_path / "cache", size=(SIZE, SIZE), cache_fps=8)
+    cache_clips([clip], cache, options)
+    data = bytearray(video.read_bytes())
+    data[-200:-100] = bytes(255 - b for b in data[-200:-100])  # other bytes, the same size, a new mtime
+    video.write_bytes(bytes(data))
+    with pytest.raises(FrameCacheError) as error:
+        ClipDataset([clip], tokenizer, options, train=False, frame_cache=cache)
+    message = str(error.value)
+    assert "1 video(s) changed since their frames were cached" in message and str(video) in message
+    assert "fgclip data cache" in message
 
 
 def test_corrupt_video_is_an_error_naming_it(root, tokenizer, tmp_path):

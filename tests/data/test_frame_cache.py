@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+
 import numpy as np
 import pytest
 from stand_ins import index_frame, read_index  # the index as 8 gray blocks, as in test_video.py
@@ -121,8 +124,65 @@ def test_stale_cache_is_refused(tmp_path):
     cache = FrameCache(tmp_path / "cache", size=(64, 48))
     cache.write(path, [(0.0, 1.0)])
     write_video(path, (index_frame(i) for i in range(80)), FPS)  # the video changes under the cache
-    with pytest.raises(FrameCacheError, match="rewrite"):
+    with pytest.raises(FrameCacheError, match="stale frames of .*is now .* bytes.*rebuild it"):
         cache.read(path, [0.5])
+
+
+def _same_size_other_bytes(path, keep_mtime: bool) -> None:
+    """Replace the video by other bytes of the same size (the first block changed), mtime kept or not."""
+    stat = path.stat()
+    data = bytearray(path.read_bytes())
+    data[100:164] = bytes(255 - b for b in data[100:164])
+    path.write_bytes(bytes(data))
+    if keep_mtime:
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
+@pytest.mark.parametrize("encoding", ["jpeg", "raw"])
+def test_a_video_replaced_by_other_bytes_of_the_same_size_is_refused(tmp_path, encoding):
+    """The issue's case: size alone kept the old frames. Content is checked when the modification time moved."""
+    path = write_video(tmp_path / "v.mp4", (index_frame(i) for i in range(50)), FPS)
+    cache = FrameCache(tmp_path / "cache", size=(64, 48), encoding=encoding)
+    file = cache.write(path, [(0.0, 1.0)])
+    assert cache.read(path, [0.5]).shape == (1, 48, 64, 3)
+    _same_size_other_bytes(path, keep_mtime=False)
+    with pytest.raises(FrameCacheError) as error:
+        cache.read(path, [0.5])
+    assert str(error.value).startswith(f"{file}: stale frames of {path}: the video has other content")
+    assert "fgclip data cache" in str(error.value)
+    assert not cache.has(
+        path, (0.0, 1.0)
+    )  # eval / infer decode it instead (or rewrite with --write-frame-cache)
+
+
+def test_a_copy_with_new_times_stays_fresh_and_a_write_rebuilds_stale_frames(tmp_path, video):
+    path = tmp_path / "v.mp4"
+    path.write_bytes(video.read_bytes())
+    cache = FrameCache(tmp_path / "cache", size=(64, 48))
+    file = cache.write(path, [(0.0, 1.0)], cache_fps=0)
+    os.utime(path, ns=(1, 10**18))  # touched (a copy without -p), same bytes: the hash says fresh
+    assert [read_index(f) for f in cache.read(path, [0.0, 0.52])] == [0, 13]
+    _same_size_other_bytes(path, keep_mtime=False)
+    with pytest.raises(FrameCacheError, match="stale frames"):
+        cache.read(path, [0.0])
+    # a write never merges into stale frames: the old file is not reused
+    assert cache._compatible_header(file, path, (64, 48), 0.0) is None
+
+
+@pytest.mark.parametrize("offset", [-4096, -1, 0, 10**9])
+@pytest.mark.parametrize("encoding", ["jpeg", "raw"])
+def test_frame_offsets_outside_the_frame_data_are_refused(video, tmp_path, encoding, offset):
+    cache = FrameCache(tmp_path, size=(64, 48), encoding=encoding)
+    file = cache.write(video, [(0.0, 0.5)], cache_fps=0)
+    data = file.read_bytes()
+    length, _ = frame_cache_module._TAIL.unpack(data[-frame_cache_module._TAIL.size :])
+    start = len(data) - frame_cache_module._TAIL.size - length
+    header = json.loads(data[start : start + length])
+    header["frames"][3][1] = offset
+    blob = json.dumps(header).encode()
+    file.write_bytes(data[:start] + blob + frame_cache_module._TAIL.pack(len(blob), frame_cache_module._END))
+    with pytest.raises(FrameCacheError, match=r"corrupt frame index: frame 3 .* outside the frame data"):
+        cache.read(video, [0.0])
 
 
 def test_corrupt_cache_file(video, tmp_path):

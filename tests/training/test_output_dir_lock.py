@@ -114,8 +114,37 @@ def test_another_hosts_lock_is_never_taken_over(tmp_path):
         OutputDirLock(tmp_path).acquire()
     message = str(error.value)
     assert "pid" in message and "on host gpu-node-17, since 2026-01-01T00:00:00Z" in message
-    assert f"rm {tmp_path / LOCK_FILE}" in message
+    assert f"rm {tmp_path / LOCK_FILE} && fgclip train ... --resume latest" in message
+    assert "ssh gpu-node-17 ps -p" in message and "kill -9" in message
     assert json.loads((tmp_path / LOCK_FILE).read_text()) == lock
+
+
+def test_a_requeued_slurm_job_takes_over_its_own_earlier_lock(tmp_path, monkeypatch, capsys):
+    """SLURM restarts a requeued job (same SLURM_JOB_ID, SLURM_RESTART_COUNT + 1) only after the earlier run
+    ended, on any node: that run's lock (left by a SIGKILL) is stale by construction."""
+    earlier = {"pid": 4242, "host": "gpu-node-17", "started": "2026-01-01T00:00:00Z", "token": "x",
+               "slurm_job": "991", "slurm_restart": 0}  # fmt: skip
+    (tmp_path / LOCK_FILE).write_text(json.dumps(earlier))
+    monkeypatch.setenv("SLURM_JOB_ID", "991")
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
+    with OutputDirLock(tmp_path) as lock:
+        held = json.loads(lock.path.read_text())
+        assert (held["pid"], held["slurm_job"], held["slurm_restart"]) == (os.getpid(), "991", 1)
+    assert "lock of this SLURM job's run before its requeue" in capsys.readouterr().out
+    for other_job in ({**earlier, "slurm_job": "990"}, {**earlier, "slurm_restart": 1}):
+        (tmp_path / LOCK_FILE).write_text(json.dumps(other_job))  # another job, or a live run of this one
+        with pytest.raises(ConfigError, match="on another host"):
+            OutputDirLock(tmp_path).acquire()
+
+
+@pytest.mark.parametrize(
+    "content", [b"", b"{not json", b"[1, 2]", b'{"pid": "x"}', b"\xff\xfe\x00", b"9" * 5000]
+)
+def test_a_damaged_lock_file_is_one_line_with_the_way_out(tmp_path, content):
+    (tmp_path / LOCK_FILE).write_bytes(content)
+    with pytest.raises(ConfigError) as error:
+        OutputDirLock(tmp_path).acquire()
+    assert "cannot be read" in str(error.value) and f"rm {tmp_path / LOCK_FILE}" in str(error.value)
 
 
 def test_lock_is_released_on_an_exception_and_only_if_ours(tmp_path):

@@ -7,6 +7,7 @@ needs the restored weights, optimizer moments, LR schedule, bank buffers and the
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -104,7 +105,13 @@ def test_overwrite_output_dir_removes_the_earlier_run(tiny_synth, tmp_path, trai
 def _fake_checkpoint(output_dir, step, config_overrides=()):
     checkpoint = output_dir / f"checkpoint-{step}"
     checkpoint.mkdir(parents=True)
-    (checkpoint / "trainer_state.json").write_text("{}")
+    (checkpoint / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+    for name in (
+        "model.safetensors",
+        "optimizer.pt",
+        "scheduler.pt",
+    ):  # present (their reading is tested apart)
+        (checkpoint / name).write_bytes(b"")
     load_config(None, list(config_overrides)).save(checkpoint / "fgclip_config.yaml")
     return checkpoint
 
@@ -181,3 +188,117 @@ def test_promote_replaces_a_checkpoint_of_the_same_step(tmp_path):
     promote(staged, final)
     assert sorted(p.name for p in final.iterdir()) == ["new.txt"]
     assert not (tmp_path / STAGING_DIR).exists()
+
+
+# ------------------------------------------------------------------ resume is the same run, or is refused
+def _manifest(path, entries: int):
+    clip = {
+        "video": "v.mp4",
+        "global_caption": "a car",
+        "region_captions": [],
+        "box_infos": [],
+        "timestamps": [0, 1],
+    }
+    path.write_text(json.dumps([clip] * entries))
+    return str(path)
+
+
+def _checkpoint_with_data(output_dir, manifest, overrides=()):
+    from fgclip.training.checkpoints import DATA_FINGERPRINT_FILE, data_fingerprint
+
+    args = ["--data.train_manifests", json.dumps([manifest]), *overrides]
+    checkpoint = _fake_checkpoint(output_dir, 5, args)
+    fingerprint = data_fingerprint(load_config(None, args).data)
+    (checkpoint / DATA_FINGERPRINT_FILE).write_text(json.dumps(fingerprint))
+    return checkpoint
+
+
+CHANGES = [  # (override, the field named in the refusal)
+    (("--per_device_batch_size", "4"), "train.per_device_batch_size: checkpoint 8, now 4"),
+    (("--gradient_accumulation_steps", "2"), "train.gradient_accumulation_steps: checkpoint 1, now 2"),
+    (("--data.num_frames", "4"), "data.num_frames: checkpoint 8, now 4"),
+    (("--data.max_regions", "2"), "data.max_regions: checkpoint 4, now 2"),
+    (("--train.seed", "7"), "train.seed: checkpoint 42, now 7"),
+    (("--train.lr_scheduler", "linear"), "train.lr_scheduler: checkpoint 'cosine', now 'linear'"),
+    (("--train.learning_rate", "3e-4"), "train.learning_rate: checkpoint 1e-05, now 0.0003"),
+    (("--train.head_lr", "1e-3"), "train.head_lr: checkpoint None, now 0.001"),
+    (("--train.max_steps", "2000"), "train.max_steps: checkpoint 1000, now 2000"),
+    (("--data.balance", "true"), "data.balance: checkpoint False, now True"),
+]
+
+
+def test_resume_with_other_order_trajectory_or_step_settings_is_refused_listing_them(tmp_path):
+    checkpoint = _checkpoint_with_data(tmp_path / "run", _manifest(tmp_path / "m.json", 4))
+    overrides = [a for change, _ in CHANGES for a in change]
+    base = ["--train.output_dir", str(tmp_path / "run"), "--resume", "latest",
+            "--data.train_manifests", json.dumps([str(tmp_path / "m.json")])]  # fmt: skip
+    with pytest.raises(ConfigError) as error:
+        run.resolve_resume(load_config(None, [*base, *overrides]))
+    message = str(error.value)
+    assert message.startswith(f"cannot resume {checkpoint}: this would be another run")
+    for _, field in CHANGES:
+        assert field in message, field
+    assert "--resume-changed" in message
+    free = [
+        "--save_steps",
+        "7",
+        "--logging_steps",
+        "3",
+        "--data.num_workers",
+        "2",
+        "--train.signal_grace_s",
+        "9",
+        "--train.report_to",
+        "[]",
+    ]
+    assert (
+        run.resolve_resume(load_config(None, [*base, *free])) == checkpoint
+    )  # logging, saving, workers: free
+
+
+def test_resume_compares_the_manifests_by_content_not_path(tmp_path):
+    manifest = _manifest(tmp_path / "m.json", 4)
+    _checkpoint_with_data(tmp_path / "run", manifest)
+    moved = tmp_path / "elsewhere" / "m.json"
+    moved.parent.mkdir()
+    moved.write_bytes((tmp_path / "m.json").read_bytes())
+    base = ["--train.output_dir", str(tmp_path / "run"), "--resume", "latest"]
+    config = load_config(None, [*base, "--data.train_manifests", json.dumps([str(moved)])])
+    assert run.resolve_resume(config).name == "checkpoint-5"  # the same bytes at another path: the same run
+
+    _manifest(moved, 2)  # half the entries, same file name
+    with pytest.raises(
+        ConfigError, match=r"data.train_manifests content: checkpoint \[m.json sha256 [0-9a-f]{12}\]"
+    ):
+        run.resolve_resume(config)
+    accepted: list[str] = []
+    run.resolve_resume(load_config(None, [*base, "--data.train_manifests", json.dumps([str(moved)]),
+                                          "--resume_changed", "true"]), accepted)  # fmt: skip
+    assert len(accepted) == 1 and accepted[0].startswith("data.train_manifests content")
+
+
+def test_resume_changed_is_logged_recorded_and_keeps_the_original_config(
+    tiny_synth, tmp_path, train_args, capsys
+):
+    out = tmp_path / "run"
+    steps = ("--max_steps", "2", "--per_device_batch_size", "3", "--save_steps", "2")
+    assert main(train_args(tiny_synth, out, *steps)) == 0
+    original = (out / "fgclip_config.yaml").read_text()
+    longer = (*steps, "--max_steps", "3", "--learning_rate", "5e-4", "--resume", "latest")
+    capsys.readouterr()
+    assert main(train_args(tiny_synth, out, *longer)) == 1  # refused: another schedule and rate
+    err = capsys.readouterr().err
+    assert "train.max_steps: checkpoint 2, now 3" in err and "train.learning_rate" in err
+    assert "Traceback" not in err
+
+    assert main([*train_args(tiny_synth, out, *longer), "--resume-changed"]) == 0
+    logged = [line for line in capsys.readouterr().out.splitlines() if "accepted changed setting" in line]
+    assert len(logged) == 2 and "train.max_steps: checkpoint 2, now 3" in logged[0] + logged[1]
+    [row] = [json.loads(line) for line in (out / "resume_changes.jsonl").read_text().splitlines()]
+    assert row["checkpoint"] == str(out / "checkpoint-2") and len(row["changes"]) == 2
+    assert (out / "fgclip_config.yaml").read_text() == original  # never overwritten
+    resumed = load_config(out / "fgclip_config.resume-2.yaml")
+    assert (resumed.train.max_steps, resumed.train.learning_rate) == (3, 5e-4)
+    assert (
+        load_config(out / "checkpoint-3" / "fgclip_config.yaml").train.max_steps == 3
+    )  # the next resume's base

@@ -42,7 +42,9 @@ def test_resume_after_a_torn_line_writes_model(tiny_synth, tmp_path, train_args,
         f.write(TORN)  # the crash: step 3's row cut mid-write, no newline
     capsys.readouterr()
 
-    argv = train_args(tiny_synth, out, "--max_steps", "4", *common, "--resume", "latest")
+    argv = train_args(
+        tiny_synth, out, "--max_steps", "4", *common, "--resume", "latest", "--resume-changed"
+    )  # a longer schedule
     assert main(argv) == 0
     assert (out / "model").is_dir() and (out / "checkpoint-4").is_dir()
     err = capsys.readouterr().err

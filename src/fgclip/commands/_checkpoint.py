@@ -4,6 +4,7 @@ run config (`fgclip_config.yaml`, trailing `--section.key value` pairs override 
 
 from __future__ import annotations
 
+import argparse
 import json
 
 from fgclip.commands._errors import UsageError
@@ -24,12 +25,12 @@ def common_arguments(parser, scoring: bool = True) -> None:
                                  "or prompt ensembling (class = mean prompt embedding)")  # fmt: skip
     parser.add_argument(
         "--batch-frames",
-        type=int,
+        type=at_least(1),
         default=SnippetOptions.batch_frames,
-        help="frames decoded+embedded at a time",
+        help="frames decoded+embedded at a time (>= 1)",
     )
     parser.add_argument(
-        "--workers", type=int, default=SnippetOptions.workers,
+        "--workers", type=at_least(0), default=SnippetOptions.workers,
         help=f"processes decoding videos while the model embeds (default {SnippetOptions.workers})",
     )  # fmt: skip
     parser.add_argument(
@@ -40,6 +41,22 @@ def common_arguments(parser, scoring: bool = True) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--allow-random-init", action="store_true",
                         help="accept a checkpoint that is a config.json without weights (random init)")  # fmt: skip
+
+
+def at_least(low: int):
+    """An argparse type: an integer >= `low` (a bad value is argparse's one-line usage error, exit 2)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+        return value
+
+    parse.__name__ = f"integer >= {low}"
+    return parse
 
 
 def overrides_of(pairs: dict[str, object], rest: list[str]) -> list[str]:

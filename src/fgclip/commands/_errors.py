@@ -31,6 +31,7 @@ USER_ERRORS = (
     ("fgclip.evaluation.shards", "ShardError"),
     ("fgclip.training.nonfinite", "NonFiniteLossError"),
     ("fgclip.training.checkpoints", "SaveError"),
+    ("fgclip.training.preemption", "Preempted"),
     ("fgclip.commands.data.show", "ShowError"),
     ("fgclip.commands._errors", "OutputError"),
     ("fgclip.commands._errors", "UsageError"),
@@ -41,6 +42,8 @@ FILE_PROBLEMS = {
     errno.ENOENT: "check the path",
     errno.ENOTDIR: "a part of the path is a file, not a folder",
     errno.EISDIR: "a folder where a file was expected",
+    errno.ENAMETOOLONG: "a file name longer than the file system allows (255 bytes)",
+    errno.ENOTEMPTY: "the folder is not empty",
     errno.EACCES: "permission denied: fix the permissions or write elsewhere",
     errno.EPERM: "operation not permitted: fix the permissions or write elsewhere",
     errno.EROFS: "read-only file system: write elsewhere",
@@ -69,6 +72,8 @@ def user_error_message(error: BaseException) -> str | None:
 
 
 def exit_code(error: BaseException) -> int:
+    if isinstance(getattr(error, "exit_code", None), int):  # Preempted: 128 + signal, as the shell reports it
+        return error.exit_code
     usage = ("fgclip.commands._errors", "UsageError"), ("fgclip.commands.data.show", "ShowUsageError")
     return 2 if _is_instance(error, *usage) else 1
 

@@ -23,6 +23,13 @@ def register(commands) -> None:
         help="continue a run: 'latest' = the numerically latest checkpoint in output_dir, or a checkpoint folder",
     )
     parser.add_argument(
+        "--resume-changed",
+        "--resume_changed",
+        action="store_true",
+        help="with --resume: accept settings or data that differ from the checkpoint's (each change is logged "
+        "and recorded in OUTPUT_DIR/resume_changes.jsonl); without it such a resume is refused",
+    )
+    parser.add_argument(
         "--overwrite_output_dir",
         "--overwrite-output-dir",
         action="store_true",
@@ -36,6 +43,8 @@ def run(args, overrides) -> int:
         overrides = [*overrides, "--train.resume", args.resume]
     if args.overwrite_output_dir:
         overrides = [*overrides, "--train.overwrite_output_dir", "true"]
+    if args.resume_changed:
+        overrides = [*overrides, "--train.resume_changed", "true"]
     outcome = train(load_config(args.config, overrides))  # bad input: one line, by fgclip.cli.main
     if is_rank_zero():
         print(f"trained {outcome.global_step} optimizer steps; final model: {outcome.model_dir}")

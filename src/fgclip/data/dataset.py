@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import Dataset
 
 from fgclip.data.classes import clip_class_index
-from fgclip.data.frame_cache import FrameCache, FrameCacheMiss
+from fgclip.data.frame_cache import FrameCache, FrameCacheError, FrameCacheMiss, stale_videos
 from fgclip.data.frames import FrameSource
 from fgclip.data.records import FULL_FRAME, Clip, Region
 from fgclip.data.sampling import reserve_region_times
@@ -117,6 +117,14 @@ class ClipDataset(Dataset):
                 raise FrameCacheMiss(
                     f"data.frame_cache {frame_cache.root}: {len(uncached)} video(s) have no cached frames "
                     f"(run `fgclip data cache` on the same manifests), e.g.:\n  {shown}"
+                )
+            stale = stale_videos(frame_cache, {c.video for c in clips if not c.is_image})
+            if stale:
+                shown = "\n  ".join(stale[:10])
+                raise FrameCacheError(
+                    f"data.frame_cache {frame_cache.root}: {len(stale)} video(s) changed since their frames were "
+                    f"cached; rebuild the cache (`fgclip data cache` on the same manifests, --out "
+                    f"{frame_cache.root}), e.g.:\n  {shown}"
                 )
 
     def __len__(self) -> int:

@@ -33,7 +33,12 @@ offsets are absolute in the file). A write goes to a temporary file in the same 
 `os.replace`d onto the final name: readers see the previous file or the new one, never a partial one. Writing
 spans to a video that already has a cache with the same parameters merges them (frames already cached are
 copied, not decoded again); a cache with other parameters is replaced. Reading refuses a cache whose frame
-size differs from the one asked for, and one whose video has changed size since it was written.
+size differs from the one asked for, and stale frames: the header records the video's size, modification time
+and a sha256 of its first and last 64 KiB; a different size is stale, an unchanged time is trusted, a changed
+time is settled by the hash (a copy with new times stays fresh; other bytes of the same size do not). A
+dataset built on a cache checks every video once at start (`stale_videos`). Frame offsets and lengths are
+range-checked against the frame data when the header is read (a negative offset would read the header as
+pixels). Files written before these fields are checked by size only.
 
 `encoding="raw"` stores each frame as its H x W x 3 uint8 bytes instead of a JPEG (header `"encoding": "raw"`;
 files without the field are JPEG) and reads them through a memory map: no decoding at all, lossless, 150,528
@@ -61,7 +66,7 @@ from PIL import Image
 
 from fgclip.data.video import VideoError, decode_frames, video_frame_times
 
-__all__ = ["FrameCache", "FrameCacheError", "FrameCacheMiss"]
+__all__ = ["FrameCache", "FrameCacheError", "FrameCacheMiss", "staleness", "video_identity"]
 
 _MAGIC = b"FGFRAME1"
 _END = b"FGFREND1"
@@ -112,6 +117,8 @@ class _Header:
     offsets: np.ndarray  # (N,) int64
     lengths: np.ndarray  # (N,) int64
     encoding: str = "jpeg"  # "jpeg" or "raw" (H x W x 3 uint8 bytes)
+    video_mtime_ns: int | None = None  # None: written before the content check (size only)
+    video_blocks_sha256: str | None = None  # sha256 of the video's first and last IDENTITY_BLOCK bytes
 
     def to_json(self) -> bytes:
         return json.dumps(
@@ -119,6 +126,8 @@ class _Header:
                 "version": _VERSION,
                 "video": self.video,
                 "video_bytes": self.video_bytes,
+                "video_mtime_ns": self.video_mtime_ns,
+                "video_blocks_sha256": self.video_blocks_sha256,
                 "width": self.width,
                 "height": self.height,
                 "cache_fps": self.cache_fps,
@@ -193,16 +202,104 @@ def _read_header(file: Path) -> _Header:
             offsets=frames[:, 1].astype(np.int64),
             lengths=frames[:, 2].astype(np.int64),
             encoding=str(raw.get("encoding", "jpeg")),
+            video_mtime_ns=_optional(raw.get("video_mtime_ns"), int),
+            video_blocks_sha256=_optional(raw.get("video_blocks_sha256"), str),
         )
         if header.encoding not in ENCODINGS:
             raise FrameCacheError(f"{file}: unknown frame encoding {header.encoding!r} (known: {ENCODINGS})")
-    except (ValueError, KeyError, TypeError, struct.error) as exc:
-        raise FrameCacheError(f"{file}: corrupt frame cache header ({exc})") from exc
+        _check_frame_index(file, header, body_end=st.st_size - _TAIL.size - length)
+    except (ValueError, KeyError, TypeError, struct.error, RecursionError) as exc:
+        raise FrameCacheError(f"{file}: corrupt frame cache header ({exc}); {_REBUILD}") from exc
     with _header_lock:
         _header_cache[key] = header
         while len(_header_cache) > _HEADER_CACHE_SIZE:
             _header_cache.popitem(last=False)
     return header
+
+
+def _optional(value, kind):
+    return None if value is None else kind(value)
+
+
+def _check_frame_index(file: Path, header: _Header, body_end: int) -> None:
+    """Every frame lies inside the frame data (after the magic, before the header), times finite and ascending:
+    a negative offset would read the file's own magic and header as pixels."""
+    starts, ends = header.offsets, header.offsets + header.lengths
+    bad = (starts < len(_MAGIC)) | (header.lengths <= 0) | (ends > body_end) | ~np.isfinite(header.times)
+    if bad.any():
+        k = int(np.flatnonzero(bad)[0])
+        raise FrameCacheError(
+            f"{file}: corrupt frame index: frame {k} (at {header.times[k]} s) spans bytes [{starts[k]}, {ends[k]}), "
+            f"outside the frame data [{len(_MAGIC)}, {body_end}); {_REBUILD}"
+        )
+    if len(header.times) > 1 and not (np.diff(header.times) > 0).all():
+        raise FrameCacheError(f"{file}: corrupt frame index: frame times not ascending; {_REBUILD}")
+
+
+IDENTITY_BLOCK = 64 * 1024  # bytes hashed at each end of a video: its container header and its tail
+_REBUILD = "rebuild it (fgclip data cache ... --out CACHE_ROOT) or delete the file"
+_fresh: dict[tuple, str | None] = {}  # (video, size, mtime_ns, recorded hash) -> staleness; hashed once
+_fresh_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class VideoIdentity:
+    bytes: int
+    mtime_ns: int
+    blocks_sha256: str
+
+
+def video_identity(video: Path) -> VideoIdentity:
+    st = video.stat()
+    return VideoIdentity(st.st_size, st.st_mtime_ns, _blocks_sha256(video, st.st_size))
+
+
+def _blocks_sha256(video: Path, size: int) -> str:
+    digest = hashlib.sha256()
+    with open(video, "rb") as handle:
+        digest.update(handle.read(IDENTITY_BLOCK))
+        if size > IDENTITY_BLOCK:
+            handle.seek(max(size - IDENTITY_BLOCK, IDENTITY_BLOCK))
+            digest.update(handle.read(IDENTITY_BLOCK))
+    return digest.hexdigest()
+
+
+def staleness(header: _Header, video: Path) -> str | None:
+    """Why the cached frames are no longer the video's, or None. Size first; an unchanged modification time is
+    trusted (as make and rsync do); a changed one is settled by the content hash, so a copy with new times stays
+    fresh and different bytes of the same size do not. A video absent here is not checked (the cache may travel
+    without it)."""
+    try:
+        st = video.stat()
+    except FileNotFoundError:
+        return None
+    if st.st_size != header.video_bytes:
+        return f"the video is now {st.st_size} bytes, the cache was written for {header.video_bytes}"
+    if header.video_blocks_sha256 is None or st.st_mtime_ns == header.video_mtime_ns:
+        return None
+    key = (str(video), st.st_size, st.st_mtime_ns, header.video_blocks_sha256)
+    with _fresh_lock:
+        if key in _fresh:
+            return _fresh[key]
+    verdict = None
+    if _blocks_sha256(video, st.st_size) != header.video_blocks_sha256:
+        verdict = "the video has other content than when the cache was written (same size, modified since)"
+    with _fresh_lock:
+        _fresh[key] = verdict
+    return verdict
+
+
+def stale_videos(cache: FrameCache, videos) -> list[str]:
+    """'<video>: <why>' for each video whose cached frames are stale (once per video, at start-up)."""
+    found = []
+    for video in sorted(videos):
+        try:
+            cache.check_fresh(video)
+        except FrameCacheMiss:
+            continue  # reported by the caller's coverage check, or at the first read
+        except FrameCacheError as error:
+            found.append(str(error))
+    return found
 
 
 class FrameCache:
@@ -253,6 +350,7 @@ class FrameCache:
         size = self.size if size is None else (int(size[0]), int(size[1]))
         clean = _checked_spans(video, spans, cache_fps, size)
         file = self.path_for(video)
+        identity = video_identity(video)  # before decoding: a video changed meanwhile is then found stale
         old = self._compatible_header(file, video, size, cache_fps)
         native = video_frame_times(video)
         wanted = native[self._frames_for_spans(native, clean, cache_fps)]
@@ -265,7 +363,8 @@ class FrameCache:
             entries = self._copy_frames(handle, file, old, old_by_time)
             entries.update(self._decode_frames(handle, video, to_decode, size))
             return _Header(
-                video=str(video), video_bytes=video.stat().st_size, width=size[0], height=size[1],
+                video=str(video), video_bytes=identity.bytes, width=size[0], height=size[1],
+                video_mtime_ns=identity.mtime_ns, video_blocks_sha256=identity.blocks_sha256,
                 cache_fps=cache_fps, quality=self.quality, spans=spans_out, times=times,
                 offsets=np.asarray([entries[float(t)][0] for t in times], dtype=np.int64),
                 lengths=np.asarray([entries[float(t)][1] for t in times], dtype=np.int64),
@@ -350,7 +449,7 @@ class FrameCache:
             and old.quality == self.quality
             and old.encoding == self.encoding
             and old.video == str(video)
-            and old.video_bytes == video.stat().st_size
+            and staleness(old, video) is None
         )
         return old if same else None
 
@@ -372,16 +471,14 @@ class FrameCache:
             )
         if header.video != str(video):
             raise FrameCacheError(f"{file}: holds frames of {header.video}, not of {video}")
-        try:
-            current = video.stat().st_size
-        except FileNotFoundError:
-            current = None  # the cache may outlive (or travel without) its video
-        if current is not None and current != header.video_bytes:
-            raise FrameCacheError(
-                f"{file}: {video} is now {current} bytes, the cache was written for {header.video_bytes}; "
-                "rewrite the cache"
-            )
+        stale = staleness(header, video)
+        if stale is not None:
+            raise FrameCacheError(f"{file}: stale frames of {video}: {stale}; {_REBUILD}")
         return video, file, header
+
+    def check_fresh(self, video_path: str | Path) -> None:
+        """Refuse (FrameCacheError naming the video) when the video changed since its frames were cached."""
+        self._header_for(video_path, None if self.size is None else self.size)
 
     def has(
         self, video_path: str | Path, span: tuple[float, float], *, size: tuple[int, int] | None = None

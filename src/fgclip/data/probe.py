@@ -82,7 +82,7 @@ class ProbeIndex:
             data = json.loads(self.path.read_text())
         except FileNotFoundError:
             return {}
-        except (OSError, ValueError) as error:
+        except (OSError, ValueError, RecursionError) as error:
             logger.warning("probe index %s cannot be read (%s): probing every video again", self.path, error)
             return {}
         if not isinstance(data, dict) or data.get("version") != INDEX_VERSION:
@@ -99,10 +99,18 @@ class ProbeIndex:
         return f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
 
     def get(self, key: str | None) -> dict | None:
+        """The entry of `key`; a malformed one (hand-edited, another tool's) is named once and probed again."""
         if key is None:
             return None
         self.used.add(key)
-        return self.entries.get(key)
+        entry = self.entries.get(key)
+        problem = entry_problem(entry) if entry is not None else None
+        if problem is not None:
+            logger.warning("probe index %s: entry %r %s: probing that video again", self.path, key, problem)
+            del self.entries[key]
+            self.changed = True
+            return None
+        return entry
 
     def put(self, key: str | None, entry: dict) -> None:
         if key is not None:
@@ -201,6 +209,30 @@ def _open_image(path: Path) -> None:
             image.verify()
     except UnidentifiedImageError as error:
         raise VideoError(f"cannot be read as an image ({error})") from error
+
+
+_INFO_TYPES = {"duration_s": (int, float), "fps": (int, float), "num_frames": int, "num_frames_exact": bool,
+               "width": int, "height": int}  # fmt: skip
+
+
+def entry_problem(entry) -> str | None:
+    """What is wrong with an index entry ({"info": {...} | null, "error": str | null, "scan_problem"?}), or None."""
+    if not isinstance(entry, dict):
+        return f"is a {type(entry).__name__}, not an object"
+    info, error = entry.get("info"), entry.get("error")
+    if error is not None and not isinstance(error, str):
+        return f"has an error of type {type(error).__name__}"
+    if not isinstance(entry.get("scan_problem", ""), (str, type(None))):
+        return "has a scan_problem that is not text"
+    if info is None:
+        return None if error is not None else "has neither info nor error"
+    if not isinstance(info, dict) or set(info) != set(_INFO_TYPES):
+        return f"has info {str(info)[:60]!r}, not the fields {sorted(_INFO_TYPES)}"
+    for name, kinds in _INFO_TYPES.items():
+        value = info[name]
+        if not isinstance(value, kinds) or (kinds is int and isinstance(value, bool)):
+            return f"has info.{name} = {value!r}"
+    return None
 
 
 def _info_fields(info: VideoInfo) -> dict:

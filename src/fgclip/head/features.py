@@ -233,8 +233,8 @@ def _checked_array(file: Path) -> np.ndarray:
     """A float32 (S, D) array, memory-mapped (ten crops of UCF-Crime's training set do not fit in RAM as copies)."""
     try:
         features = np.load(file, mmap_mode="r")
-    except (ValueError, OSError) as error:
-        raise FeatureError(f"{file}: unreadable ({error})") from None
+    except (ValueError, OSError, EOFError) as error:
+        raise FeatureError(f"{file}: unreadable ({error}); export it again") from None
     if features.ndim != 2 or features.dtype != np.float32:
         raise FeatureError(f"{file}: shape {features.shape} dtype {features.dtype}, expected float32 [S, D]")
     if not np.isfinite(features).all():
@@ -274,9 +274,13 @@ def _read_description(root: Path) -> dict:
             f"{root}: no {FEATURES_FILE}; is this a folder written by `fgclip export-features`?"
         )
     try:
-        description = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise FeatureError(f"{path}: not valid JSON ({error})") from error
+        description = json.loads(path.read_bytes())
+    except (ValueError, RecursionError) as error:  # not JSON, not UTF-8, nested too deeply, a huge number
+        raise FeatureError(f"{path}: damaged, not valid JSON ({error}); export the features again") from error
+    if not isinstance(description, dict):
+        raise FeatureError(
+            f"{path}: damaged: a JSON {type(description).__name__}, not an object; export again"
+        )
     if not isinstance(description.get("videos"), dict) or not description["videos"]:
         raise FeatureError(f"{path}: 'videos' must be a non-empty mapping of stem -> description")
     return description
@@ -285,15 +289,23 @@ def _read_description(root: Path) -> dict:
 def _read_video(root: Path, stem: str, entry: dict, snippet_frames: int, partial: str) -> list[VideoFeatures]:
     """Every crop of one video of `features.json`."""
     where = f"{root / FEATURES_FILE}: video {stem!r}"
+    if not isinstance(entry, dict):
+        raise FeatureError(f"{where} is a {type(entry).__name__}, not an object; export it again")
     if "num_frames" not in entry or "fps" not in entry:
         raise FeatureError(
             f"{where} has no num_frames/fps ({entry.get('skipped') or 'incomplete entry'}: exported with "
             "--skip-existing by an fgclip older than the resumable export?); export it again"
         )
-    num_frames = int(entry["num_frames"])
+    num_frames, fps, files = entry["num_frames"], entry["fps"], entry.get("files", [f"{stem}.npy"])
+    if isinstance(num_frames, bool) or not isinstance(num_frames, int) or num_frames < 0:
+        raise FeatureError(f"{where}: num_frames {num_frames!r} is not a frame count; export it again")
+    if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not 0 < fps < float("inf"):
+        raise FeatureError(f"{where}: fps {fps!r} is not a positive frame rate; export it again")
+    if not isinstance(files, list) or not files or not all(isinstance(f, str) and f for f in files):
+        raise FeatureError(f"{where}: files {files!r} is not a list of .npy names; export it again")
     expected = -(-num_frames // snippet_frames) if partial == "keep" else num_frames // snippet_frames
     views = []
-    for crop, name in enumerate(entry.get("files", [f"{stem}.npy"])):
+    for crop, name in enumerate(files):
         path = root / name
         if not path.is_file():
             raise FeatureError(f"{where}: {name} is missing")

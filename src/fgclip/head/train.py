@@ -37,6 +37,7 @@ from sklearn.metrics import roc_auc_score
 from fgclip.head.features import FeatureError, VideoFeatures, VideoLabel
 from fgclip.head.model import AnomalyHead, HeadConfig
 from fgclip.head.objective import mil_align_loss, mil_loss, topk_mean
+from fgclip.model.errors import reading_back
 
 HEAD_WEIGHTS = "head.safetensors"
 HEAD_CONFIG = "head.json"
@@ -346,9 +347,12 @@ def load_head(path: str | Path) -> tuple[AnomalyHead, dict]:
             raise FileNotFoundError(
                 f"{folder}: no {needed.name}; give a folder written by `fgclip head train`"
             )
-    report = json.loads(config_path.read_text())
-    head = AnomalyHead(HeadConfig(**report["head"]))
-    head.load_state_dict(load_file(str(weights_path)))
+    way_out = f"train the head again (fgclip head train ... --out {folder})"
+    with reading_back(config_path, "head config", way_out):
+        report = json.loads(config_path.read_bytes())
+        head = AnomalyHead(HeadConfig(**report["head"]))
+    with reading_back(weights_path, "head weights (truncated, or not from this head.json?)", way_out):
+        head.load_state_dict(load_file(str(weights_path)))
     return head.eval(), report
 
 

@@ -34,7 +34,7 @@ from safetensors.torch import load_file
 
 from fgclip.model import openai_checkpoint
 from fgclip.model.configuration import FGCLIPConfig
-from fgclip.model.errors import CheckpointError
+from fgclip.model.errors import CheckpointError, reading_back
 from fgclip.model.modeling import FGCLIPModel
 
 __all__ = [
@@ -358,10 +358,12 @@ def _read_config(path: Path, options: dict) -> tuple[FGCLIPConfig, dict]:
 
 
 def _read_config_file(config_file: Path, options: dict) -> tuple[FGCLIPConfig, dict]:
-    try:
-        raw = json.loads(config_file.read_text())
-    except json.JSONDecodeError as error:
-        raise CheckpointError(f"{config_file}: not valid JSON ({error})") from error
+    with reading_back(config_file, "model config", _WAY_OUT):
+        raw = json.loads(config_file.read_bytes())
+    if not isinstance(raw, dict):
+        raise CheckpointError(
+            f"{config_file}: damaged model config (a JSON {type(raw).__name__}, not an object)"
+        )
     if raw.get("model_type") not in ("clip", "fgclip"):
         raise CheckpointError(
             f"{config_file}: model_type {raw.get('model_type')!r} is not a CLIP ('clip' or 'fgclip')"
@@ -370,6 +372,9 @@ def _read_config_file(config_file: Path, options: dict) -> tuple[FGCLIPConfig, d
     if raw.get("model_type") == "clip":
         keep.pop("logit_scale_init_value", None)  # CLIP's 2.6592; the checkpoint's own logit_scale is loaded
     return FGCLIPConfig(**{**keep, **options}), raw
+
+
+_WAY_OUT = "copy the checkpoint again from where it was saved, or use another checkpoint of the run"
 
 
 def _weight_files(path: Path) -> list[Path]:
@@ -381,12 +386,14 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if shards:
         state: dict[str, torch.Tensor] = {}
         for shard in shards:
-            state.update(load_file(str(shard)))
+            with reading_back(shard, "weights file (truncated or overwritten?)", _WAY_OUT):
+                state.update(load_file(str(shard)))
         return state
     bins = sorted(path.glob("pytorch_model*.bin"))
     if bins:
         state = {}
         for shard in bins:
-            state.update(torch.load(shard, map_location="cpu", weights_only=True))
+            with reading_back(shard, "weights file", _WAY_OUT):
+                state.update(torch.load(shard, map_location="cpu", weights_only=True))
         return state
     raise CheckpointError(f"{path}: no *.safetensors or pytorch_model*.bin weights")

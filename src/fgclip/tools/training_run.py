@@ -7,7 +7,9 @@ check of `fgclip.checks` (the same ones `fgclip doctor` reports).
 
 from __future__ import annotations
 
+import json
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,13 +33,18 @@ from fgclip.training.callbacks import (
     integration_callbacks,
 )
 from fgclip.training.checkpoints import (
+    DATA_FINGERPRINT_FILE,
     RUN_CONFIG_FILE,
     TRAINER_STATE_FILE,
+    check_checkpoint_files,
     check_output_dir,
     check_resume_config,
+    checkpoint_step,
     clear_output_dir,
+    data_fingerprint,
     latest_checkpoint,
     promote,
+    record_resume_changes,
     remove_stale_staging,
     saving,
     staging_path,
@@ -45,6 +52,15 @@ from fgclip.training.checkpoints import (
 from fgclip.training.lock import OutputDirLock
 from fgclip.training.lora import apply_lora, unwrap_model
 from fgclip.training.nonfinite import NonFiniteGuard
+from fgclip.training.preemption import (
+    Preempted,
+    PreemptionRequest,
+    StopAndSave,
+    describe_checkpoint,
+    exit_at_deadline,
+    handling_stop_signals,
+    signal_name,
+)
 from fgclip.training.step_report import StepReport
 from fgclip.training.trainer import FGCLIPTrainer
 
@@ -65,14 +81,25 @@ def train(config: ExperimentConfig, callbacks: list[TrainerCallback] | None = No
     checks.check_run_config(
         config
     )  # what `fgclip doctor` calls an error is refused before anything is written
-    with OutputDirLock(output_dir):  # rank 0, before anything reads or writes the dir
-        return _train_locked(config, callbacks, output_dir)
+    with OutputDirLock(output_dir) as lock:  # rank 0, before anything reads or writes the dir
+        preemption = PreemptionRequest(
+            config.train.signal_grace_s,
+            f"continue with the same command plus --resume latest (output_dir {output_dir})",
+            exit_at_deadline(lock.release),
+            last_checkpoint=describe_checkpoint(output_dir),
+        )
+        with handling_stop_signals(preemption):  # SIGTERM / SIGUSR1 / SIGINT: save at the step end, exit
+            return _train_locked(config, callbacks, output_dir, preemption)
 
 
 def _train_locked(
-    config: ExperimentConfig, callbacks: list[TrainerCallback] | None, output_dir: Path
+    config: ExperimentConfig,
+    callbacks: list[TrainerCallback] | None,
+    output_dir: Path,
+    preemption: PreemptionRequest,
 ) -> TrainOutcome:
-    resume = resolve_resume(config)
+    changes: list[str] = []
+    resume = resolve_resume(config, changes)
     if not config.train.progress_bar:
         disable_progress_bar()  # HF's "Writing model shards" bars on every save
     set_seed(config.train.seed)  # the same initial model on every rank and in every run of this config
@@ -101,7 +128,7 @@ def _train_locked(
     sampler = EpochTaggedSampler(builders.train_sampler(config, train_dataset, args.world_size))
     with args.main_process_first(local=False, desc="prepare the output dir"):
         if is_rank_zero():
-            prepare_output_dir(config, output_dir / RUN_CONFIG_FILE, resume)
+            prepare_output_dir(config, output_dir / RUN_CONFIG_FILE, resume, changes)
     report = StepReport()
     trainer = FGCLIPTrainer(
         model=model,
@@ -114,7 +141,8 @@ def _train_locked(
         group_rates=builders.group_rates(config.train),
         nonfinite_guard=NonFiniteGuard(output_dir, config.train.max_consecutive_nonfinite),
         train_sampler=sampler,
-        run_config_file=output_dir / RUN_CONFIG_FILE,
+        run_config_file=effective_config_file(output_dir, resume),
+        run_files=[output_dir / DATA_FINGERPRINT_FILE],
     )
     samples_per_step = (
         config.train.per_device_batch_size * config.train.gradient_accumulation_steps * args.world_size
@@ -134,12 +162,27 @@ def _train_locked(
         metrics,
         LossCurvePlot(output_dir, warmup),
         TemperatureClamp(core),
+        StopAndSave(preemption, args.device),
         *(callbacks or []),
     ):
         trainer.add_callback(callback)
     trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
+    if preemption.requested:
+        raise preempted(preemption, output_dir, trainer.state.global_step)
     model_dir = save_final_model(trainer, output_dir / FINAL_MODEL_DIR)
     return TrainOutcome(output_dir, model_dir, core, tokenizer, trainer.state.global_step)
+
+
+def preempted(preemption: PreemptionRequest, output_dir: Path, step: int) -> Preempted:
+    """The one line after a signal: what was saved (the Trainer saved this step on the way out), how to go on."""
+    preemption.cancel()
+    seconds = time.monotonic() - preemption.received_at
+    return Preempted(
+        f"stopped by {signal_name(preemption.signum)} after optimizer step {step}: saved "
+        f"{output_dir / f'checkpoint-{step}'} (weights, optimizer, schedule, memory bank, RNG, data position) "
+        f"{seconds:.1f} s after the signal; {preemption.resume_hint}",
+        preemption.signum,
+    )
 
 
 def _manifests(config: ExperimentConfig) -> list[str]:
@@ -148,8 +191,9 @@ def _manifests(config: ExperimentConfig) -> list[str]:
     return config.data.train_manifests
 
 
-def resolve_resume(config: ExperimentConfig) -> Path | None:
-    """The checkpoint to resume (numerically latest for "latest"), after the output-dir and settings checks."""
+def resolve_resume(config: ExperimentConfig, changes: list[str] | None = None) -> Path | None:
+    """The checkpoint to resume (numerically latest for "latest"), after the output-dir and settings checks;
+    settings accepted with --resume-changed are appended to `changes`."""
     train = config.train
     check_output_dir(train.output_dir, train.resume, train.overwrite_output_dir)
     if train.resume is None:
@@ -159,12 +203,19 @@ def resolve_resume(config: ExperimentConfig) -> Path | None:
         raise ConfigError(
             f"train.resume: {checkpoint} is not a complete checkpoint (no {TRAINER_STATE_FILE})"
         )
-    check_resume_config(checkpoint, config)
+    accepted = check_resume_config(checkpoint, config)
+    check_checkpoint_files(checkpoint, lora=config.train.lora is not None)
+    if changes is not None:
+        changes.extend(accepted)
     return checkpoint
 
 
-def prepare_output_dir(config: ExperimentConfig, config_file: Path, resume: Path | None) -> None:
-    """Rank 0, before training: overwrite if asked, drop partial saves of a killed run, save the run's config."""
+def prepare_output_dir(
+    config: ExperimentConfig, config_file: Path, resume: Path | None, changes: list[str] | None = None
+) -> None:
+    """Rank 0, before training: overwrite if asked, drop partial saves of a killed run, save the run's config and
+    the data fingerprint. A resume never overwrites the run's original config: the settings it runs with go to
+    `fgclip_config.resume-N.yaml` (and into its checkpoints), accepted changes to resume_changes.jsonl."""
     output_dir = config_file.parent
     if config.train.overwrite_output_dir:
         removed = clear_output_dir(output_dir)
@@ -178,7 +229,20 @@ def prepare_output_dir(config: ExperimentConfig, config_file: Path, resume: Path
     if resume is not None:
         print(f"[resume] continuing from {resume}", flush=True)
     output_dir.mkdir(parents=True, exist_ok=True)
-    config.save(config_file)
+    if changes:
+        record_resume_changes(output_dir, resume, changes)
+    if resume is None or not config_file.is_file():
+        config.save(config_file)
+    config.save(effective_config_file(output_dir, resume))
+    fingerprint = json.dumps(data_fingerprint(config.data), indent=1)
+    (output_dir / DATA_FINGERPRINT_FILE).write_text(fingerprint)
+
+
+def effective_config_file(output_dir: Path, resume: Path | None) -> Path:
+    """The config this process trains with: the run's own, or after a resume `fgclip_config.resume-N.yaml`."""
+    if resume is None:
+        return output_dir / RUN_CONFIG_FILE
+    return output_dir / f"{Path(RUN_CONFIG_FILE).stem}.resume-{checkpoint_step(resume)}.yaml"
 
 
 def save_final_model(trainer: FGCLIPTrainer, model_dir: Path) -> Path:

@@ -9,18 +9,29 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import hashlib
+import json
 import os
 import re
 import shutil
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
 
-from fgclip.config import MODEL_OPTIONS, ConfigError, ExperimentConfig, move_legacy_bank_keys
+from fgclip.config import (
+    MODEL_OPTIONS,
+    ConfigError,
+    DataSection,
+    ExperimentConfig,
+    TrainSection,
+    move_legacy_bank_keys,
+)
 from fgclip.losses.memory_bank import MemoryBankOptions
 from fgclip.model.configuration import FGCLIPConfig
+from fgclip.model.errors import reading_back
 
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
 STAGING_DIR = ".staging"
@@ -33,11 +44,29 @@ RUN_ARTIFACTS = (
     "tensorboard",
     "model",
     "nonfinite_batches.jsonl",
+    "data_fingerprint.json",
+    "resume_changes.jsonl",
     STAGING_DIR,
 )
 # Config parts a resumed run must share with its checkpoint: they define what the checkpoint's weights,
-# optimizer state and memory-bank contents mean. (Other train.* may change: more steps, another rate.)
+# optimizer state and memory-bank contents mean (refused even with --resume-changed).
 RESUME_INVARIANT = ("model", "loss", "bank", "train.lora")
+# Settings a resumed run may change without becoming another run: they alter neither the sample order, nor the
+# optimizer trajectory, nor what a step is (where files are, logging, saving, workers, guards). Every other
+# `train.*` / `data.*` setting is compared, so a setting added later is compared until listed here. The
+# manifests are compared by content (DATA_FINGERPRINT_FILE), so a data folder moved between nodes still resumes.
+RESUME_FREE = {
+    "train": ("output_dir", "resume", "resume_changed", "overwrite_output_dir", "progress_bar", "logging_steps",
+              "save_steps", "save_total_limit", "signal_grace_s", "max_consecutive_nonfinite",
+              "gradient_checkpointing", "lora", "report_to"),
+    "data": ("num_workers", "video_root", "path_remaps", "video_probe_index", "frame_cache", "test_list",
+             "test_leakage", "max_failed_clips", "eval_manifests", "train_manifests", "hard_negatives"),
+}  # fmt: skip
+OPTIMIZER_FILE, SCHEDULER_FILE = "optimizer.pt", "scheduler.pt"
+RESUME_WAY_OUT = "resume from an earlier checkpoint (--resume OUTPUT_DIR/checkpoint-N), or copy this one again if it was copied"
+SECTION_DEFAULTS = {"train": TrainSection, "data": DataSection}
+DATA_FINGERPRINT_FILE = "data_fingerprint.json"
+RESUME_CHANGES_FILE = "resume_changes.jsonl"
 
 
 # errno of a failed save that is about the disk, not the code
@@ -173,7 +202,8 @@ def existing_run_artifacts(output_dir: str | Path) -> list[str]:
     if not output_dir.is_dir():
         return []
     names = [p.name for p in list_checkpoints(output_dir)]
-    return names + [name for name in RUN_ARTIFACTS if (output_dir / name).exists()]
+    resumed_configs = sorted(p.name for p in output_dir.glob("fgclip_config.resume-*.yaml"))
+    return names + [name for name in RUN_ARTIFACTS if (output_dir / name).exists()] + resumed_configs
 
 
 def check_output_dir(output_dir: str | Path, resume: str | None, overwrite: bool) -> None:
@@ -197,16 +227,18 @@ def clear_output_dir(output_dir: str | Path) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------------ resume check
-def check_resume_config(checkpoint: str | Path, config: ExperimentConfig) -> None:
-    """Refuse to resume a checkpoint whose model, loss or memory-bank settings differ from the new config."""
+def check_resume_config(checkpoint: str | Path, config: ExperimentConfig) -> list[str]:
+    """Refuse to resume a checkpoint whose model, loss or memory-bank settings differ from the new config (never
+    resumable), or whose sample order / optimizer trajectory / step settings or training data differ (unless
+    `train.resume_changed`). Returns the accepted changes, one line each."""
     saved_file = Path(checkpoint) / RUN_CONFIG_FILE
     if not saved_file.is_file():
         raise ConfigError(
             f"cannot resume {checkpoint}: it has no {RUN_CONFIG_FILE}, so its model, loss and memory-bank settings "
             "cannot be compared with this run's"
         )
-    saved = yaml.safe_load(saved_file.read_text()) or {}
-    move_legacy_bank_keys(saved)
+    saved = read_run_config(saved_file)
+    move_legacy_bank_keys(saved, str(saved_file))
     current = config.to_dict()
     saved["model"] = model_options_with_defaults(saved.get("model") or {})
     current["model"] = model_options_with_defaults(current["model"])
@@ -223,6 +255,118 @@ def check_resume_config(checkpoint: str | Path, config: ExperimentConfig) -> Non
             + "\nResume with the checkpoint's settings, or start a new run (another --output_dir, or "
             "--overwrite_output_dir)."
         )
+    changes = _run_differences(saved, current) + _data_differences(Path(checkpoint), saved, config)
+    if changes and not config.train.resume_changed:
+        raise ConfigError(
+            f"cannot resume {checkpoint}: this would be another run; the sample order, optimizer trajectory or "
+            f"step size differ from the checkpoint's ({RUN_CONFIG_FILE}, {DATA_FINGERPRINT_FILE}):\n  "
+            + "\n  ".join(changes)
+            + "\nResume with the checkpoint's settings, or accept the changes with --resume-changed (each is "
+            f"logged and recorded in {RESUME_CHANGES_FILE}), or start a new run."
+        )
+    return changes
+
+
+def check_checkpoint_files(checkpoint: Path, lora: bool) -> None:
+    """Before anything is built: every file a resume reads is there and `trainer_state.json` is sound. HF skips
+    a missing optimizer.pt or rng_state.pth with an info line and trains on with fresh moments: refused here."""
+    weights = "lora_training_state.safetensors" if lora else "model.safetensors"
+    missing = [n for n in (weights, OPTIMIZER_FILE, SCHEDULER_FILE) if not (checkpoint / n).is_file()]
+    if missing:
+        raise ConfigError(f"cannot resume {checkpoint}: {', '.join(missing)} missing; {RESUME_WAY_OUT}")
+    state_file = checkpoint / TRAINER_STATE_FILE
+    with reading_back(state_file, "trainer state", RESUME_WAY_OUT):
+        state = json.loads(state_file.read_bytes())
+        step = state["global_step"]
+        if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+            raise TypeError(f"global_step is {step!r}, not a step number")
+        if not isinstance(state.get("log_history", []), list):
+            raise TypeError("log_history is not a list")
+
+
+def read_run_config(path: Path) -> dict:
+    """A saved run config as a dict; a damaged one is one line naming it."""
+    try:
+        saved = yaml.safe_load(path.read_bytes())
+    except (yaml.YAMLError, ValueError, RecursionError) as error:
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise ConfigError(
+            f"{path}: damaged run config ({problem}); restore it from the run folder's {RUN_CONFIG_FILE} "
+            "(the same file) or resume from another checkpoint"
+        ) from None
+    if saved is None:
+        saved = {}
+    if not isinstance(saved, dict):
+        raise ConfigError(f"{path}: damaged run config (a {type(saved).__name__}, not a mapping of sections)")
+    return saved
+
+
+def _run_differences(saved: dict, current: dict) -> list[str]:
+    """Differences in the compared `train` / `data` settings (everything but RESUME_FREE)."""
+    lines = []
+    for section, free in RESUME_FREE.items():
+        defaults = dataclasses.asdict(SECTION_DEFAULTS[section]())  # what an older fgclip's config left out
+        before = {k: v for k, v in {**defaults, **(saved.get(section) or {})}.items() if k not in free}
+        now = {k: v for k, v in current[section].items() if k not in free}
+        lines.extend(_differences(before, now, section))
+    return lines
+
+
+def data_fingerprint(data) -> dict:
+    """The training data by content: sha256 and size of every manifest and hard-negative file, in order."""
+
+    def files(paths: list[str]) -> list[dict]:
+        return [{"file": str(p), "sha256": _sha256(Path(p)), "bytes": Path(p).stat().st_size} for p in paths]
+
+    return {"train_manifests": files(data.train_manifests), "hard_negatives": files(data.hard_negatives)}
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _data_differences(checkpoint: Path, saved: dict, config: ExperimentConfig) -> list[str]:
+    """The manifests' content against the checkpoint's fingerprint; without one (older checkpoints), their paths."""
+    fingerprint_file = checkpoint / DATA_FINGERPRINT_FILE
+    saved_data = saved.get("data") or {}
+    if not fingerprint_file.is_file():
+        return _differences(
+            {k: saved_data.get(k, []) for k in ("train_manifests", "hard_negatives")},
+            {k: getattr(config.data, k) for k in ("train_manifests", "hard_negatives")},
+            "data",
+        )
+    try:
+        before = json.loads(fingerprint_file.read_bytes())
+        now = data_fingerprint(config.data)
+        lines = []
+        for key in ("train_manifests", "hard_negatives"):
+            old, new = [f["sha256"] for f in before[key]], [f["sha256"] for f in now[key]]
+            if old != new:
+                lines.append(f"data.{key} content: checkpoint {_files(before[key])}, now {_files(now[key])}")
+        return lines
+    except (ValueError, KeyError, TypeError) as error:
+        raise ConfigError(
+            f"{fingerprint_file}: damaged ({error}); resume from another checkpoint, or delete this file to "
+            "compare the manifests by path only"
+        ) from None
+
+
+def _files(entries: list[dict]) -> str:
+    return "[" + ", ".join(f"{Path(e['file']).name} sha256 {e['sha256'][:12]}" for e in entries) + "]"
+
+
+def record_resume_changes(output_dir: Path, checkpoint: Path, changes: list[str]) -> None:
+    """`--resume-changed`: every accepted change logged and appended to OUTPUT_DIR/resume_changes.jsonl."""
+    for change in changes:
+        print(f"[resume] accepted changed setting (--resume-changed): {change}", flush=True)
+    row = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "checkpoint": str(checkpoint),
+           "changes": changes}  # fmt: skip
+    with open(output_dir / RESUME_CHANGES_FILE, "a") as f:
+        f.write(json.dumps(row) + "\n")
 
 
 def model_options_with_defaults(options: dict) -> dict:

@@ -42,11 +42,22 @@ class LockHolder:
     started: str  # UTC, ISO 8601
     token: str  # tells our own lock from one written by another run with a reused PID
     command: str = ""
+    slurm_job: str = ""  # SLURM_JOB_ID: a requeued job keeps it, on whatever node it restarts
+    slurm_restart: int = 0  # SLURM_RESTART_COUNT: grows by one per requeue
 
     @classmethod
     def of_this_process(cls) -> LockHolder:
         started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        return cls(os.getpid(), socket.gethostname(), started, uuid.uuid4().hex, " ".join(sys.argv))
+        return cls(
+            os.getpid(), socket.gethostname(), started, uuid.uuid4().hex, " ".join(sys.argv),
+            os.environ.get("SLURM_JOB_ID", ""), int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0),
+        )  # fmt: skip
+
+    def is_earlier_run_of(self, me: LockHolder) -> bool:
+        """The same SLURM job before a requeue: SLURM restarts a job only after its earlier run ended."""
+        return (
+            bool(self.slurm_job) and self.slurm_job == me.slurm_job and self.slurm_restart < me.slurm_restart
+        )
 
     def describe(self) -> str:
         return f"pid {self.pid} on host {self.host}, since {self.started}"
@@ -103,6 +114,10 @@ class OutputDirLock:
         self.release()
 
     def acquire(self) -> None:
+        if self.output_dir.exists() and not self.output_dir.is_dir():
+            raise _refusal(
+                f"train.output_dir {self.output_dir} is a file, not a folder: choose another --output_dir"
+            )
         self.output_dir.mkdir(parents=True, exist_ok=True)
         me = LockHolder.of_this_process()
         for _ in range(3):  # a takeover can race another run's; each round either wins, or sees a live holder
@@ -111,7 +126,7 @@ class OutputDirLock:
                 return
             holder = self._read_holder()
             if holder is not None:  # None: released meanwhile, the next round creates it
-                self._take_over_if_stale(holder)
+                self._take_over_if_stale(holder, me)
         raise _refusal(f"{self.output_dir}: could not take {self.path} (other runs keep taking it); retry")
 
     def release(self) -> None:
@@ -135,31 +150,43 @@ class OutputDirLock:
     def _read_holder(self) -> LockHolder | None:
         """The lock's holder; None when there is no lock file (any more)."""
         try:
-            text = self.path.read_text()
+            text = self.path.read_bytes()
         except FileNotFoundError:
             return None
         try:
-            raw = json.loads(text)
+            raw = json.loads(text)  # bytes: not UTF-8 is a ValueError like bad JSON
             return LockHolder(
                 int(raw["pid"]),
                 str(raw["host"]),
                 str(raw["started"]),
                 str(raw["token"]),
                 str(raw.get("command", "")),
+                str(raw.get("slurm_job", "")),
+                int(raw.get("slurm_restart", 0)),
             )
-        except (ValueError, KeyError, TypeError) as error:
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
             raise _refusal(
                 f"{self.output_dir} is locked by {self.path}, which cannot be read ({error}); if no fgclip "
                 f"train uses this directory, remove it: rm {self.path}"
             ) from error
 
-    def _take_over_if_stale(self, holder: LockHolder) -> None:
+    def _take_over_if_stale(self, holder: LockHolder, me: LockHolder) -> None:
         here = socket.gethostname()
+        if holder.is_earlier_run_of(me):
+            if self._remove_if_unchanged(holder):
+                print(
+                    f"[output] {self.path}: taking over the lock of this SLURM job's run before its requeue "
+                    f"({holder.describe()}, restart {holder.slurm_restart}; now restart {me.slurm_restart})",
+                    flush=True,
+                )
+            return
         if holder.host != here:
             raise _refusal(
-                f"{self.output_dir} is in use by another fgclip train: {holder.describe()} ({self.path}). "
-                f"That host's processes cannot be checked from {here}: if that run is over, remove the lock "
-                f"(rm {self.path}); otherwise wait for it or choose another --output_dir"
+                f"{self.output_dir} is locked by an fgclip train on another host: {holder.describe()} "
+                f"({self.path}), which cannot be checked from {here}. A run killed there (kill -9, OOM killer, "
+                f"node failure) leaves this lock behind. If no fgclip train runs there any more (ssh {holder.host} "
+                f"ps -p {holder.pid}), remove it and continue: rm {self.path} && fgclip train ... --resume latest; "
+                "otherwise wait for it or choose another --output_dir"
             )
         if holder.is_alive():
             raise _refusal(

@@ -29,9 +29,12 @@ from transformers import Trainer, TrainerCallback
 from fgclip.distributed import gather_objects, get_world_size_and_rank
 from fgclip.losses.task import AlignmentTask
 from fgclip.losses.terms import TEMPERATURES
-from fgclip.model.errors import CheckpointError
+from fgclip.model.errors import CheckpointError, reading_back
 from fgclip.training.checkpoints import (
+    OPTIMIZER_FILE,
+    RESUME_WAY_OUT,
     RUN_CONFIG_FILE,
+    SCHEDULER_FILE,
     STAGING_DIR,
     promote,
     rotate_checkpoints,
@@ -73,6 +76,7 @@ class FGCLIPTrainer(Trainer):
         nonfinite_guard: NonFiniteGuard,
         train_sampler: Sampler | None = None,
         run_config_file: str | Path | None = None,
+        run_files: list[Path] | None = None,
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
@@ -82,6 +86,7 @@ class FGCLIPTrainer(Trainer):
         self.nonfinite = nonfinite_guard
         self.train_sampler = train_sampler
         self.run_config_file = Path(run_config_file) if run_config_file is not None else None
+        self.run_files = list(run_files or [])  # copied into every checkpoint beside the run config
         self.add_callback(_GuardedStep(self))
 
     def _get_train_sampler(self, train_dataset=None):
@@ -191,6 +196,8 @@ class FGCLIPTrainer(Trainer):
             super()._save(output_dir, state_dict=state_dict)
         if self.args.should_save and self.run_config_file is not None:
             shutil.copyfile(self.run_config_file, Path(output_dir) / RUN_CONFIG_FILE)
+        for file in self.run_files if self.args.should_save else ():
+            shutil.copyfile(file, Path(output_dir) / file.name)
 
     def _save_lora(self, output_dir: str) -> None:
         """A merged full model (loads with `from_pretrained`) plus the unmerged state resume needs."""
@@ -205,10 +212,28 @@ class FGCLIPTrainer(Trainer):
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
         model = model if model is not None else self.model
-        if is_peft_model(model):
-            load_lora_training_state(model, resume_from_checkpoint)
-        else:
-            super()._load_from_checkpoint(resume_from_checkpoint, model)
+        with reading_back(
+            Path(resume_from_checkpoint) / "model.safetensors", "model weights", RESUME_WAY_OUT
+        ):
+            if is_peft_model(model):
+                load_lora_training_state(model, resume_from_checkpoint)
+            else:
+                super()._load_from_checkpoint(resume_from_checkpoint, model)
+
+    def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
+        """HF's loading, each file's damage named: scheduler.pt is read first (small), so a failure after it is
+        optimizer.pt's (truncated, or saved for other parameter groups)."""
+        if checkpoint is not None and not self.is_deepspeed_enabled:
+            scheduler = Path(checkpoint) / SCHEDULER_FILE
+            with reading_back(scheduler, "LR scheduler state", RESUME_WAY_OUT):
+                torch.load(scheduler, map_location="cpu", weights_only=True)
+        with reading_back(Path(checkpoint or ".") / OPTIMIZER_FILE, "optimizer state", RESUME_WAY_OUT):
+            super()._load_optimizer_and_scheduler(checkpoint)
+
+    def _load_rng_state(self, checkpoint: str | None) -> None:
+        name = f"rng_state_{self.args.process_index}.pth" if self.args.world_size > 1 else "rng_state.pth"
+        with reading_back(Path(checkpoint or ".") / name, "RNG state", RESUME_WAY_OUT):
+            super()._load_rng_state(checkpoint)
 
     def _issue_warnings_after_load(self, load_result) -> None:
         """HF only warns; a resumed run on a partly loaded model would silently train something else."""

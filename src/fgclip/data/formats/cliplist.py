@@ -116,19 +116,74 @@ class ManifestRead:
 
 
 def load_json(path: str | Path) -> Any:
-    """A JSON document; `.jsonl` files are read as a list of one object per line."""
+    """A JSON document; `.jsonl` files are read as a list of one object per line.
+
+    Damage to the whole file is one problem naming it: bytes that are not UTF-8, nesting deeper than Python's
+    recursion allows, an integer longer than Python's int-string limit (4300 digits), invalid JSON."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"annotation file not found: {path}")
-    text = path.read_text(encoding="utf-8")
     try:
+        text = path.read_bytes().decode("utf-8")
+        if text.startswith("\ufeff"):
+            raise _file_error(
+                str(path), None, "starts with a UTF-8 byte-order mark: save it as UTF-8 without BOM"
+            )
         if path.suffix == ".jsonl":
-            return [json.loads(line) for line in text.splitlines() if line.strip()]
+            return [
+                _parse(line, f"line {n}: ") for n, line in enumerate(text.splitlines(), 1) if line.strip()
+            ]
+        return _parse(text)
+    except UnicodeDecodeError as error:
+        where = f"byte {error.start}: {error.object[max(error.start - 20, 0) : error.start + 4]!r}"
+        raise _file_error(str(path), None, f"not UTF-8 text ({where}); re-save it as UTF-8") from error
+    except ValueError as error:
+        raise _file_error(str(path), None, str(error)) from error
+
+
+def _parse(text: str, where: str = "") -> Any:
+    """json.loads, its failures as one-line messages (ValueError)."""
+    try:
         return json.loads(text)
     except json.JSONDecodeError as error:
-        raise ManifestError(
-            [EntryProblem(str(path), None, None, None, f"not valid JSON: {error}")]
+        raise ValueError(f"{where}not valid JSON: {error}") from error
+    except RecursionError as error:
+        raise ValueError(
+            f"{where}nested too deeply to read (Python's recursion limit): a damaged file?"
         ) from error
+    except ValueError as error:  # "Exceeds the limit (4300 digits) for integer string conversion"
+        raise ValueError(f"{where}number too large ({error}): a damaged file?") from error
+
+
+NAME_MAX = 255  # bytes in one path component on Linux, macOS and Windows file systems
+
+
+def video_path_problem(video: str) -> str | None:
+    """Why `video` cannot be a file path (the OS would refuse it with a traceback-shaped error), or None."""
+    if "\x00" in video:
+        return f"{shown(video)} holds a NUL byte, which no file path can"
+    long = [part for part in Path(video).parts if len(part.encode("utf-8", "surrogatepass")) > NAME_MAX]
+    if long:
+        return f"the name {shown(long[0], 60)} is longer than {NAME_MAX} bytes, which no file system allows"
+    return None
+
+
+def finite_number(value: Any) -> float | None:
+    """A JSON number as a finite float; None for a non-number, NaN, infinity or an integer too large for a
+    float (JSON integers have no size limit; 10**400 is valid JSON)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def shown(value: Any, limit: int = 80) -> str:
+    """repr(value), cut to `limit` characters: a 5000-digit number is not repeated in a message."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 5]}...{text[-2:]}"
 
 
 def read_clip_list(
@@ -292,6 +347,8 @@ class _EntryReader:
         video, caption = self.entry.get("video"), self.entry.get("global_caption")
         if not isinstance(video, str) or not video.strip():
             self.problem("video", "missing or empty")
+        elif video_path_problem(video):
+            self.problem("video", video_path_problem(video))
         if not isinstance(caption, str) or not caption.strip():
             self.problem("global_caption", "missing or empty")
         captions = self._region_captions()
@@ -388,11 +445,14 @@ class _EntryReader:
             and len(span) == 2
             and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in span)
         ):
-            self.problem("timestamps", f"must be null or [start_s, end_s], got {span!r}")
+            self.problem("timestamps", f"must be null or [start_s, end_s], got {shown(span)}")
             return None
-        start, end = float(span[0]), float(span[1])
-        if not (math.isfinite(start) and math.isfinite(end)):
-            self.problem("timestamps", f"non-finite value in {span!r} (needs finite seconds)")
+        start, end = finite_number(span[0]), finite_number(span[1])
+        if start is None or end is None:
+            self.problem(
+                "timestamps",
+                f"non-finite value in {shown(span)} (needs finite seconds; NaN, infinity or too large)",
+            )
             return None
         if not 0 <= start < end:
             self.problem("timestamps", f"needs 0 <= start < end, got {span!r}")
@@ -404,8 +464,8 @@ class _EntryReader:
         if label is None:
             return ABNORMAL if any(t is not None for t in tracks) else NORMAL
         names = {"normal": NORMAL, "abnormal": ABNORMAL, NORMAL: NORMAL, ABNORMAL: ABNORMAL}
-        if isinstance(label, bool) or label not in names:
-            self.problem("label", f"must be 'normal', 'abnormal', 0 or 1, got {label!r}")
+        if isinstance(label, bool) or not isinstance(label, (str, int)) or label not in names:
+            self.problem("label", f"must be 'normal', 'abnormal', 0 or 1, got {shown(label)}")
             return NORMAL
         return names[label]
 
@@ -493,16 +553,16 @@ class _EntryReader:
 def parse_frame(frame: Any) -> tuple[int | None, str | None]:
     """A keyframe's frame number -> (the integer, None) or (None, error message); see the module docstring."""
     if isinstance(frame, bool) or not isinstance(frame, (int, float)):
-        return None, f"must be a frame number >= 0, got {frame!r}"
+        return None, f"must be a frame number >= 0, got {shown(frame)}"
     if isinstance(frame, float):
         if not math.isfinite(frame):
             return None, f"non-finite frame number {frame!r}"
         if not frame.is_integer():
             return None, f"must be an integer frame number, got {frame!r}"
     if frame < 0:
-        return None, f"must be a frame number >= 0, got {frame!r}"
+        return None, f"must be a frame number >= 0, got {shown(frame)}"
     if frame > MAX_FRAME:
-        return None, f"frame {frame!r} is past the largest frame number {MAX_FRAME}: a corrupted value?"
+        return None, f"frame {shown(frame)} is past the largest frame number {MAX_FRAME}: a corrupted value?"
     return int(frame), None
 
 
@@ -513,10 +573,10 @@ def parse_box(bbox: Any, tolerance: float) -> tuple[Box | None, str | None, int]
         or len(bbox) != 4
         or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in bbox)
     ):
-        return None, f"must be [x1, y1, x2, y2] numbers, got {bbox!r}", 0
-    values = [float(v) for v in bbox]
-    if not all(math.isfinite(v) for v in values):
-        return None, f"non-finite coordinate in {bbox} (NaN or infinity)", 0
+        return None, f"must be [x1, y1, x2, y2] numbers, got {shown(bbox)}", 0
+    values = [finite_number(v) for v in bbox]
+    if any(v is None for v in values):
+        return None, f"non-finite coordinate in {shown(bbox)} (NaN, infinity or too large for a float)", 0
     if any(v < -tolerance or v > 1 + tolerance for v in values):
         return None, f"{bbox} lies outside [0, 1] by more than the tolerance {tolerance}", 0
     x1, y1, x2, y2 = (min(max(v, 0.0), 1.0) for v in values)

@@ -22,6 +22,9 @@ class Conversion:
     problems: list[EntryProblem] = field(default_factory=list)
     annotation_fps: float | None = None  # the grid the entries' frames live on; None: the reader's default
     num_source_entries: int = 0
+    off_grid: set[int] = field(
+        default_factory=set
+    )  # Label Studio tasks with a keyframe off the export's grid
 
     @property
     def errors(self) -> list[EntryProblem]:

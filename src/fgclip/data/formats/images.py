@@ -19,7 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from fgclip.data.errors import WARNING, EntryProblem
-from fgclip.data.formats.cliplist import DEFAULT_READ_OPTIONS, ManifestRead, ReadOptions, parse_box
+from fgclip.data.formats.cliplist import (
+    DEFAULT_READ_OPTIONS,
+    ManifestRead,
+    ReadOptions,
+    parse_box,
+    shown,
+    video_path_problem,
+)
 from fgclip.data.records import ABNORMAL, IMAGE, NORMAL, Clip, Keyframe, Region, Track
 from fgclip.data.text import drop_positive_captions
 
@@ -65,15 +72,18 @@ class _RecordReader:
             return None
         if not isinstance(self.path, str) or not self.path.strip():
             self.problem("f_path", "missing or empty")
+        elif video_path_problem(self.path):
+            self.problem("f_path", video_path_problem(self.path))
         field_name = self.options.image_caption_field
         caption = self.record.get(field_name)
         if not isinstance(caption, str) or not caption.strip():
             self.problem(field_name, "missing or empty")
-        label = {None: NORMAL, "normal": NORMAL, "abnormal": ABNORMAL, 0: NORMAL, 1: ABNORMAL}.get(
-            self.record.get("label"), -1
-        )
+        raw_label = self.record.get("label")
+        hashable = raw_label is None or isinstance(raw_label, (str, int)) and not isinstance(raw_label, bool)
+        names = {None: NORMAL, "normal": NORMAL, "abnormal": ABNORMAL, 0: NORMAL, 1: ABNORMAL}
+        label = names.get(raw_label, -1) if hashable else -1
         if label == -1:
-            self.problem("label", f"must be 'normal', 'abnormal', 0 or 1, got {self.record.get('label')!r}")
+            self.problem("label", f"must be 'normal', 'abnormal', 0 or 1, got {shown(raw_label)}")
         infos = self.record.get("bbox_info", [])
         if not isinstance(infos, list):
             self.problem("bbox_info", "must be a list of regions")

@@ -30,11 +30,12 @@ is removed and the rest URL-decoded, so the path resolves against `video_root` l
 
 from __future__ import annotations
 
-import math
+from collections import Counter
 from typing import Any
 from urllib.parse import unquote
 
 from fgclip.data.errors import WARNING, EntryProblem
+from fgclip.data.formats.cliplist import finite_number, shown
 from fgclip.data.formats.conversion import Conversion
 
 LOCAL_FILES_PREFIX = "/data/local-files/?d="
@@ -72,7 +73,7 @@ def convert_labelstudio(
     extended = 0
     for index, task in enumerate(tasks):
         task_converter = _Task(source, index, task, open_track_end, caption_field, video_field, conversion)
-        entry = task_converter.entry()
+        entry = task_converter.entry() if index not in conversion.off_grid else None
         extended += task_converter.extended
         if entry is not None:
             conversion.add(entry, task_converter.origin)
@@ -89,24 +90,22 @@ def convert_labelstudio(
 
 
 def _grid(tasks: list, source: str, given: float | None, conversion: Conversion) -> float | None:
-    """The annotation fps: from the keyframes' own frame/time, checked against an explicit value."""
-    rates = {
-        round(kf["frame"] / kf["time"], 6)
-        for task in tasks
-        for kf in _keyframes(task)
-        if isinstance(kf.get("time"), (int, float))
-        and 0 < kf["time"] < math.inf  # a non-finite time says nothing about the grid
-        and isinstance(kf.get("frame"), (int, float))
-        and math.isfinite(kf["frame"])
-    }
+    """The annotation fps: from the keyframes' own frame/time, checked against an explicit value.
+
+    A few keyframes off the grid most keyframes agree on are errors of their own tasks (a mistyped time),
+    which leaves those tasks out; no majority grid at all is an error of the file (mixed labeling configs)."""
+    rates = list(_keyframe_rates(tasks))
     if not rates:
         if given is None:
             conversion.problems.append(
                 EntryProblem(source, None, None, "time", "no keyframe has a `time`: give the annotation fps")
             )
         return given
-    low, high = min(rates), max(rates)
-    if (high - low) / low > _FPS_TOLERANCE:
+    low = Counter(rate for rate, *_ in rates).most_common(1)[0][0]
+    off = [(rate, *where) for rate, *where in rates if abs(rate - low) / low > _FPS_TOLERANCE]
+    if len(off) * 2 >= len(rates):
+        high = max(rate for rate, *_ in rates)
+        low = min(rate for rate, *_ in rates)
         conversion.problems.append(
             EntryProblem(
                 source, None, None, "time",
@@ -115,6 +114,15 @@ def _grid(tasks: list, source: str, given: float | None, conversion: Conversion)
             )
         )  # fmt: skip
         return given
+    for rate, index, task, field_name in off:
+        conversion.off_grid.add(index)
+        conversion.problems.append(
+            EntryProblem(
+                source, None, None, field_name,
+                f"frame/time is {rate:g} fps, off the {low:g}-fps grid of the export's other keyframes "
+                "(a mistyped time or frame?)", origin=_origin(index, task),
+            )
+        )  # fmt: skip
     if given is not None and abs(given - low) / low > _FPS_TOLERANCE:
         conversion.problems.append(
             EntryProblem(
@@ -125,19 +133,33 @@ def _grid(tasks: list, source: str, given: float | None, conversion: Conversion)
     return float(round(low, 3))
 
 
-def _not_a_number(value: Any) -> bool:
-    return isinstance(value, bool) or not isinstance(value, (int, float))
+def _items(container: Any, key: str) -> list:
+    """`container[key]` when the container is an object and that is a list; [] otherwise (reported elsewhere)."""
+    value = container.get(key) if isinstance(container, dict) else None
+    return value if isinstance(value, list) else []
 
 
-def _keyframes(task: Any):
-    if not isinstance(task, dict):
-        return
-    for annotation in task.get("annotations") or []:
-        for result in (annotation or {}).get("result") or [] if isinstance(annotation, dict) else []:
-            value = result.get("value") if isinstance(result, dict) else None
-            for kf in (value or {}).get("sequence") or [] if isinstance(value, dict) else []:
-                if isinstance(kf, dict):
-                    yield kf
+def _keyframe_rates(tasks: list):
+    """(frame / time, task index, task, field) of every keyframe whose frame and time place it on a grid."""
+    for index, task in enumerate(tasks):
+        for annotation in _items(task, "annotations"):
+            for r, result in enumerate(_items(annotation, "result")):
+                value = result.get("value") if isinstance(result, dict) else None
+                for k, kf in enumerate(_items(value, "sequence")):
+                    frame = finite_number(kf.get("frame")) if isinstance(kf, dict) else None
+                    time = finite_number(kf.get("time")) if isinstance(kf, dict) else None
+                    if (
+                        frame is not None
+                        and time is not None
+                        and frame >= 1
+                        and time > 0
+                        and frame / time > 0
+                    ):
+                        yield round(frame / time, 6), index, task, f"result[{r}].value.sequence[{k}].time"
+
+
+def _origin(index: int, task: Any) -> str:
+    return f"task {task.get('id') if isinstance(task, dict) else '?'} (#{index} in the export)"
 
 
 class _Task:
@@ -145,7 +167,7 @@ class _Task:
         self.source, self.index, self.task, self.conversion = source, index, task, conversion
         self.open_track_end, self.caption_field, self.video_field = open_track_end, caption_field, video_field
         # Problems name the task (its id and position in the export); entry indices count converted entries.
-        self.origin = f"task {task.get('id') if isinstance(task, dict) else '?'} (#{index} in the export)"
+        self.origin = _origin(index, task)
         self.video: str | None = None
         self.extended = 0
         self.failed = False
@@ -201,11 +223,11 @@ class _Task:
         return text.strip()
 
     def _annotation(self) -> dict | None:
-        done = [
-            a
-            for a in self.task.get("annotations") or []
-            if isinstance(a, dict) and not a.get("was_cancelled")
-        ]
+        annotations = self.task.get("annotations")
+        if not isinstance(annotations, list):
+            self.problem("annotations", f"must be a list of annotations, got {shown(annotations)}")
+            return None
+        done = [a for a in annotations if isinstance(a, dict) and not a.get("was_cancelled")]
         if len(done) != 1:
             self.problem(
                 "annotations",
@@ -217,6 +239,9 @@ class _Task:
     def _regions(self, annotation: dict) -> list[tuple[str, list[dict]]]:
         regions = []
         results = annotation.get("result") or []
+        if not isinstance(results, list):
+            self.problem("result", f"must be a list of results, got {shown(results)}")
+            return []
         for r, result in enumerate(results):
             if not isinstance(result, dict) or result.get("type") != "videorectangle":
                 kind = result.get("type") if isinstance(result, dict) else type(result).__name__
@@ -263,18 +288,19 @@ class _Task:
         numbers = [kf.get(k) for k in ("x", "y", "width", "height")]
         if isinstance(frame, bool) or not isinstance(frame, int) or frame < 1:
             self.problem(
-                f"{where}.frame", f"must be a frame number >= 1 (Label Studio counts from 1), got {frame!r}"
+                f"{where}.frame",
+                f"must be a frame number >= 1 (Label Studio counts from 1), got {shown(frame)}",
             )
             return None
         if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in numbers):
-            self.problem(where, f"x, y, width, height must be numbers, got {numbers}")
+            self.problem(where, f"x, y, width, height must be numbers, got {shown(numbers)}")
             return None
-        if not all(math.isfinite(v) for v in numbers):
-            self.problem(where, f"x, y, width, height must be finite, got {numbers}")
+        if any(finite_number(v) is None for v in numbers):
+            self.problem(where, f"x, y, width, height must be finite, got {shown(numbers)}")
             return None
         time = kf.get("time")  # optional; when given, the instant the annotator saw
-        if time is not None and (_not_a_number(time) or not math.isfinite(time)):
-            self.problem(f"{where}.time", f"must be finite seconds, got {time!r}")
+        if time is not None and finite_number(time) is None:
+            self.problem(f"{where}.time", f"must be finite seconds, got {shown(time)}")
             return None
         if kf.get("rotation", 0) not in (0, 0.0):
             self.problem(

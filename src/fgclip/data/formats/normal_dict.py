@@ -22,12 +22,12 @@ or space, so it is refused as a whole with a report of everything wrong in it (`
 
 from __future__ import annotations
 
-import math
 import re
 from collections import Counter, defaultdict
 from typing import Any
 
 from fgclip.data.errors import WARNING, EntryProblem, ManifestError
+from fgclip.data.formats.cliplist import finite_number, shown
 from fgclip.data.formats.conversion import Conversion
 
 _FLAT_CLIP_ID = re.compile(r"(?P<stem>.+)_(?P<k>\d+)(?P<ext>\.[A-Za-z0-9]+)")
@@ -188,9 +188,12 @@ def _spans(raw: Any, error) -> list[tuple[float, float]] | None:
         ):
             error(f"timestamps[{k}]", f"must be [start_s, end_s], got {pair!r}")
             return None
-        start, end = float(pair[0]), float(pair[1])
-        if not (math.isfinite(start) and math.isfinite(end)):
-            error(f"timestamps[{k}]", f"non-finite value in {pair!r} (needs finite seconds)")
+        start, end = finite_number(pair[0]), finite_number(pair[1])
+        if start is None or end is None:
+            error(
+                f"timestamps[{k}]",
+                f"non-finite value in {shown(pair)} (needs finite seconds; NaN, infinity or too large)",
+            )
             return None
         if start < 0 or start > end:
             error(f"timestamps[{k}]", f"inverted or negative span {pair!r} (needs 0 <= start < end)")
