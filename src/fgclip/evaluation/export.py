@@ -66,7 +66,6 @@ FEATURE_LAYOUT = (
     "[16 s, min(16 s + 16, N)) (see 'snippet'); fgclip layout: <stem>.npy (1 crop) or <stem>__k.npy; vadclip "
     "layout: <Class>/<stem>__k.npy with the list CSVs path,label (fgclip.evaluation.export)"
 )
-_SHARD_FILE = re.compile(r"features\.shard-(\d+)-of-(\d+)\.json$")
 
 
 class ExportError(ValueError):
@@ -329,32 +328,39 @@ def _write_shard(out: Path, shard: Shard, settings: dict, ordered: list[tuple[in
     return path
 
 
+def read_shard_files(out: Path, stem: str, error: type[Exception], *, hint: str) -> dict[int, dict]:
+    """`{index: document}` of every `STEM.shard-I-of-N.json` in `out`, refused (`error`, naming the folder and the
+    shard) unless all N shards of one count are there and were made with shard 0's settings."""
+    pattern = re.compile(rf"{re.escape(stem)}\.shard-(\d+)-of-(\d+)\.json$")
+    found = {}
+    for path in sorted(out.glob(f"{stem}.shard-*-of-*.json")):
+        match = pattern.search(path.name)
+        found[(int(match[1]), int(match[2]))] = json.loads(path.read_text())
+    if not found:
+        raise error(f"{out}: no {stem}.shard-I-of-N.json files ({hint})")
+    counts = {count for _, count in found}
+    if len(counts) > 1:
+        raise error(f"{out}: {stem} shards of different shard counts {sorted(counts)}; remove the stale ones")
+    count = counts.pop()
+    missing = [i for i in range(count) if (i, count) not in found]
+    if missing:
+        raise error(
+            f"{out}: {stem} shards {missing} of {count} have not finished (no {stem}.shard-I-of-{count}.json)"
+        )
+    shards = {index: document for (index, _), document in found.items()}
+    for index, document in shards.items():
+        if document["settings"] != shards[0]["settings"]:
+            raise error(
+                f"{out}: {stem}.shard-{index}-of-{count}.json was made with other settings than shard 0"
+            )
+    return shards
+
+
 def merge_feature_shards(out_dir: str | Path) -> Path:
     """Join the `features.shard-I-of-N.json` of an export folder into its `features.json` (module docstring)."""
     out = Path(out_dir)
-    shards = {}
-    for path in sorted(out.glob("features.shard-*-of-*.json")):
-        match = _SHARD_FILE.search(path.name)
-        shards[(int(match[1]), int(match[2]))] = json.loads(path.read_text())
-    if not shards:
-        raise ExportError(f"{out}: no features.shard-I-of-N.json files (export with --shard I/N first)")
-    counts = {n for _, n in shards}
-    if len(counts) > 1:
-        raise ExportError(
-            f"{out}: shard files of different shard counts {sorted(counts)}; remove the stale ones"
-        )
-    count = counts.pop()
-    missing = [i for i in range(count) if (i, count) not in shards]
-    if missing:
-        raise ExportError(
-            f"{out}: shards {missing} of {count} have not finished (no features.shard-I-of-{count}.json)"
-        )
-    settings = shards[(0, count)]["settings"]
-    for (index, _), data in shards.items():
-        if data["settings"] != settings:
-            raise ExportError(
-                f"{out}: features.shard-{index}-of-{count}.json was exported with other settings"
-            )
+    shards = read_shard_files(out, "features", ExportError, hint="export with --shard I/N first")
+    settings = shards[0]["settings"]
     entries = sorted((p, e) for data in shards.values() for p, e in data["videos"])
     crops = settings["crops"]
     plan = FeaturePlan(

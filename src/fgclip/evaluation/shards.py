@@ -29,7 +29,7 @@ from fgclip.evaluation.evaluators import (
     evaluators_needing,
     run_evaluators,
 )
-from fgclip.evaluation.export import atomic_save_npz, atomic_write_text
+from fgclip.evaluation.export import atomic_save_npz, atomic_write_text, read_shard_files
 from fgclip.evaluation.snippets import VideoScores
 from fgclip.evaluation.zeroshot import load_prompt_set
 
@@ -128,27 +128,4 @@ def merge_eval_shards(out: str | Path) -> Evaluation:
 
 
 def _read_shards(out: Path) -> dict[int, dict]:
-    found = {}
-    for path in sorted(out.glob("eval.shard-*-of-*.json")):
-        match = _SHARD_FILE.search(path.name)
-        found[(int(match[1]), int(match[2]))] = json.loads(path.read_text())
-    if not found:
-        raise ShardError(f"{out}: no eval.shard-I-of-N.json files (run fgclip eval --shard I/N first)")
-    counts = {count for _, count in found}
-    if len(counts) > 1:
-        raise ShardError(
-            f"{out}: eval shards of different shard counts {sorted(counts)}; remove the stale ones"
-        )
-    count = counts.pop()
-    missing = [i for i in range(count) if (i, count) not in found]
-    if missing:
-        raise ShardError(
-            f"{out}: eval shards {missing} of {count} have not finished (no eval.shard-I-of-{count}.json)"
-        )
-    shards = {index: document for (index, _), document in found.items()}
-    for index, document in shards.items():
-        if document["settings"] != shards[0]["settings"]:
-            raise ShardError(
-                f"{out}: eval.shard-{index}-of-{count}.json was run with other settings than shard 0"
-            )
-    return shards
+    return read_shard_files(out, "eval", ShardError, hint="run fgclip eval --shard I/N first")
