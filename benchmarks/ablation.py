@@ -71,7 +71,7 @@ FRAME_METRICS = {
     "head_auc": ("head", "auc"),
     "head_ap": ("head", "ap"),
 }
-SPLITS = ("validation", "test")
+SPLITS = ("validation", "test", "untrimmed")  # untrimmed: with --untrimmed-videos > 0
 
 
 @dataclass(frozen=True)
@@ -82,6 +82,9 @@ class Row:
     overrides: tuple[str, ...] = ()
     train: bool = True
     needs: tuple[str, ...] = field(default=(), compare=False)  # config keys the row needs (a newer main)
+    # Train on the same videos with every calm shape a region ("a cyan square moves left"; `data synth
+    # --normal-regions`). Training only: every row is evaluated on the same validation and test files.
+    normal_regions: bool = False
 
 
 def weights(glob: float, region: float, hard: float) -> tuple[str, ...]:
@@ -90,6 +93,9 @@ def weights(glob: float, region: float, hard: float) -> tuple[str, ...]:
 
 
 BANK_OFF = ("--bank.size", "0")
+VIDEO_LABEL = ("--loss.video_label_weight", "1.0")
+BATCH_4x8 = ("--train.per_device_batch_size", "4", "--train.gradient_accumulation_steps", "8")
+BANK = ("--bank.size", "128", "--bank.warmup_steps", "8", "--bank.fresh_text", "32")
 ROWS = {
     row.name: row
     for row in (
@@ -107,10 +113,28 @@ ROWS = {
             "+ region + hard-neg + video-label",
             (*weights(1, 1, 1), *BANK_OFF, "--loss.video_label_weight", "1.0"),
         ),
+        Row("+ region + hard-neg + bank", (*weights(1, 1, 1), *BANK)),
+        Row("global only + video-label", (*weights(1, 0, 0), *BANK_OFF, *VIDEO_LABEL)),
+        Row("+ region + hard-neg, 0.3 + video-label", (*weights(1, 0.3, 0.3), *BANK_OFF, *VIDEO_LABEL)),
+        Row("+ region + hard-neg, 0.3, normal regions", (*weights(1, 0.3, 0.3), *BANK_OFF), normal_regions=True),
         Row(
-            "+ region + hard-neg + bank",
-            (*weights(1, 1, 1), "--bank.size", "128", "--bank.warmup_steps", "8", "--bank.fresh_text", "32"),
+            "+ region + hard-neg, 0.3 + video-label, normal regions",
+            (*weights(1, 0.3, 0.3), *BANK_OFF, *VIDEO_LABEL),
+            normal_regions=True,
         ),
+        Row(
+            "+ region + hard-neg, 0.3, global temperature",
+            (*weights(1, 0.3, 0.3), *BANK_OFF, "--model.init_fine_temperatures", "global"),
+        ),
+        Row("+ region + hard-neg, 0.3 + bank", (*weights(1, 0.3, 0.3), *BANK)),
+        Row(
+            "+ region + hard-neg, 0.3 + bank per_label max_age",
+            (*weights(1, 0.3, 0.3), *BANK, "--bank.per_label", "true", "--bank.max_age", "20"),
+        ),
+        Row("+ region + hard-neg, 0.3 + bank momentum", (*weights(1, 0.3, 0.3), *BANK, "--bank.momentum", "0.99")),
+        Row("global only, 4x8", (*weights(1, 0, 0), *BANK_OFF, *BATCH_4x8)),
+        Row("+ region + hard-neg, 0.3, 4x8", (*weights(1, 0.3, 0.3), *BANK_OFF, *BATCH_4x8)),
+        Row("+ region + hard-neg, 0.3 + bank, 4x8", (*weights(1, 0.3, 0.3), *BANK, *BATCH_4x8)),
         Row(
             "+ region + hard-neg + bank per_label max_age",
             (
@@ -139,15 +163,29 @@ DEFAULT_ROWS = ("stand-in", "global only", "+ region", "+ region + hard-neg", "+
 class Data:
     train: Path  # data seed S: train.json (training) and test.json (the validation split)
     test: Path  # data seed S + 1: test.json (the held-out test split)
+    untrimmed: Path | None = None  # data seed S + 1, untrimmed test videos (UCF-Crime-like): test.json
 
     def split(self, name: str) -> Path:
-        return self.train if name == "validation" else self.test
+        return {"validation": self.train, "test": self.test, "untrimmed": self.untrimmed}[name]
+
+    @property
+    def splits(self) -> tuple[str, ...]:
+        return SPLITS if self.untrimmed else SPLITS[:2]
+
+    @property
+    def normal_regions(self) -> Path:
+        """train.json + hard_negatives.json of the training videos with normal regions (`write_normal_regions`)."""
+        return self.train / "normal_regions"
+
+
+def data_at(root: Path, args) -> Data:
+    return Data(root / "train", root / "test", root / "untrimmed" if args.untrimmed_videos else None)
 
 
 def make_data(root: Path, args) -> Data:
     from fgclip.synthetic import generate
 
-    data = Data(root / "train", root / "test")
+    data = data_at(root, args)
     if not (data.train / "test.json").is_file():
         generate(
             data.train,
@@ -158,7 +196,27 @@ def make_data(root: Path, args) -> Data:
     if not (data.test / "test.json").is_file():  # all but a few scenes are test videos
         total = math.ceil(args.test_videos / 0.95)
         generate(data.test, seed=args.data_seed + 1, num_videos=total, test_fraction=0.95)
+    if data.untrimmed and not (data.untrimmed / "test.json").is_file():  # 30-45 s, one 4-8 s event
+        total = math.ceil(args.untrimmed_videos / 0.95)
+        generate(data.untrimmed, seed=args.data_seed + 1, num_videos=total, test_fraction=0.95, untrimmed_test=True)
+    write_normal_regions(data, args)
     return data
+
+
+def write_normal_regions(data: Data, args) -> None:
+    """The training data's region files with every calm shape a region, for the same videos: the generator's
+    draws again (checked: without normal regions they reproduce the train.json on disk)."""
+    from fgclip.synthetic.generator import iter_video_specs, region_annotations, split_videos
+
+    specs = list(iter_video_specs(args.data_seed, args.num_videos))
+    train, validation = split_videos(specs, args.data_seed, args.validation_fraction)
+    plain = region_annotations(train, validation, args.data_seed, 5, 3, normal_regions=False)
+    if plain["train.json"] != json.loads((data.train / "train.json").read_text()):
+        raise SystemExit(f"{data.train}: train.json is not the generator's for these settings; regenerate it")
+    data.normal_regions.mkdir(exist_ok=True)
+    files = region_annotations(train, validation, args.data_seed, 5, 3, normal_regions=True)
+    for name in ("train.json", "hard_negatives.json"):
+        (data.normal_regions / name).write_text(json.dumps(files[name], indent=1))
 
 
 def split_overrides(data: Data, split: str) -> list[str]:
@@ -173,6 +231,13 @@ def split_overrides(data: Data, split: str) -> list[str]:
         "--eval.temporal_annotations", str(root / "test_annotation.txt"),
         "--eval.twins", str(root / "meta.json"),  # localization's twin control
     ]  # fmt: skip
+
+
+def training_data(row: Row, data: Data) -> list[str]:
+    if not row.normal_regions:
+        return []
+    return ["--data.train_manifests", json.dumps([str(data.normal_regions / "train.json")]),
+            "--data.hard_negatives", json.dumps([str(data.normal_regions / "hard_negatives.json")])]  # fmt: skip
 
 
 def config_for(row: Row, seed: int, data: Data, split: str, run_dir: Path, args, extra=(), cache=True):
@@ -230,7 +295,7 @@ def run_one(row_name: str, seed: int, data: Data, out: Path, args) -> dict:
 
     row = ROWS[row_name]
     run_dir = out / "work" / f"{slug(row_name)}_s{seed}"
-    config = config_for(row, seed, data, "validation", run_dir, args)
+    config = config_for(row, seed, data, "validation", run_dir, args, extra=training_data(row, data))
     started = time.perf_counter()
     if row.train:
         outcome = train(config)
@@ -247,12 +312,10 @@ def run_one(row_name: str, seed: int, data: Data, out: Path, args) -> dict:
         phases["export"] = time.perf_counter() - started - sum(phases.values())
         trained = train_heads(features, data, args)
         phases["heads"] = time.perf_counter() - started - sum(phases.values())
-        for split in SPLITS:
-            split_config = config_for(row, seed, data, split, run_dir, args, cache=False)
-            metrics, zero_shot = evaluate(split_config, model, tokenizer)
-            head, head_scores = evaluate_heads(trained, features, data, split)
-            result["splits"][split] = {**metrics, **head}
-            scores[split] = {"zs": zero_shot, "head": head_scores}
+        for split in data.splits:
+            result["splits"][split], scores[split] = evaluate_split(
+                row, seed, data, split, run_dir, model, tokenizer, trained, features, args
+            )
         phases["evaluate"] = time.perf_counter() - started - sum(phases.values())
     result["seconds"] = time.perf_counter() - started
     result["phase_seconds"] = phases
@@ -295,12 +358,25 @@ def shared_snippet_embeddings():
         exporting.iter_video_snippets = scoring.iter_video_snippets = original
 
 
+def evaluate_split(row, seed, data, split, run_dir, model, tokenizer, trained, features, args):
+    """Every column of one split: zero-shot (+ retrieval, hard negatives, localization; the untrimmed split:
+    frame level only) and the heads. Returns (metrics, {"zs": frame scores, "head": frame scores})."""
+    extra = ["--eval.evaluators", json.dumps(["frame_level"])] if split == "untrimmed" else []
+    split_config = config_for(row, seed, data, split, run_dir, args, extra, cache=False)
+    metrics, zero_shot = evaluate(split_config, model, tokenizer)
+    head, head_scores = evaluate_heads(trained, features, data, split)
+    return {**metrics, **head}, {"zs": zero_shot, "head": head_scores}
+
+
 def evaluate(config, model, tokenizer) -> tuple[dict, dict[str, np.ndarray]]:
     from fgclip import builders
 
     evaluation = builders.evaluate(config, model, tokenizer, builders.EvalOptions(progress=False))
     report = evaluation.report
-    retrieval, frame = report["retrieval"], report["frame_level"]["overall"]
+    frame = report["frame_level"]["overall"]
+    if report.get("retrieval") is None:  # frame level only (the untrimmed split)
+        return {"zs_auc": frame["auc"], "zs_ap": frame["ap"]}, _frame_scores(evaluation)
+    retrieval = report["retrieval"]
     metrics = {
         "clip_r1": retrieval["clip"]["text_to_image_R@1"],
         "region_t2r": retrieval["region"]["text_to_image_R@1"],
@@ -311,7 +387,11 @@ def evaluate(config, model, tokenizer) -> tuple[dict, dict[str, np.ndarray]]:
         "zs_ap": frame["ap"],
         **localization_metrics(report.get("localization")),
     }
-    return metrics, {name: s.frame_scores for name, s in evaluation.scores.items()}
+    return metrics, _frame_scores(evaluation)
+
+
+def _frame_scores(evaluation) -> dict[str, np.ndarray]:
+    return {name: s.frame_scores for name, s in evaluation.scores.items()}
 
 
 def localization_metrics(section: dict | None) -> dict:
@@ -357,16 +437,59 @@ def localize_saved(out: Path, data: Data, args) -> None:
         print(f"[ablation] localization of {result['row']} seed {result['seed']}", flush=True)
 
 
-def export_all(model, config, data: Data, root: Path) -> dict[str, Path]:
-    """Snippet features (`fgclip export-features`' code) of the training videos and of both splits' videos."""
+def untrimmed_saved(out: Path, data: Data, args) -> None:
+    """The untrimmed split's columns for runs finished before it existed, from their saved models (`RUN/model`;
+    the stand-in as shipped) and saved training features. The heads are trained again from those features with
+    the same seeds and one thread: each must reproduce its recorded validation AUC (checked, recorded)."""
+    paths = []
+    for path in sorted((out / "runs").glob("*.json")):
+        result = json.loads(path.read_text())
+        wanted = result["row"] in args.rows and result["seed"] in args.seeds
+        if wanted and "untrimmed" not in result["splits"] and (ROWS[result["row"]].train or result["seed"] == args.seeds[0]):
+            paths.append(path)
+    with ProcessPoolExecutor(max_workers=max(1, args.jobs), initializer=_worker_init) as pool:
+        for done in as_completed([pool.submit(untrimmed_one, path, data, out, args) for path in paths]):
+            print(f"[ablation] untrimmed split of {done.result()}", flush=True)
+    copy_untrained(out, args)
+
+
+def untrimmed_one(path: Path, data: Data, out: Path, args) -> str:
+    from fgclip import builders
+
+    result = json.loads(path.read_text())
+    row, seed = ROWS[result["row"]], result["seed"]
+    run_dir = out / "work" / f"{slug(row.name)}_s{seed}"
+    extra = ["--model.init", str(run_dir / "model")] if row.train else []
+    config = config_for(row, seed, data, "untrimmed", run_dir / "untrimmed", args, extra, cache=False)
+    tokenizer = builders.build_tokenizer(config.model)
+    model, _ = builders.build_model(config.model, tokenizer)
+    with shared_snippet_embeddings():
+        features = {"train": run_dir / "features" / "train"}
+        features |= export_all(model, config, data, run_dir / "features", names=("untrimmed",))
+        trained = train_heads(features, data, args)
+        recorded = [h["best_val_auc"] for h in result["splits"]["test"]["head_runs"]]
+        result["heads_reproduced"] = [info["best_val_auc"] for _, info in trained] == recorded
+        metrics, scores = evaluate_split(
+            row, seed, data, "untrimmed", run_dir / "untrimmed", model, tokenizer, trained, features, args
+        )
+    result["splits"]["untrimmed"] = metrics
+    save_run(out, result, {**load_scores(out, result), "untrimmed": scores})
+    return f"{row.name} seed {seed} (heads reproduced: {result['heads_reproduced']})"
+
+
+def export_all(model, config, data: Data, root: Path, names=None) -> dict[str, Path]:
+    """Snippet features (`fgclip export-features`' code) of the training videos ("train") and of each split's
+    videos; `names` picks (default: all)."""
     from fgclip import builders
     from fgclip.data.frames import FrameSource
     from fgclip.evaluation.export import export_features
     from fgclip.evaluation.snippet_options import SnippetOptions
 
+    names = ("train", *data.splits) if names is None else names
     image_size = builders.sampling_options(config.data, builders.model_image_size(model)).image_size
     folders = {}
-    for name, videos in (("train", training_videos(data)), *((s, split_videos(data, s)) for s in SPLITS)):
+    for name in names:
+        videos = training_videos(data) if name == "train" else split_videos(data, name)
         folders[name] = root / name
         options = SnippetOptions(config.eval.snippet_frames, config.eval.frames_per_snippet)
         export_features(model.eval(), videos, folders[name], FrameSource(image_size), options, progress=False)
@@ -537,7 +660,7 @@ def _run_metric(truth: list[np.ndarray], run: dict[str, np.ndarray], pick: list[
     )
 
 
-def summarise(out: Path, rows: list[str], seeds: list[int], reference: str, resamples: int) -> dict:
+def summarise(out: Path, data: Data, rows: list[str], seeds: list[int], reference: str, resamples: int) -> dict:
     """Per split, row and metric: mean, sd, paired difference to `reference` with its t-interval, and the
     bootstrap intervals of the frame metrics. Only seeds finished in every row are used (pairs stay pairs)."""
     from fgclip.evaluation.anomaly import frame_truths, read_temporal_annotations
@@ -548,8 +671,7 @@ def summarise(out: Path, rows: list[str], seeds: list[int], reference: str, resa
     summary: dict = {"rows": rows, "seeds": seeds, "reference": reference, "splits": {}}
     if not seeds:
         return summary
-    data = Data(out / "data" / "train", out / "data" / "test")
-    for split in SPLITS:
+    for split in [s for s in SPLITS if all(s in results[(r, d)]["splits"] for r in rows for d in seeds)]:
         table = {}
         present = [
             key
@@ -645,12 +767,12 @@ def format_tables(summary: dict) -> str:
                 + ("—" if rate is None else f"{rate:.2f}") + " |"
             )  # fmt: skip
         first = next(iter(table.values()))
-        chances = [f"hard-negative 1 / (K + 1) = {first['hard_negative_chance']:.3f}"]
+        chances = [f"hard-negative 1 / (K + 1) = {first['hard_negative_chance']:.3f}"] * ("hard_negative" in keys)
         if "loc_pointing" in keys:
             chances += [f"pointing and IoU (box share of the frame) = {first['loc_pointing_chance']:.3f}"]
         if "loc_object" in keys:
             chances += [f"object choice = {first['loc_object_chance']:.3f}"]
-        lines.append("\nChance: " + "; ".join(chances) + "\n")
+        lines.append(("\nChance: " + "; ".join(chances) + "\n") if chances else "")
         lines += [f"Paired difference to **{reference}** (same seed): mean [95% t-interval over seeds]; "
                   "AUC/AP also b[95% bootstrap over videos]", "",
                   "| row | " + " | ".join(labels[k] for k in keys) + " |", "|" + "---|" * (len(keys) + 1)]  # fmt: skip
@@ -715,6 +837,10 @@ def parse_args(argv: list[str] | None = None):
     parser.add_argument("--num-videos", type=int, default=250, help="training + validation videos")
     parser.add_argument("--validation-fraction", type=float, default=0.4, help="of --num-videos")
     parser.add_argument("--test-videos", type=int, default=200)
+    parser.add_argument(
+        "--untrimmed-videos", type=int, default=40,
+        help="UCF-Crime-like test videos (30-45 s, one 4-8 s event; data seed + 1), a third split; 0 = none",
+    )  # fmt: skip
     parser.add_argument("--head-seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--head-steps", type=int, default=600)
     parser.add_argument("--head-eval-every", type=int, default=25)
@@ -728,6 +854,10 @@ def parse_args(argv: list[str] | None = None):
         help="add localization to finished runs from their saved models (runs made before the evaluator)",
     )  # fmt: skip
     parser.add_argument(
+        "--untrimmed-saved", action="store_true",
+        help="add the untrimmed split to finished runs from their saved models and training features",
+    )  # fmt: skip
+    parser.add_argument(
         "--quick", action="store_true", help="2 seeds, 3 rows, 2 steps, 30 + 12 videos: a smoke run"
     )
     args = parser.parse_args(argv)
@@ -739,7 +869,7 @@ def parse_args(argv: list[str] | None = None):
             4,
         )
         args.num_videos, args.test_videos, args.head_seeds, args.head_steps = 30, 12, [0], 4
-        args.head_eval_every, args.bootstrap = 2, 20
+        args.head_eval_every, args.bootstrap, args.untrimmed_videos = 2, 20, 3
     if args.reference not in args.rows:
         parser.error(f"--reference {args.reference!r} is not among --rows {args.rows}")
     return args
@@ -748,10 +878,12 @@ def parse_args(argv: list[str] | None = None):
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     out = args.out
+    data = data_at(out / "data", args) if args.summarise_only else make_data(out / "data", args)
     if args.localize_saved:
-        localize_saved(out, Data(out / "data" / "train", out / "data" / "test"), args)
+        localize_saved(out, data, args)
+    elif args.untrimmed_saved:
+        untrimmed_saved(out, data, args)
     elif not args.summarise_only:
-        data = make_data(out / "data", args)
         cache_training_clips(data, args)
         done = {(r["row"], r["seed"]) for r in load_runs(out)}
         jobs = [(row, seed) for seed in args.seeds for row in args.rows
@@ -764,7 +896,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"[ablation] {result['row']} seed {result['seed']}: {result['seconds']:.0f} s "
                       f"({time.perf_counter() - started:.0f} s in)", flush=True)  # fmt: skip
         copy_untrained(out, args)
-    summary = summarise(out, args.rows, args.seeds, args.reference, args.bootstrap)
+    summary = summarise(out, data, args.rows, args.seeds, args.reference, args.bootstrap)
     text = format_tables(summary)
     if summary["splits"]:
         summary["default"] = choose_default(summary)

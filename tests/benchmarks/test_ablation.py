@@ -82,7 +82,7 @@ def _write_run(ablation, out: Path, row: str, seed: int, shift: float, truth: di
     head_runs = [{"seed": 0, "steps": 10, "best_step": 5, "auc": 0.5, "ap": 0.5}]
     result = {"row": row, "seed": seed, "seconds_per_step": 1.0, "splits": {}}
     scores = {}
-    for split in ablation.SPLITS:
+    for split in ("validation", "test"):
         chances = {"hard_negative_chance": 0.25, "loc_pointing_chance": 0.1, "loc_object_chance": 0.4}
         result["splits"][split] = {**metrics, **chances, "head_runs": head_runs}
         if row == "+ region" and seed == 2:  # a run from before the localization evaluator
@@ -110,7 +110,8 @@ def test_summary_pairs_seeds_and_reports_differences(ablation, tmp_path):
         _write_run(ablation, tmp_path, "global only", seed, 0.0, truth, rng)
         _write_run(ablation, tmp_path, "+ region", seed, 0.6 if seed else 0.5, truth, rng)
     _write_run(ablation, tmp_path, "+ region + hard-neg", 0, 0.3, truth, rng)  # one seed only: left out
-    summary = ablation.summarise(tmp_path, ["global only", "+ region"], [0, 1, 2, 3], "global only", 50)
+    data = ablation.Data(tmp_path / "data" / "train", tmp_path / "data" / "test")
+    summary = ablation.summarise(tmp_path, data, ["global only", "+ region"], [0, 1, 2, 3], "global only", 50)
     assert summary["seeds"] == [0, 1, 2]  # seed 3 never ran: pairs stay pairs
     assert "loc_iou" not in summary["metrics"]["test"] and "loc_pointing" in summary["metrics"]["test"]
     cell = summary["splits"]["test"]["+ region"]["clip_r1"]
@@ -146,6 +147,9 @@ def test_quick_run_end_to_end(ablation, tmp_path, capsys):
     assert test["stand-in"]["zs_auc"]["sd"] == 0.0  # untrained: one model for every seed
     assert "difference" in test["+ region + hard-neg"]["region_t2r"]
     assert "| + region + hard-neg |" in (tmp_path / "table.md").read_text()
+    untrimmed = summary["splits"]["untrimmed"]  # long test videos: frame-level columns only
+    assert summary["metrics"]["untrimmed"] == ["zs_auc", "zs_ap", "head_auc", "head_ap"]
+    assert 0 <= untrimmed["global only"]["head_auc"]["mean"] <= 1
     # the shared embeddings score exactly as `fgclip eval` does on its own
     run = json.loads((tmp_path / "runs" / "stand_in_s0.json").read_text())["splits"]["test"]
     args = ablation.parse_args(["--out", str(tmp_path), "--quick"])

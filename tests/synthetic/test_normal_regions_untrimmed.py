@@ -107,3 +107,20 @@ def test_untrimmed_abnormal_frame_share_is_near_ucf_crime_s():
     assert 0.065 <= share <= 0.095, share
     assert normal[0].num_frames == abnormal[0].num_frames and normal[0].shapes == abnormal[0].shapes
     assert make_video_spec(0, "Flashing", 1).num_frames == 100  # without the option: the 4 s video
+
+
+def test_region_annotations_are_the_files_synth_writes_for_the_same_videos(regions):
+    """The ablation trains a normal-regions row on the same videos as every other row: the generator's draws,
+    replayed without rendering, give exactly the region files `data synth` wrote (with and without)."""
+    from fgclip.synthetic.generator import iter_video_specs, region_annotations, split_videos
+
+    specs = list(iter_video_specs(4, 8))
+    train, test = split_videos(specs, 4, 0.25)
+    files = region_annotations(train, test, 4, keyframe_every=5, num_hard_negatives=3, normal_regions=True)
+    for name, content in files.items():
+        assert content == json.loads((regions / name).read_text()), name
+    plain = region_annotations(train, test, 4, keyframe_every=5, num_hard_negatives=3, normal_regions=False)
+    assert [e["video"] for e in plain["train.json"]] == [e["video"] for e in files["train.json"]]
+    assert sum(len(e["region_captions"]) for e in plain["train.json"]) < sum(
+        len(e["region_captions"]) for e in files["train.json"]
+    )

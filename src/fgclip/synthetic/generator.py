@@ -449,12 +449,9 @@ def generate(
         specs = [*train, *test]
     _write_videos(out, specs)
     paths = {name: out / name for name in OUTPUT_FILES}
-    _dump_json(paths["train.json"], [s.manifest_entry(keyframe_every, normal_regions) for s in train])
-    _dump_json(paths["test.json"], [s.manifest_entry(keyframe_every, normal_regions) for s in test])
-    _dump_json(
-        paths["hard_negatives.json"],
-        _hard_negative_file(train + test, seed, num_hard_negatives, normal_regions),
-    )
+    region_files = region_annotations(train, test, seed, keyframe_every, num_hard_negatives, normal_regions)
+    for name, content in region_files.items():
+        _dump_json(paths[name], content)
     _write_test_files(paths, test)
     prompts = prompt_set()
     _dump_json(paths["prompts.json"], prompts)
@@ -477,6 +474,19 @@ def generate(
         counts=counts,
         seconds=time.perf_counter() - started,
     )
+
+
+def region_annotations(
+    train: list, test: list, seed: int, keyframe_every: int, num_hard_negatives: int, normal_regions: bool
+) -> dict[str, object]:
+    """The files that carry region tracks and captions (train.json, test.json, hard_negatives.json), as JSON
+    content. Rendering does not depend on them: the same videos with and without `normal_regions` differ only
+    here (benchmarks/ablation.py writes both for one set of videos)."""
+    return {
+        "train.json": [s.manifest_entry(keyframe_every, normal_regions) for s in train],
+        "test.json": [s.manifest_entry(keyframe_every, normal_regions) for s in test],
+        "hard_negatives.json": _hard_negative_file(train + test, seed, num_hard_negatives, normal_regions),
+    }
 
 
 OUTPUT_FILES = (
