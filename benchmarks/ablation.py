@@ -783,6 +783,37 @@ def format_tables(summary: dict) -> str:
     return "\n\n".join(blocks)
 
 
+# The README's one-table view: paired differences to the reference on the held-out splits, the columns the
+# issue's goal names (test split unless marked "untrimmed").
+COMPACT = (
+    ("test", "zs_auc", "zero-shot AUC"),
+    ("untrimmed", "zs_auc", "zero-shot AUC, untrimmed"),
+    ("test", "head_auc", "head AUC"),
+    ("untrimmed", "head_auc", "head AUC, untrimmed"),
+    ("test", "region_t2r", "region R@1 t→r"),
+    ("test", "hard_negative", "hard-neg acc"),
+    ("test", "loc_pointing", "pointing"),
+    ("test", "loc_twin", "twin pointing ↓"),
+    ("test", "clip_r1", "clip R@1"),
+)
+
+
+def format_compact(summary: dict) -> str:
+    """One row per recipe: the paired difference to the reference, mean [95% t-interval over seeds]."""
+    columns = [(split, key, label) for split, key, label in COMPACT
+               if key in summary.get("metrics", {}).get(split, ())]  # fmt: skip
+    lines = [f"Paired difference to **{summary['reference']}** (seeds {summary['seeds']}): mean [95% t-interval]",
+             "", "| row | " + " | ".join(label for *_, label in columns) + " |",
+             "|" + "---|" * (len(columns) + 1)]  # fmt: skip
+    for row in summary["rows"]:
+        cells = [summary["splits"][split][row][key] for split, key, _ in columns]
+        if "difference" in cells[0]:
+            text = [f"{c['difference']['mean']:+.3f} [{c['difference']['t95'][0]:+.3f}, {c['difference']['t95'][1]:+.3f}]"
+                    for c in cells]  # fmt: skip
+            lines.append(f"| {row} | " + " | ".join(text) + " |")
+    return "\n".join(lines)
+
+
 def _cell(cell: dict) -> str:
     text = f"{cell['mean']:.3f} ± {cell['sd']:.3f}"
     if "bootstrap" in cell:
@@ -903,6 +934,8 @@ def main(argv: list[str] | None = None) -> int:
         verdicts = "; ".join(f"{row}: {why}" for row, why in summary["default"]["verdicts"].items())
         met = "meets" if summary["default"]["met_goal"] else "no row meets the goal; fallback rule"
         text += f"\n\nChosen on validation: **{summary['default']['chosen']}** ({met}; {verdicts})"
+    if summary["splits"]:
+        text += "\n\n" + format_compact(summary)
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     (out / "table.md").write_text(text + "\n")
     print(text)
