@@ -95,6 +95,7 @@ def weights(glob: float, region: float, hard: float) -> tuple[str, ...]:
 BANK_OFF = ("--bank.size", "0")
 VIDEO_LABEL = ("--loss.video_label_weight", "1.0")
 BATCH_4x8 = ("--train.per_device_batch_size", "4", "--train.gradient_accumulation_steps", "8")
+STOP_GRADIENT = ("--model.region_stop_gradient", "true")  # the region terms train their heads only
 BANK = ("--bank.size", "128", "--bank.warmup_steps", "8", "--bank.fresh_text", "32")
 ROWS = {
     row.name: row
@@ -132,6 +133,8 @@ ROWS = {
             (*weights(1, 0.3, 0.3), *BANK, "--bank.per_label", "true", "--bank.max_age", "20"),
         ),
         Row("+ region + hard-neg, 0.3 + bank momentum", (*weights(1, 0.3, 0.3), *BANK, "--bank.momentum", "0.99")),
+        Row("+ region + hard-neg, stop-gradient", (*weights(1, 1, 1), *BANK_OFF, *STOP_GRADIENT)),
+        Row("+ region + hard-neg, 0.3, stop-gradient", (*weights(1, 0.3, 0.3), *BANK_OFF, *STOP_GRADIENT)),
         Row("global only, 4x8", (*weights(1, 0, 0), *BANK_OFF, *BATCH_4x8)),
         Row("+ region + hard-neg, 0.3, 4x8", (*weights(1, 0.3, 0.3), *BANK_OFF, *BATCH_4x8)),
         Row("+ region + hard-neg, 0.3 + bank, 4x8", (*weights(1, 0.3, 0.3), *BANK, *BATCH_4x8)),

@@ -40,6 +40,7 @@ MODEL_OPTIONS = (
     "region_pooling",
     "long_text_max_positions",
     "long_text_keep_positions",
+    "region_stop_gradient",
 )
 # Smallest valid value of the numeric model options (0 temporal layers: frame embeddings pooled directly)
 MODEL_OPTION_MINIMA = {"temporal_num_layers": 0, "temporal_num_heads": 1, "max_frames": 1,

@@ -154,3 +154,32 @@ def test_forward_temperatures_are_bounded_by_the_ceiling(offset):
             (3.0 * plain.exp()).backward()
             assert torch.equal(features[name], plain.exp()) and torch.equal(scale.grad, plain.grad)
             assert scale.grad.item() != 0.0
+
+
+@pytest.mark.parametrize("stop", [False, True])
+def test_region_stop_gradient_leaves_the_towers_to_the_clip_level_terms(stop):
+    """`region_stop_gradient`: region and hard-negative features reach only their heads (roi_projection,
+    text_projection); the same features, and with the option off the towers learn from them too."""
+    config = tiny_config(vocab_size=40, image_size=32, patch_size=8, vision_width=32, text_width=32,
+                         vision_layers=1, text_layers=1, heads=2, projection_dim=16)  # fmt: skip
+    config.region_stop_gradient = stop
+    torch.manual_seed(0)
+    model = FGCLIPModel(config)
+    ids = torch.randint(3, 39, (2, 2, 6))
+    ids[..., -1] = 1
+    features = model(
+        pixel_values=torch.randn(2, 2, 3, 32, 32),
+        frame_mask=torch.ones(2, 2, dtype=torch.bool),
+        region_boxes=torch.tensor([0.1, 0.1, 0.6, 0.6]).expand(2, 2, 2, 4).clone(),
+        region_box_mask=torch.ones(2, 2, 2, dtype=torch.bool),
+        region_valid=torch.ones(2, 2, dtype=torch.bool),
+        region_caption_ids=ids,
+        region_caption_mask=torch.ones_like(ids),
+    )
+    (features["region_embeds"] * features["region_text_embeds"]).sum().backward()
+    grads = {name: p.grad for name, p in model.named_parameters()}
+    heads = ("roi_projection.weight", "text_projection.weight")
+    assert all(grads[name] is not None and grads[name].abs().sum() > 0 for name in heads)
+    towers = [name for name in grads if name.startswith(("vision_model.", "text_model."))]
+    touched = [name for name in towers if grads[name] is not None and grads[name].abs().sum() > 0]
+    assert (touched == []) == stop, touched[:3]

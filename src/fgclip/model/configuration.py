@@ -32,6 +32,10 @@ class FGCLIPConfig(CLIPConfig):
     long_text_max_positions / long_text_keep_positions: FG-CLIP's long-caption position table (global
         captions): the first `keep` positions are copied, later ones interpolated 4x, so its length is
         4 * max_position_embeddings - 3 * keep (248 for CLIP's 77 and FG-CLIP's 20).
+    region_stop_gradient: the region and hard-negative terms train only their own heads (`roi_projection`,
+        `text_projection`) and temperatures: their gradient stops at the vision and text towers, which then
+        learn from the clip-level terms alone (benchmarks/ablation.py: the region terms' gradient through the
+        towers is what costs zero-shot frame AUC).
     initializer_range: std of fgclip's own new layers (the temporal transformer), times `initializer_factor`,
         as CLIP's sub-configs use it. `CLIPConfig` has no top-level one, and HF's generic init then draws
         unknown `nn.Linear` layers with std = `initializer_factor` (1.0).
@@ -47,6 +51,7 @@ class FGCLIPConfig(CLIPConfig):
     region_pooling: str = "mean"
     long_text_max_positions: int = 248
     long_text_keep_positions: int = KEEP_POSITIONS
+    region_stop_gradient: bool = False
     initializer_range: float = 0.02
 
     def validate_architecture(self):

@@ -141,11 +141,17 @@ class FGCLIPModel(CLIPPreTrainedModel):
 
     # ------------------------------------------------------------------------------------------------- text
     def get_text_features(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **_
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        *,
+        tower_gradient: bool = True,
+        **_,
     ) -> torch.Tensor:
-        """Region / hard-negative / short text embeddings (N, D): 77-position table, `text_projection`."""
+        """Region / hard-negative / short text embeddings (N, D): 77-position table, `text_projection`.
+        `tower_gradient=False`: only the projection learns from them (`region_stop_gradient`)."""
         pooled = self.text_model(input_ids=input_ids, attention_mask=attention_mask).pooler_output  # (N, C)
-        return self.text_projection(pooled)
+        return self.text_projection(pooled if tower_gradient else pooled.detach())
 
     def get_caption_features(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
@@ -246,7 +252,7 @@ class FGCLIPModel(CLIPPreTrainedModel):
 
     def _region_features(self, dense, frame_index, region_boxes, region_box_mask, region_valid):
         pooled = pool_region_features(
-            dense,
+            dense.detach() if self.config.region_stop_gradient else dense,
             frame_index,
             region_boxes,
             region_box_mask,
@@ -266,7 +272,8 @@ class FGCLIPModel(CLIPPreTrainedModel):
             texts.append(negative_ids[region_valid][present])  # (H, L)
             masks.append(negative_mask[region_valid][present])
         ids, mask = _pad_cat(texts, masks)
-        embeds = _normalize(self.get_text_features(ids, mask))  # (M + H, D)
+        towers = not self.config.region_stop_gradient
+        embeds = _normalize(self.get_text_features(ids, mask, tower_gradient=towers))  # (M + H, D)
         features = {"region_text_embeds": embeds[:num_regions]}
         if negative_ids is not None:
             negatives = embeds.new_zeros(*present.shape, embeds.shape[-1])  # (M, K, D)
