@@ -95,6 +95,7 @@ def weights(glob: float, region: float, hard: float) -> tuple[str, ...]:
 BANK_OFF = ("--bank.size", "0")
 VIDEO_LABEL = ("--loss.video_label_weight", "1.0")
 BATCH_4x8 = ("--train.per_device_batch_size", "4", "--train.gradient_accumulation_steps", "8")
+GLOBAL_TEMPERATURE = ("--model.init_fine_temperatures", "global")  # new temperatures from the global one
 STOP_GRADIENT = ("--model.region_stop_gradient", "true")  # the region terms train their heads only
 BANK = ("--bank.size", "128", "--bank.warmup_steps", "8", "--bank.fresh_text", "32")
 ROWS = {
@@ -123,10 +124,7 @@ ROWS = {
             (*weights(1, 0.3, 0.3), *BANK_OFF, *VIDEO_LABEL),
             normal_regions=True,
         ),
-        Row(
-            "+ region + hard-neg, 0.3, global temperature",
-            (*weights(1, 0.3, 0.3), *BANK_OFF, "--model.init_fine_temperatures", "global"),
-        ),
+        Row("+ region + hard-neg, 0.3, global temperature", (*weights(1, 0.3, 0.3), *BANK_OFF, *GLOBAL_TEMPERATURE)),
         Row("+ region + hard-neg, 0.3 + bank", (*weights(1, 0.3, 0.3), *BANK)),
         Row(
             "+ region + hard-neg, 0.3 + bank per_label max_age",
@@ -136,8 +134,10 @@ ROWS = {
         Row("+ region + hard-neg, stop-gradient", (*weights(1, 1, 1), *BANK_OFF, *STOP_GRADIENT)),
         Row("+ region + hard-neg, 0.3, stop-gradient", (*weights(1, 0.3, 0.3), *BANK_OFF, *STOP_GRADIENT)),
         Row("global only, 4x8", (*weights(1, 0, 0), *BANK_OFF, *BATCH_4x8)),
-        Row("+ region + hard-neg, 0.3, 4x8", (*weights(1, 0.3, 0.3), *BANK_OFF, *BATCH_4x8)),
-        Row("+ region + hard-neg, 0.3 + bank, 4x8", (*weights(1, 0.3, 0.3), *BANK, *BATCH_4x8)),
+        Row("+ region + hard-neg, 0.3, global temperature, 4x8",
+            (*weights(1, 0.3, 0.3), *BANK_OFF, *GLOBAL_TEMPERATURE, *BATCH_4x8)),
+        Row("+ region + hard-neg, 0.3, global temperature + bank, 4x8",
+            (*weights(1, 0.3, 0.3), *BANK, *GLOBAL_TEMPERATURE, *BATCH_4x8)),
         Row(
             "+ region + hard-neg + bank per_label max_age",
             (
