@@ -265,6 +265,8 @@ def config_for(row: Row, seed: int, data: Data, split: str, run_dir: Path, args,
         "--train.save_steps", str(10 * args.steps),
         "--train.logging_steps", str(max(1, args.steps // 4)),
         "--train.progress_bar", "false",
+        # the measured base, pinned: demo_finetune.yaml now ships the chosen temperature start ("global")
+        "--model.init_fine_temperatures", "checkpoint",
         *row.overrides,
         *extra,
     ]  # fmt: skip
