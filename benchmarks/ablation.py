@@ -138,6 +138,11 @@ ROWS = {
             (*weights(1, 0.3, 0.3), *BANK_OFF, *GLOBAL_TEMPERATURE, *BATCH_4x8)),
         Row("+ region + hard-neg, 0.3, global temperature + bank, 4x8",
             (*weights(1, 0.3, 0.3), *BANK, *GLOBAL_TEMPERATURE, *BATCH_4x8)),
+        Row("+ region + hard-neg, 0.3, global temperature + bank per_label max_age, 4x8",
+            (*weights(1, 0.3, 0.3), *BANK, "--bank.per_label", "true", "--bank.max_age", "20",
+             *GLOBAL_TEMPERATURE, *BATCH_4x8)),
+        Row("+ region + hard-neg, 0.3, global temperature + bank momentum, 4x8",
+            (*weights(1, 0.3, 0.3), *BANK, "--bank.momentum", "0.99", *GLOBAL_TEMPERATURE, *BATCH_4x8)),
         Row(
             "+ region + hard-neg + bank per_label max_age",
             (
