@@ -97,6 +97,8 @@ VIDEO_LABEL = ("--loss.video_label_weight", "1.0")
 BATCH_4x8 = ("--train.per_device_batch_size", "4", "--train.gradient_accumulation_steps", "8")
 GLOBAL_TEMPERATURE = ("--model.init_fine_temperatures", "global")  # new temperatures from the global one
 STOP_GRADIENT = ("--model.region_stop_gradient", "true")  # the region terms train their heads only
+BANK_PER_LABEL_MAX_AGE = ("--bank.per_label", "true", "--bank.max_age", "20")
+BANK_MOMENTUM = ("--bank.momentum", "0.99")
 BANK = ("--bank.size", "128", "--bank.warmup_steps", "8", "--bank.fresh_text", "32")
 ROWS = {
     row.name: row
@@ -118,47 +120,52 @@ ROWS = {
         Row("+ region + hard-neg + bank", (*weights(1, 1, 1), *BANK)),
         Row("global only + video-label", (*weights(1, 0, 0), *BANK_OFF, *VIDEO_LABEL)),
         Row("+ region + hard-neg, 0.3 + video-label", (*weights(1, 0.3, 0.3), *BANK_OFF, *VIDEO_LABEL)),
-        Row("+ region + hard-neg, 0.3, normal regions", (*weights(1, 0.3, 0.3), *BANK_OFF), normal_regions=True),
+        Row(
+            "+ region + hard-neg, 0.3, normal regions",
+            (*weights(1, 0.3, 0.3), *BANK_OFF),
+            normal_regions=True,
+        ),
         Row(
             "+ region + hard-neg, 0.3 + video-label, normal regions",
             (*weights(1, 0.3, 0.3), *BANK_OFF, *VIDEO_LABEL),
             normal_regions=True,
         ),
-        Row("+ region + hard-neg, 0.3, global temperature", (*weights(1, 0.3, 0.3), *BANK_OFF, *GLOBAL_TEMPERATURE)),
+        Row(
+            "+ region + hard-neg, 0.3, global temperature",
+            (*weights(1, 0.3, 0.3), *BANK_OFF, *GLOBAL_TEMPERATURE),
+        ),
         Row("+ region + hard-neg, 0.3 + bank", (*weights(1, 0.3, 0.3), *BANK)),
         Row(
             "+ region + hard-neg, 0.3 + bank per_label max_age",
-            (*weights(1, 0.3, 0.3), *BANK, "--bank.per_label", "true", "--bank.max_age", "20"),
+            (*weights(1, 0.3, 0.3), *BANK, *BANK_PER_LABEL_MAX_AGE),
         ),
-        Row("+ region + hard-neg, 0.3 + bank momentum", (*weights(1, 0.3, 0.3), *BANK, "--bank.momentum", "0.99")),
+        Row(
+            "+ region + hard-neg, 0.3 + bank momentum",
+            (*weights(1, 0.3, 0.3), *BANK, *BANK_MOMENTUM),
+        ),
         Row("+ region + hard-neg, stop-gradient", (*weights(1, 1, 1), *BANK_OFF, *STOP_GRADIENT)),
         Row("+ region + hard-neg, 0.3, stop-gradient", (*weights(1, 0.3, 0.3), *BANK_OFF, *STOP_GRADIENT)),
         Row("global only, 4x8", (*weights(1, 0, 0), *BANK_OFF, *BATCH_4x8)),
-        Row("+ region + hard-neg, 0.3, global temperature, 4x8",
-            (*weights(1, 0.3, 0.3), *BANK_OFF, *GLOBAL_TEMPERATURE, *BATCH_4x8)),
-        Row("+ region + hard-neg, 0.3, global temperature + bank, 4x8",
-            (*weights(1, 0.3, 0.3), *BANK, *GLOBAL_TEMPERATURE, *BATCH_4x8)),
-        Row("+ region + hard-neg, 0.3, global temperature + bank per_label max_age, 4x8",
-            (*weights(1, 0.3, 0.3), *BANK, "--bank.per_label", "true", "--bank.max_age", "20",
-             *GLOBAL_TEMPERATURE, *BATCH_4x8)),
-        Row("+ region + hard-neg, 0.3, global temperature + bank momentum, 4x8",
-            (*weights(1, 0.3, 0.3), *BANK, "--bank.momentum", "0.99", *GLOBAL_TEMPERATURE, *BATCH_4x8)),
+        Row(
+            "+ region + hard-neg, 0.3, global temperature, 4x8",
+            (*weights(1, 0.3, 0.3), *BANK_OFF, *GLOBAL_TEMPERATURE, *BATCH_4x8),
+        ),
+        Row(
+            "+ region + hard-neg, 0.3, global temperature + bank, 4x8",
+            (*weights(1, 0.3, 0.3), *BANK, *GLOBAL_TEMPERATURE, *BATCH_4x8),
+        ),
+        Row(
+            "+ region + hard-neg, 0.3, global temperature + bank per_label max_age, 4x8",
+            (*weights(1, 0.3, 0.3), *BANK, *BANK_PER_LABEL_MAX_AGE, *GLOBAL_TEMPERATURE, *BATCH_4x8),
+        ),
+        Row(
+            "+ region + hard-neg, 0.3, global temperature + bank momentum, 4x8",
+            (*weights(1, 0.3, 0.3), *BANK, *BANK_MOMENTUM, *GLOBAL_TEMPERATURE, *BATCH_4x8),
+        ),
         Row(
             "+ region + hard-neg + bank per_label max_age",
-            (
-                *weights(1, 1, 1),
-                "--bank.size",
-                "128",
-                "--bank.warmup_steps",
-                "8",
-                "--bank.fresh_text",
-                "32",
-                "--bank.per_label",
-                "true",
-                "--bank.max_age",
-                "20",
-            ),
-        ),  # fmt: skip
+            (*weights(1, 1, 1), *BANK, *BANK_PER_LABEL_MAX_AGE),
+        ),
     )
 }
 DEFAULT_ROWS = ("stand-in", "global only", "+ region", "+ region + hard-neg", "+ region + hard-neg, 0.3")
@@ -206,23 +213,31 @@ def make_data(root: Path, args) -> Data:
         generate(data.test, seed=args.data_seed + 1, num_videos=total, test_fraction=0.95)
     if data.untrimmed and not (data.untrimmed / "test.json").is_file():  # 30-45 s, one 4-8 s event
         total = math.ceil(args.untrimmed_videos / 0.95)
-        generate(data.untrimmed, seed=args.data_seed + 1, num_videos=total, test_fraction=0.95, untrimmed_test=True)
-    write_normal_regions(data, args)
+        generate(
+            data.untrimmed, seed=args.data_seed + 1, num_videos=total, test_fraction=0.95, untrimmed_test=True
+        )
+    write_normal_regions(data)
     return data
 
 
-def write_normal_regions(data: Data, args) -> None:
+def write_normal_regions(data: Data) -> None:
     """The training data's region files with every calm shape a region, for the same videos: the generator's
-    draws again (checked: without normal regions they reproduce the train.json on disk)."""
+    draws again, with the settings its meta.json records (checked: without normal regions they reproduce the
+    train.json on disk)."""
     from fgclip.synthetic.generator import iter_video_specs, region_annotations, split_videos
 
-    specs = list(iter_video_specs(args.data_seed, args.num_videos))
-    train, validation = split_videos(specs, args.data_seed, args.validation_fraction)
-    plain = region_annotations(train, validation, args.data_seed, 5, 3, normal_regions=False)
-    if plain["train.json"] != json.loads((data.train / "train.json").read_text()):
-        raise SystemExit(f"{data.train}: train.json is not the generator's for these settings; regenerate it")
+    meta = json.loads((data.train / "meta.json").read_text())
+    seed, settings = meta["seed"], meta["parameters"]
+    timing = {key: settings[key] for key in ("size", "fps", "duration_s", "annotation_fps")}
+    specs = list(iter_video_specs(seed, settings["num_videos"], **timing))
+    train, validation = split_videos(specs, seed, settings["test_fraction"])
+    regions = (train, validation, seed, settings["keyframe_every"], settings["num_hard_negatives"])
+    if region_annotations(*regions, normal_regions=False)["train.json"] != json.loads(
+        (data.train / "train.json").read_text()
+    ):
+        raise SystemExit(f"{data.train}/train.json is not its generator's (meta.json) output: regenerate it")
     data.normal_regions.mkdir(exist_ok=True)
-    files = region_annotations(train, validation, args.data_seed, 5, 3, normal_regions=True)
+    files = region_annotations(*regions, normal_regions=True)
     for name in ("train.json", "hard_negatives.json"):
         (data.normal_regions / name).write_text(json.dumps(files[name], indent=1))
 
@@ -455,7 +470,11 @@ def untrimmed_saved(out: Path, data: Data, args) -> None:
     for path in sorted((out / "runs").glob("*.json")):
         result = json.loads(path.read_text())
         wanted = result["row"] in args.rows and result["seed"] in args.seeds
-        if wanted and "untrimmed" not in result["splits"] and (ROWS[result["row"]].train or result["seed"] == args.seeds[0]):
+        if (
+            wanted
+            and "untrimmed" not in result["splits"]
+            and (ROWS[result["row"]].train or result["seed"] == args.seeds[0])
+        ):
             paths.append(path)
     with ProcessPoolExecutor(max_workers=max(1, args.jobs), initializer=_worker_init) as pool:
         for done in as_completed([pool.submit(untrimmed_one, path, data, out, args) for path in paths]):
@@ -670,7 +689,9 @@ def _run_metric(truth: list[np.ndarray], run: dict[str, np.ndarray], pick: list[
     )
 
 
-def summarise(out: Path, data: Data, rows: list[str], seeds: list[int], reference: str, resamples: int) -> dict:
+def summarise(
+    out: Path, data: Data, rows: list[str], seeds: list[int], reference: str, resamples: int
+) -> dict:
     """Per split, row and metric: mean, sd, paired difference to `reference` with its t-interval, and the
     bootstrap intervals of the frame metrics. Only seeds finished in every row are used (pairs stay pairs)."""
     from fgclip.evaluation.anomaly import frame_truths, read_temporal_annotations
@@ -777,7 +798,9 @@ def format_tables(summary: dict) -> str:
                 + ("—" if rate is None else f"{rate:.2f}") + " |"
             )  # fmt: skip
         first = next(iter(table.values()))
-        chances = [f"hard-negative 1 / (K + 1) = {first['hard_negative_chance']:.3f}"] * ("hard_negative" in keys)
+        chances = [f"hard-negative 1 / (K + 1) = {first['hard_negative_chance']:.3f}"] * (
+            "hard_negative" in keys
+        )
         if "loc_pointing" in keys:
             chances += [f"pointing and IoU (box share of the frame) = {first['loc_pointing_chance']:.3f}"]
         if "loc_object" in keys:
