@@ -153,6 +153,15 @@ def test_quick_run_end_to_end(ablation, tmp_path, capsys):
     untrimmed = summary["splits"]["untrimmed"]  # long test videos: frame-level columns only
     assert summary["metrics"]["untrimmed"] == ["zs_auc", "zs_ap", "head_auc", "head_ap"]
     assert 0 <= untrimmed["global only"]["head_auc"]["mean"] <= 1
+    # --untrimmed-saved rebuilds a run's untrimmed columns from its saved model and training features: the
+    # heads are trained again with their seeds and must give the same numbers
+    path = tmp_path / "runs" / "global_only_s1.json"
+    run = json.loads(path.read_text())
+    before = run["splits"].pop("untrimmed")
+    path.write_text(json.dumps(run))
+    assert ablation.main(["--out", str(tmp_path), "--quick", "--untrimmed-saved"]) == 0
+    again = json.loads(path.read_text())
+    assert again["heads_reproduced"] and again["splits"]["untrimmed"] == before
     # the shared embeddings score exactly as `fgclip eval` does on its own
     run = json.loads((tmp_path / "runs" / "stand_in_s0.json").read_text())["splits"]["test"]
     args = ablation.parse_args(["--out", str(tmp_path), "--quick"])
