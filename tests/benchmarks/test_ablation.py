@@ -127,7 +127,8 @@ def test_summary_pairs_seeds_and_reports_differences(ablation, tmp_path):
     choice = ablation.choose_default(summary)  # + region: +0.57 on every metric, so it qualifies
     assert choice["chosen"] == "+ region" and choice["met_goal"]
     assert choice["verdicts"] == {"+ region": "meets the goal's region and hard-negative gains"}
-    compact = ablation.format_compact(summary).splitlines()  # the README's view: test columns, untrimmed absent
+    # the README's view: the test columns; the untrimmed split is absent from these runs
+    compact = ablation.format_compact(summary).splitlines()
     assert "untrimmed" not in compact[2] and compact[4].startswith("| + region | +0.567 [")
     assert len(compact) == 5  # the reference has no difference row
     text = ablation.format_tables(summary)
